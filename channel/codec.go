@@ -1,0 +1,61 @@
+package channel
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+var encoders = sync.Pool{New: func() any {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	return &pooledEncoder{enc: enc, buf: &buf}
+}}
+
+type pooledEncoder struct {
+	enc *msgpack.Encoder
+	buf *bytes.Buffer
+}
+
+// Marshal encodes v as one msgpack value for a Message payload. A []byte is encoded as msgpack
+// bin; a msgpack.RawMessage is taken as already encoded.
+func Marshal(v any) (msgpack.RawMessage, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case msgpack.RawMessage:
+		return x, nil
+	case []byte:
+		out := make([]byte, 0, len(x)+5)
+		return append(appendBinHeader(out, len(x)), x...), nil
+	}
+	pe := encoders.Get().(*pooledEncoder)
+	defer encoders.Put(pe)
+	pe.buf.Reset()
+	if err := pe.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(pe.buf.Bytes()), nil
+}
+
+// Unmarshal decodes a payload into v, a pointer. For a *[]byte and a payload that is msgpack
+// bin or str, the result aliases raw instead of copying it: received payloads own their memory,
+// so this is safe and saves a copy of every large binary payload.
+func Unmarshal(raw msgpack.RawMessage, v any) error {
+	if p, ok := v.(*[]byte); ok {
+		if len(raw) == 0 {
+			*p = nil
+			return nil
+		}
+		r := reader{b: raw}
+		if b, err := r.strOrNil(); err == nil && r.i == len(raw) {
+			*p = b
+			return nil
+		}
+	}
+	if len(raw) == 0 {
+		raw = []byte{msgpackNil}
+	}
+	return msgpack.Unmarshal(raw, v)
+}

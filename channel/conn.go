@@ -1,0 +1,298 @@
+package channel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Options configure a [Conn]. The zero value is usable.
+type Options struct {
+	// MaxFrame is the largest frame, in bytes after the length prefix, that Recv accepts and
+	// Send writes. Zero means DefaultMaxFrame.
+	MaxFrame int
+	// Peer names the other side in errors, e.g. "worker 3 (pid 4242)". Zero means "peer".
+	Peer string
+}
+
+// Payloads at least this large are written straight from the caller's memory instead of being
+// copied into the frame buffer, and frames at least this large are read into a buffer of their
+// own so that their payloads can be handed out without a copy.
+const bigPayload = 64 << 10
+
+// Conn sends and receives batches of messages over a byte stream pair, usually the pipes of a
+// worker process. Send and Recv may run concurrently with each other.
+type Conn struct {
+	opts Options
+
+	r      *bufio.Reader
+	rbuf   []byte    // reused body buffer for frames below bigPayload
+	msgs   []Message // reused result of Recv
+	names  map[string]string
+	rframe uint64
+	hdr    [4]byte
+
+	w      io.Writer
+	wbuf   []byte // reused encoding buffer
+	splice []splice
+	wframe uint64
+}
+
+// splice is a big payload written from its own memory at offset at of wbuf.
+type splice struct {
+	at   int
+	data []byte
+}
+
+// NewConn returns a Conn that reads frames from r and writes them to w.
+func NewConn(r io.Reader, w io.Writer, opts Options) *Conn {
+	if opts.MaxFrame <= 0 {
+		opts.MaxFrame = DefaultMaxFrame
+	}
+	if opts.Peer == "" {
+		opts.Peer = "peer"
+	}
+	return &Conn{opts: opts, r: bufio.NewReaderSize(r, 64<<10), w: w, names: map[string]string{}}
+}
+
+// SetPeer changes the name used in errors (e.g. once the worker's pid is known). It must not
+// run concurrently with Send or Recv.
+func (c *Conn) SetPeer(peer string) { c.opts.Peer = peer }
+
+// Frames returns how many frames were received and sent so far.
+func (c *Conn) Frames() (received, sent uint64) { return c.rframe, c.wframe }
+
+// Send writes msgs as one frame (one batch). Payloads of bigPayload bytes or more are written
+// from their own memory without being copied.
+func (c *Conn) Send(msgs ...Message) error {
+	c.wframe++
+	b := append(c.wbuf[:0], 0, 0, 0, 0)
+	c.splice = c.splice[:0]
+	size := 0 // bytes of spliced payloads
+	b = appendArrayLen(b, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		b = appendArrayLen(b, 5)
+		b = appendUint(b, uint64(m.Kind))
+		b = appendUint(b, m.ID)
+		if m.Name == "" {
+			b = append(b, msgpackNil)
+		} else {
+			b = appendStr(b, m.Name)
+		}
+		switch {
+		case len(m.Payload) == 0:
+			b = append(b, msgpackNil)
+		case len(m.Payload) >= bigPayload:
+			c.splice = append(c.splice, splice{at: len(b), data: m.Payload})
+			size += len(m.Payload)
+		default:
+			b = append(b, m.Payload...)
+		}
+		if m.Err == nil {
+			b = append(b, msgpackNil)
+		} else {
+			b = appendRemoteError(b, m.Err)
+		}
+	}
+	c.wbuf = b
+	n := len(b) - 4 + size
+	if n > c.opts.MaxFrame {
+		return &FrameError{Peer: c.opts.Peer, Op: "write", Frame: c.wframe, Err: ErrFrameTooLarge,
+			Detail: fmt.Sprintf("%d bytes exceed the %d-byte limit", n, c.opts.MaxFrame)}
+	}
+	binary.BigEndian.PutUint32(b, uint32(n))
+	var err error
+	if len(c.splice) == 0 {
+		_, err = c.w.Write(b)
+	} else {
+		err = c.writeSpliced(b)
+	}
+	if err != nil {
+		return &FrameError{Peer: c.opts.Peer, Op: "write", Frame: c.wframe, Err: err}
+	}
+	return nil
+}
+
+func (c *Conn) writeSpliced(b []byte) error {
+	from := 0
+	for _, s := range c.splice {
+		if _, err := c.w.Write(b[from:s.at]); err != nil {
+			return err
+		}
+		if _, err := c.w.Write(s.data); err != nil {
+			return err
+		}
+		from = s.at
+	}
+	_, err := c.w.Write(b[from:])
+	return err
+}
+
+func appendRemoteError(b []byte, e *RemoteError) []byte {
+	if e.Traceback == "" {
+		b = append(b, 0x82)
+	} else {
+		b = append(b, 0x83)
+	}
+	b = appendStr(appendStr(b, "type"), e.Type)
+	b = appendStr(appendStr(b, "message"), e.Message)
+	if e.Traceback != "" {
+		b = appendStr(appendStr(b, "traceback"), e.Traceback)
+	}
+	return b
+}
+
+// Recv reads one frame and returns its messages. The returned slice (not the payloads) is
+// reused by the next Recv. At a clean end of stream (no byte of a new frame) it returns io.EOF;
+// a stream that ends inside a frame gives ErrTruncated.
+func (c *Conn) Recv() ([]Message, error) {
+	hdr := c.hdr[:]
+	if n, err := io.ReadFull(c.r, hdr); err != nil {
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+		c.rframe++
+		if err == io.ErrUnexpectedEOF {
+			return nil, c.readErr(ErrTruncated, fmt.Sprintf("stream ended after %d of 4 length bytes", n))
+		}
+		return nil, c.readErr(err, "")
+	}
+	c.rframe++
+	n := int(binary.BigEndian.Uint32(hdr))
+	if n > c.opts.MaxFrame || n == 0 {
+		return nil, c.readErr(ErrFrameTooLarge, fmt.Sprintf("length %d (bytes %x) is outside 1..%d", n, hdr, c.opts.MaxFrame))
+	}
+	var body []byte
+	own := n >= bigPayload // a big frame gets memory of its own; its payloads alias it
+	if own {
+		body = make([]byte, n)
+	} else {
+		if cap(c.rbuf) < n {
+			c.rbuf = make([]byte, n, bigPayload)
+		}
+		body = c.rbuf[:n]
+	}
+	if got, err := io.ReadFull(c.r, body); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, c.readErr(ErrTruncated, fmt.Sprintf("stream ended after %d of %d bytes", got, n))
+		}
+		return nil, c.readErr(err, "")
+	}
+	msgs, err := c.parse(body, own)
+	if err != nil {
+		return nil, c.readErr(ErrDecode, err.Error())
+	}
+	return msgs, nil
+}
+
+func (c *Conn) readErr(err error, detail string) error {
+	return &FrameError{Peer: c.opts.Peer, Op: "read", Frame: c.rframe, Err: err, Detail: detail}
+}
+
+func (c *Conn) parse(body []byte, own bool) ([]Message, error) {
+	r := reader{b: body}
+	count, err := r.arrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if count == 0 {
+		return nil, errors.New("empty batch")
+	}
+	if count > len(body) {
+		return nil, errShort
+	}
+	msgs := c.msgs[:0]
+	for k := 0; k < count; k++ {
+		var m Message
+		if err := c.parseMessage(&r, &m, own); err != nil {
+			return nil, fmt.Errorf("message %d: %w", k, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if r.i != len(body) {
+		return nil, fmt.Errorf("%d bytes left after %d messages", len(body)-r.i, count)
+	}
+	c.msgs = msgs
+	return msgs, nil
+}
+
+func (c *Conn) parseMessage(r *reader, m *Message, own bool) error {
+	fields, err := r.arrayLen()
+	if err != nil {
+		return err
+	}
+	if fields < 1 {
+		return errors.New("message has no kind")
+	}
+	kind, err := r.uint()
+	if err != nil {
+		return fmt.Errorf("kind: %w", err)
+	}
+	if kind == 0 || kind > 255 {
+		return fmt.Errorf("kind %d is not a valid kind", kind)
+	}
+	m.Kind = Kind(kind)
+	for f := 1; f < fields; f++ {
+		switch f {
+		case 1:
+			if m.ID, err = r.uint(); err != nil {
+				return fmt.Errorf("id: %w", err)
+			}
+		case 2:
+			name, err := r.strOrNil()
+			if err != nil {
+				return fmt.Errorf("name: %w", err)
+			}
+			m.Name = c.intern(name)
+		case 3:
+			start, err := r.skip()
+			if err != nil {
+				return fmt.Errorf("payload: %w", err)
+			}
+			raw := r.b[start:r.i]
+			if len(raw) == 1 && raw[0] == msgpackNil {
+				break
+			}
+			if own {
+				m.Payload = raw[:len(raw):len(raw)]
+			} else {
+				m.Payload = append([]byte(nil), raw...)
+			}
+		case 4:
+			start, err := r.skip()
+			if err != nil {
+				return fmt.Errorf("error: %w", err)
+			}
+			if raw := r.b[start:r.i]; !(len(raw) == 1 && raw[0] == msgpackNil) {
+				m.Err = new(RemoteError)
+				if err := Unmarshal(raw, m.Err); err != nil {
+					return fmt.Errorf("error: %w", err)
+				}
+			}
+		default: // fields of later protocol versions
+			if _, err := r.skip(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// intern returns name as a string, allocating only the first time a name is seen: handler
+// names repeat on every call.
+func (c *Conn) intern(name []byte) string {
+	if len(name) == 0 {
+		return ""
+	}
+	if s, ok := c.names[string(name)]; ok {
+		return s
+	}
+	s := string(name)
+	if len(c.names) < 1024 {
+		c.names[s] = s
+	}
+	return s
+}

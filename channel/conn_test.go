@@ -1,0 +1,187 @@
+package channel
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The byte-level examples of docs/protocol.md, section 6, are what this package writes.
+func TestProtocolDocExamples(t *testing.T) {
+	cases := []struct {
+		name string
+		msgs []Message
+		want string
+	}{
+		{"hello", []Message{{Kind: KindHello, Payload: mustMarshal(t, Hello{Protocol: 1, Pid: 4242, Language: "go", Handlers: []string{"echo"}})}},
+			"00000033 91 95 01 00 c0 84 a870726f746f636f6c01 a3706964cd1092 a86c616e6775616765a2676f a868616e646c65727391a46563686f c0"},
+		{"call", []Message{{Kind: KindCall, ID: 7, Name: "echo", Payload: mustMarshal(t, []byte{1, 2, 3})}},
+			"0000000f 91 95 02 07 a46563686f c403010203 c0"},
+		{"two calls", []Message{{Kind: KindCall, ID: 8, Name: "echo", Payload: mustMarshal(t, 42)}, {Kind: KindCall, ID: 9, Name: "echo", Payload: mustMarshal(t, "hi")}},
+			"00000017 92 95 02 08 a46563686f 2a c0 95 02 09 a46563686f a26869 c0"},
+		{"result", []Message{{Kind: KindResult, ID: 7, Payload: mustMarshal(t, []byte{1, 2, 3})}},
+			"0000000b 91 95 03 07 c0 c403010203 c0"},
+		{"error", []Message{{Kind: KindError, ID: 9, Err: &RemoteError{Type: "error", Message: "boom"}}},
+			"0000001f 91 95 04 09 c0 c0 82 a474797065 a56572726f72 a76d657373616765 a4626f6f6d"},
+	}
+	for _, tc := range cases {
+		var buf bytes.Buffer
+		c := NewConn(&buf, &buf, Options{})
+		if err := c.Send(tc.msgs...); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := hex.EncodeToString(buf.Bytes()), hex.EncodeToString(unhex(t, tc.want)); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, want)
+		}
+		got, err := c.Recv()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got) != len(tc.msgs) || got[0].Kind != tc.msgs[0].Kind || got[0].ID != tc.msgs[0].ID ||
+			got[0].Name != tc.msgs[0].Name || !bytes.Equal(got[0].Payload, tc.msgs[0].Payload) {
+			t.Errorf("%s: round trip gave %+v", tc.name, got)
+		}
+	}
+	// A heartbeat may be a 1-element message.
+	c := NewConn(bytes.NewReader(unhex(t, "00000003 91 91 06")), io.Discard, Options{})
+	msgs, err := c.Recv()
+	if err != nil || len(msgs) != 1 || msgs[0].Kind != KindHeartbeat {
+		t.Fatalf("short heartbeat: %v %+v", err, msgs)
+	}
+}
+
+func TestRoundTripBatchAndBigPayload(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB, spliced on write
+	var buf bytes.Buffer
+	c := NewConn(&buf, &buf, Options{Peer: "test"})
+	msgs := []Message{
+		{Kind: KindCall, ID: 1, Name: "a", Payload: mustMarshal(t, map[string]any{"host": "python.org", "port": 80})},
+		{Kind: KindCall, ID: 1 << 40, Name: "bb", Payload: mustMarshal(t, big)},
+		{Kind: KindError, ID: 3, Err: &RemoteError{Type: "panic", Message: "x", Traceback: "stack"}},
+		{Kind: KindShutdown},
+	}
+	if err := c.Send(msgs...); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[1].ID != 1<<40 || got[1].Name != "bb" || got[3].Kind != KindShutdown {
+		t.Fatalf("got %+v", got)
+	}
+	var m map[string]any
+	if err := Unmarshal(got[0].Payload, &m); err != nil || m["host"] != "python.org" {
+		t.Fatalf("map payload: %v %v", m, err)
+	}
+	var b []byte
+	if err := Unmarshal(got[1].Payload, &b); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("big payload differs (err %v)", err)
+	}
+	if e := got[2].Err; e == nil || e.Type != "panic" || e.Traceback != "stack" {
+		t.Fatalf("error: %+v", e)
+	}
+	if _, err := c.Recv(); err != io.EOF {
+		t.Fatalf("at end of stream: %v, want io.EOF", err)
+	}
+}
+
+func TestFrameErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		stream string
+		is     error
+		detail string
+	}{
+		{"too large", "68656c6c6f20776f726c640a", ErrFrameTooLarge, "length 1751477356"},
+		{"zero length", "00000000", ErrFrameTooLarge, "outside"},
+		{"truncated header", "0000", ErrTruncated, "2 of 4"},
+		{"truncated body", "00000010 9195", ErrTruncated, "2 of 16"},
+		{"not an array", "00000001 2a", ErrDecode, "want an array"},
+		{"empty batch", "00000001 90", ErrDecode, "empty batch"},
+		{"bad kind", "00000003 91 91 00", ErrDecode, "kind 0"},
+		{"payload past end", "00000006 91 94 02 01 c0 c5", ErrDecode, "past the end"},
+		{"trailing bytes", "00000004 91 91 06 06", ErrDecode, "1 bytes left"},
+	}
+	for _, tc := range cases {
+		c := NewConn(bytes.NewReader(unhex(t, tc.stream)), io.Discard, Options{Peer: "worker 3 (pid 99)", MaxFrame: 1 << 20})
+		_, err := c.Recv()
+		var fe *FrameError
+		if !errors.Is(err, tc.is) || !errors.As(err, &fe) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.is)
+			continue
+		}
+		if fe.Frame != 1 || !strings.Contains(err.Error(), "worker 3 (pid 99): read frame 1") || !strings.Contains(err.Error(), tc.detail) {
+			t.Errorf("%s: error %q lacks peer, frame number or %q", tc.name, err, tc.detail)
+		}
+	}
+	c := NewConn(nil, io.Discard, Options{MaxFrame: 100, Peer: "p"})
+	err := c.Send(Message{Kind: KindCall, ID: 1, Payload: mustMarshal(t, make([]byte, 200))})
+	if !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversized send: %v", err)
+	}
+}
+
+func FuzzRecv(f *testing.F) {
+	f.Add(unhex(f, "0000000f 91 95 02 07 a46563686f c403010203 c0"))
+	f.Add(unhex(f, "00000003 91 91 06"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := NewConn(bytes.NewReader(data), io.Discard, Options{MaxFrame: 1 << 16})
+		for {
+			if _, err := c.Recv(); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkChannel is one message through Send and Recv over an in-memory stream.
+func BenchmarkChannel(b *testing.B) {
+	for _, size := range []int{64, 1 << 20} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			payload := mustMarshal(b, bytes.Repeat([]byte{7}, size))
+			var buf bytes.Buffer
+			c := NewConn(&buf, &buf, Options{})
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Send(Message{Kind: KindCall, ID: 12345, Name: "echo", Payload: payload}); err != nil {
+					b.Fatal(err)
+				}
+				msgs, err := c.Recv()
+				if err != nil || len(msgs[0].Payload) != len(payload) {
+					b.Fatal(err)
+				}
+				buf.Reset()
+			}
+		})
+	}
+}
+
+func sizeName(n int) string {
+	if n >= 1<<20 {
+		return "1MiB"
+	}
+	return "64B"
+}

@@ -1,0 +1,70 @@
+package channel
+
+import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ProtocolVersion is the version of docs/protocol.md this package speaks.
+const ProtocolVersion = 1
+
+// DefaultMaxFrame is the largest frame accepted or sent unless configured otherwise: 64 MiB.
+const DefaultMaxFrame = 64 << 20
+
+// Kind says what a message is. The numbers are part of the wire protocol.
+type Kind uint8
+
+// Message kinds (docs/protocol.md, section 3).
+const (
+	KindHello     Kind = 1 // worker -> parent, first message: Payload is a Hello
+	KindCall      Kind = 2 // parent -> worker: run handler Name on Payload as task ID
+	KindResult    Kind = 3 // worker -> parent: task ID succeeded with Payload
+	KindError     Kind = 4 // worker -> parent: task ID failed with Err (ID 0: the worker itself)
+	KindCancel    Kind = 5 // parent -> worker: stop task ID
+	KindHeartbeat Kind = 6 // worker -> parent: still alive
+	KindLog       Kind = 7 // worker -> parent: Payload is a log record map
+	KindShutdown  Kind = 8 // parent -> worker: answer what you hold, then exit
+)
+
+var kindNames = [...]string{"invalid", "hello", "call", "result", "error", "cancel", "heartbeat", "log", "shutdown"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Message is one envelope: [kind, id, name, payload, error] on the wire.
+type Message struct {
+	Kind Kind
+	ID   uint64 // task id; 0 for messages that are not about a task
+	Name string // handler name, in a call
+	// Payload is one encoded msgpack value; nil means msgpack nil. A received payload owns its
+	// memory (it is never overwritten by a later Recv).
+	Payload msgpack.RawMessage
+	Err     *RemoteError // set in KindError messages
+}
+
+// RemoteError is a failure reported by the other side in a KindError message.
+type RemoteError struct {
+	Type      string `msgpack:"type"`                // class of failure: "error", "panic", "decode", ...
+	Message   string `msgpack:"message"`             // human-readable text
+	Traceback string `msgpack:"traceback,omitempty"` // stack or traceback, when known
+}
+
+func (e *RemoteError) Error() string {
+	if e.Type == "" || e.Type == "error" {
+		return e.Message
+	}
+	return e.Type + ": " + e.Message
+}
+
+// Hello is the payload of the worker's first message (docs/protocol.md, section 4).
+type Hello struct {
+	Protocol int      `msgpack:"protocol"`
+	Pid      int      `msgpack:"pid"`
+	Language string   `msgpack:"language"`
+	Handlers []string `msgpack:"handlers"`
+}

@@ -67,4 +67,8 @@ type Hello struct {
 	Pid      int      `msgpack:"pid"`
 	Language string   `msgpack:"language"`
 	Handlers []string `msgpack:"handlers"`
+	// Concurrency is how many calls the worker runs at once, in the order they arrive; 0 means
+	// 1. The parent uses it to know which calls a dead worker may have started: the rest are
+	// given to another worker.
+	Concurrency int `msgpack:"concurrency,omitempty"`
 }

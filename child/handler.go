@@ -1,0 +1,63 @@
+package child
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// rawHandler is a handler with its types erased: encoded input in, encoded output out.
+type rawHandler func(ctx context.Context, in msgpack.RawMessage) (msgpack.RawMessage, error)
+
+var registry = struct {
+	sync.Mutex
+	m map[string]rawHandler
+}{m: map[string]rawHandler{}}
+
+// Handle registers fn as the handler called name. In and Out are any types msgpack can carry
+// (a []byte input travels as msgpack bin and is handed to fn without a copy). Registering a name
+// twice panics, as http.Handle does. Call Handle before [Main].
+func Handle[In, Out any](name string, fn func(ctx context.Context, in In) (Out, error)) {
+	if name == "" || fn == nil {
+		panic("child.Handle: empty name or nil function")
+	}
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.m[name]; dup {
+		panic(fmt.Sprintf("child.Handle: handler %q registered twice", name))
+	}
+	registry.m[name] = func(ctx context.Context, raw msgpack.RawMessage) (msgpack.RawMessage, error) {
+		var in In
+		if err := channel.Unmarshal(raw, &in); err != nil {
+			return nil, &channel.RemoteError{Type: "decode",
+				Message: fmt.Sprintf("handler %q: cannot decode the input as %T: %v", name, in, err)}
+		}
+		out, err := fn(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		return channel.Marshal(out)
+	}
+}
+
+func lookup(name string) (rawHandler, bool) {
+	registry.Lock()
+	defer registry.Unlock()
+	h, ok := registry.m[name]
+	return h, ok
+}
+
+func handlerNames() []string {
+	registry.Lock()
+	defer registry.Unlock()
+	names := make([]string, 0, len(registry.m))
+	for n := range registry.m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

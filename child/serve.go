@@ -1,0 +1,288 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/handshake"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrNotWorker is returned by [Serve] when the process was not started by a supervise pool.
+var ErrNotWorker = errors.New(handshake.NotWorkerMessage)
+
+// Main serves the registered handlers and exits the process if it was started by a supervise
+// pool; otherwise it returns at once. Call it first thing in main, after registering handlers.
+func Main() {
+	if os.Getenv(handshake.CookieKey) == "" {
+		return
+	}
+	if err := Serve(); err != nil {
+		fmt.Fprintln(os.Stderr, "supervise worker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Serve runs the worker side of the protocol on stdin and stdout until stdin reaches EOF or
+// the parent sends a shutdown, then answers every call it received and returns nil. It is for
+// programs that are only a worker; most programs call [Main]. Without the magic cookie in the
+// environment it returns ErrNotWorker.
+func Serve() error {
+	if os.Getenv(handshake.CookieKey) != handshake.CookieValue {
+		return ErrNotWorker
+	}
+	frames, err := redirectStdout()
+	if err != nil {
+		return fmt.Errorf("moving the frame stream off stdout: %w", err)
+	}
+	defer frames.Close()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	return serve(os.Stdin, frames)
+}
+
+// call is one task received from the parent.
+type call struct {
+	id      uint64
+	handler string
+	payload msgpack.RawMessage
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// worker is the state of one serve loop. Ownership: the reader (serve's own goroutine) owns
+// conn's read side and the calls map's inserts; run owns handler execution; write owns conn's
+// write side and is the only goroutine that writes frames; beat only queues heartbeats.
+type worker struct {
+	conn     *channel.Conn
+	handlers map[string]rawHandler
+
+	mu      sync.Mutex
+	running map[uint64]context.CancelFunc // calls received and not yet answered
+	queue   []*call
+	wake    chan struct{} // signalled when queue grows or reading ends
+	eof     bool          // no more calls will come
+
+	out chan channel.Message // answers and heartbeats, drained by write
+}
+
+func serve(in io.Reader, out io.Writer) error {
+	maxFrame := handshake.IntEnv(handshake.MaxFrameKey, channel.DefaultMaxFrame)
+	w := &worker{
+		conn:     channel.NewConn(in, out, channel.Options{MaxFrame: maxFrame, Peer: "parent"}),
+		handlers: map[string]rawHandler{},
+		running:  map[uint64]context.CancelFunc{},
+		wake:     make(chan struct{}, 1),
+		out:      make(chan channel.Message, 1024),
+	}
+	registry.Lock()
+	for n, h := range registry.m {
+		w.handlers[n] = h
+	}
+	registry.Unlock()
+
+	hello, err := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: handlerNames()})
+	if err != nil {
+		return err
+	}
+	if err := w.conn.Send(channel.Message{Kind: channel.KindHello, Payload: hello}); err != nil {
+		return err
+	}
+
+	base, stop := context.WithCancel(context.Background())
+	defer stop()
+	writeErr := make(chan error, 1)
+	go func() { writeErr <- w.write() }()
+	ran := make(chan struct{})
+	go func() { defer close(ran); w.run() }()
+	beatDone := make(chan struct{})
+	go func() { defer close(beatDone); w.beat(base) }()
+
+	readErr := w.read(base)
+
+	// Answer what was received, then stop the heartbeat and flush.
+	w.mu.Lock()
+	w.eof = true
+	w.mu.Unlock()
+	w.signal()
+	<-ran
+	stop()
+	<-beatDone
+	close(w.out)
+	if err := <-writeErr; err != nil {
+		return err
+	}
+	if readErr != nil && !errors.Is(readErr, io.EOF) {
+		return readErr
+	}
+	return nil
+}
+
+// read receives frames until EOF, shutdown or a broken stream. Calls go on the queue; cancels
+// cancel the call's context, which also keeps a queued call from running.
+func (w *worker) read(base context.Context) error {
+	for {
+		msgs, err := w.conn.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			// The parent is gone or broke the protocol: stop every handler.
+			w.mu.Lock()
+			for _, cancel := range w.running {
+				cancel()
+			}
+			w.mu.Unlock()
+			return err
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			switch m.Kind {
+			case channel.KindCall:
+				ctx, cancel := context.WithCancel(base)
+				c := &call{id: m.ID, handler: m.Name, payload: m.Payload, ctx: ctx, cancel: cancel}
+				w.mu.Lock()
+				w.running[m.ID] = cancel
+				w.queue = append(w.queue, c)
+				w.mu.Unlock()
+				w.signal()
+			case channel.KindCancel:
+				w.mu.Lock()
+				if cancel, ok := w.running[m.ID]; ok {
+					cancel()
+				}
+				w.mu.Unlock()
+			case channel.KindShutdown:
+				return nil
+			}
+		}
+	}
+}
+
+func (w *worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run executes queued calls one at a time until the queue is empty and reading has ended.
+func (w *worker) run() {
+	for {
+		w.mu.Lock()
+		for len(w.queue) == 0 && !w.eof {
+			w.mu.Unlock()
+			<-w.wake
+			w.mu.Lock()
+		}
+		if len(w.queue) == 0 {
+			w.mu.Unlock()
+			return
+		}
+		c := w.queue[0]
+		w.queue[0] = nil
+		w.queue = w.queue[1:]
+		w.mu.Unlock()
+
+		w.out <- w.execute(c)
+
+		w.mu.Lock()
+		delete(w.running, c.id)
+		w.mu.Unlock()
+		c.cancel()
+	}
+}
+
+// execute runs one call and returns its answer; a panic becomes an error with the stack.
+func (w *worker) execute(c *call) (answer channel.Message) {
+	answer = channel.Message{Kind: channel.KindResult, ID: c.id}
+	fail := func(e *channel.RemoteError) {
+		answer.Kind, answer.Payload, answer.Err = channel.KindError, nil, e
+	}
+	if err := c.ctx.Err(); err != nil {
+		fail(&channel.RemoteError{Type: "Canceled", Message: "task cancelled before it started"})
+		return answer
+	}
+	h, ok := w.handlers[c.handler]
+	if !ok {
+		fail(&channel.RemoteError{Type: "unknown_handler",
+			Message: fmt.Sprintf("no handler %q in this worker (it serves %v)", c.handler, handlerNames())})
+		return answer
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			fail(&channel.RemoteError{Type: "panic", Message: fmt.Sprint(r), Traceback: string(debug.Stack())})
+		}
+	}()
+	out, err := h(c.ctx, c.payload)
+	if err != nil {
+		var re *channel.RemoteError
+		if !errors.As(err, &re) {
+			re = &channel.RemoteError{Type: "error", Message: err.Error()}
+			if errors.Is(err, context.Canceled) {
+				re.Type = "Canceled"
+			}
+		}
+		fail(re)
+		return answer
+	}
+	answer.Payload = out
+	return answer
+}
+
+// write sends queued answers, batching whatever is waiting into one frame, until out is closed.
+func (w *worker) write() error {
+	const maxBatch = 256
+	const maxBytes = 1 << 20
+	batch := make([]channel.Message, 0, maxBatch)
+	var failed error
+	for m := range w.out {
+		batch = append(batch[:0], m)
+		size := len(m.Payload)
+	more:
+		for len(batch) < maxBatch && size < maxBytes {
+			select {
+			case m, ok := <-w.out:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+				size += len(m.Payload)
+			default:
+				break more
+			}
+		}
+		if failed == nil {
+			failed = w.conn.Send(batch...)
+		}
+		clear(batch)
+	}
+	return failed
+}
+
+// beat queues a heartbeat every period until ctx ends. A full queue means answers are flowing,
+// which the parent counts as a sign of life too, so a beat is then skipped.
+func (w *worker) beat(ctx context.Context) {
+	period := time.Duration(handshake.IntEnv(handshake.HeartbeatKey, int(handshake.DefaultHeartbeat/time.Millisecond))) * time.Millisecond
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			select {
+			case w.out <- channel.Message{Kind: channel.KindHeartbeat}:
+			default:
+			}
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package supervisor
+
+import "sync"
+
+// backlog is the pool's queue of tasks waiting for a worker. It is unbounded, so Submit never
+// blocks (Map and MapUnordered bound what they keep outstanding themselves), and a worker takes
+// as many tasks as it has free slots under one lock: that is how calls get batched into frames.
+type backlog struct {
+	mu     sync.Mutex
+	items  []*task
+	head   int
+	closed bool          // no more pushes; workers stop once it is empty
+	failed error         // set when the pool has no worker: pushes fail with it
+	ready  chan struct{} // capacity 1: there may be tasks to take, or the backlog closed
+}
+
+func newBacklog() *backlog { return &backlog{ready: make(chan struct{}, 1)} }
+
+func (b *backlog) signal() {
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+// push adds t, or returns the error that keeps it out (closed, or no worker).
+func (b *backlog) push(t *task) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrPoolClosed
+	}
+	if b.failed != nil {
+		return b.failed
+	}
+	b.items = append(b.items, t)
+	b.signal()
+	return nil
+}
+
+// pushFront puts tasks back at the head, in order: tasks a dead worker never started.
+func (b *backlog) pushFront(ts []*task) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rest := b.items[b.head:]
+	b.items = append(append(make([]*task, 0, len(ts)+len(rest)), ts...), rest...)
+	b.head = 0
+	b.signal()
+}
+
+// take removes up to n tasks into dst. closed reports that the backlog is closed and empty.
+func (b *backlog) take(dst []*task, n int) (out []*task, closed bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := min(n, len(b.items)-b.head)
+	dst = append(dst, b.items[b.head:b.head+k]...)
+	clear(b.items[b.head : b.head+k])
+	b.head += k
+	if b.head == len(b.items) {
+		b.items, b.head = b.items[:0], 0
+	} else {
+		b.signal() // more left: wake another worker
+	}
+	return dst, b.closed && b.head == len(b.items)
+}
+
+func (b *backlog) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items) - b.head
+}
+
+// close stops pushes; what is queued stays for the workers to finish (Shutdown) or for
+// removeAll (Close).
+func (b *backlog) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.signal()
+}
+
+// fail makes later pushes fail with err and returns the tasks queued now.
+func (b *backlog) fail(err error) []*task {
+	b.mu.Lock()
+	b.failed = err
+	b.mu.Unlock()
+	return b.removeAll()
+}
+
+func (b *backlog) removeAll() []*task {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := append([]*task(nil), b.items[b.head:]...)
+	b.items, b.head = nil, 0
+	return out
+}

@@ -1,0 +1,68 @@
+package supervisor
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/handshake"
+)
+
+// Config describes a pool. The zero value is a pool of runtime.NumCPU() workers that re-execute
+// the current binary (which must call child.Main first thing in main).
+type Config struct {
+	// Workers is the number of worker processes kept running. Default: runtime.NumCPU().
+	Workers int
+	// Command is the worker's argv. Default: this executable, re-executed with no arguments.
+	Command []string
+	// Env is added to the worker's environment (which otherwise is the parent's, plus the
+	// handshake variables of docs/protocol.md).
+	Env []string
+	// Dir is the worker's working directory. Default: the parent's.
+	Dir string
+	// InFlight is how many calls a worker is sent before it answers the first (pipelining);
+	// a frame carries up to this many calls (batching). Use 1 or 2 for long tasks of uneven
+	// length, so that one worker does not queue up work another could start. Default: 32.
+	InFlight int
+	// MaxFrame is the largest frame in bytes, in either direction. Default: 64 MiB.
+	MaxFrame int
+	// StartTimeout bounds the wait for a new worker's hello. Default: 10s.
+	StartTimeout time.Duration
+	// Heartbeat is the period at which workers are asked to send heartbeats. Default: 1s.
+	Heartbeat time.Duration
+	// Logger receives the pool's events and the workers' stderr, one record per line, tagged
+	// with worker and pid. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if len(c.Command) == 0 {
+		self, err := os.Executable()
+		if err != nil {
+			return c, fmt.Errorf("supervise: finding this executable to re-execute as a worker: %w", err)
+		}
+		c.Command = []string{self}
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = 32
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = channel.DefaultMaxFrame
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 10 * time.Second
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = handshake.DefaultHeartbeat
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}

@@ -1,0 +1,104 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/supervise-dev/supervise/channel"
+)
+
+// Sentinel errors; match them with errors.Is.
+var (
+	// ErrPoolClosed: the pool was shut down or closed before the task could run.
+	ErrPoolClosed = errors.New("supervise: pool is closed")
+	// ErrWorkerDied: the worker running the task exited or broke the protocol.
+	ErrWorkerDied = errors.New("worker died")
+	// ErrBadHello: a worker's first frame was not a valid hello of our protocol version.
+	ErrBadHello = errors.New("bad hello")
+	// ErrTooLarge: a task's input does not fit in one frame (Config.MaxFrame).
+	ErrTooLarge = errors.New("task input exceeds the frame limit")
+)
+
+// TaskError is how a task fails: it names the task, its handler and the worker that held it.
+// Err is a *channel.RemoteError when the handler failed (returned an error or panicked), a
+// *WorkerError when the worker died, or ErrPoolClosed, a context error or ErrTooLarge.
+type TaskError struct {
+	ID       uint64
+	Handler  string
+	WorkerID int // 0 when no worker held it
+	Pid      int
+	Err      error
+}
+
+func (e *TaskError) Error() string {
+	where := ""
+	if e.WorkerID != 0 {
+		where = fmt.Sprintf(" on worker %d (pid %d)", e.WorkerID, e.Pid)
+	}
+	return fmt.Sprintf("task %d (%s)%s: %v", e.ID, e.Handler, where, e.Err)
+}
+
+func (e *TaskError) Unwrap() error { return e.Err }
+
+// WorkerError describes a worker that ended without being asked to: how it exited (exit
+// status or signal, from State) and the last lines of its stderr. Protocol is set when the
+// parent killed it for breaking the protocol (a bad frame, an answer to an unknown task).
+type WorkerError struct {
+	WorkerID int
+	Pid      int
+	Command  []string
+	State    *os.ProcessState // nil if it could not be reaped
+	Protocol error
+	Stderr   string // tail of stderr, at most a few KiB
+}
+
+func (e *WorkerError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "worker %d (pid %d) %s", e.WorkerID, e.Pid, ErrWorkerDied)
+	if e.Protocol != nil {
+		fmt.Fprintf(&b, ": killed for a protocol error: %v", e.Protocol)
+	}
+	if e.State != nil {
+		fmt.Fprintf(&b, ": %s", exitDescription(e.State))
+	}
+	if tail := strings.TrimSpace(e.Stderr); tail != "" {
+		fmt.Fprintf(&b, "; stderr tail:\n%s", tail)
+	}
+	return b.String()
+}
+
+func (e *WorkerError) Is(target error) bool { return target == ErrWorkerDied }
+
+// StartError is a worker that could not be started or whose handshake failed. Received quotes
+// the first bytes it wrote to stdout, when they were not a hello.
+type StartError struct {
+	WorkerID int
+	Pid      int
+	Command  []string
+	Err      error
+	Received []byte
+	State    *os.ProcessState
+	Stderr   string
+}
+
+func (e *StartError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "supervise: worker %d (pid %d, command %q): %v", e.WorkerID, e.Pid, e.Command, e.Err)
+	if len(e.Received) > 0 {
+		fmt.Fprintf(&b, "; first bytes received: %q", e.Received)
+	}
+	if e.State != nil {
+		fmt.Fprintf(&b, "; %s", exitDescription(e.State))
+	}
+	if tail := strings.TrimSpace(e.Stderr); tail != "" {
+		fmt.Fprintf(&b, "; stderr tail:\n%s", tail)
+	}
+	return b.String()
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// RemoteError is the error a handler returned or panicked with, as reported by its worker.
+type RemoteError = channel.RemoteError

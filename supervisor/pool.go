@@ -1,0 +1,231 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+)
+
+// Pool is a set of worker processes and the queue of tasks they share.
+//
+// Ownership: the pool owns its workers and the task queue. Each worker's owner goroutine
+// (worker.run) is counted in wg, as is each goroutine replacing a dead worker; Shutdown and
+// Close wait for wg, so no goroutine or process outlives them.
+type Pool struct {
+	cfg Config
+	log *slog.Logger
+
+	backlog    *backlog
+	nextTask   atomic.Uint64
+	nextWorker atomic.Int64
+	stopping   chan struct{} // closed by the first Shutdown or Close
+
+	mu      sync.Mutex
+	killing bool                 // Close: workers are killed, their tasks fail with ErrPoolClosed
+	workers map[*worker]struct{} // live workers
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Start starts cfg.Workers workers and waits for each one's hello. If any fails to start, the
+// others are stopped and the error (a *StartError) is returned. Cancelling ctx closes the pool
+// as Close does.
+func Start(ctx context.Context, cfg Config) (*Pool, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		backlog:  newBacklog(),
+		stopping: make(chan struct{}),
+		workers:  map[*worker]struct{}{},
+	}
+	errs := make([]error, cfg.Workers)
+	var started sync.WaitGroup
+	for i := range cfg.Workers {
+		started.Add(1)
+		go func() {
+			defer started.Done()
+			_, errs[i] = p.startWorker()
+		}()
+	}
+	started.Wait()
+	for _, err := range errs {
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			p.Close()
+		case <-p.stopping:
+		}
+	}()
+	return p, nil
+}
+
+// submit encodes in and queues a task for handler. It always returns a task that will be
+// settled exactly once.
+func (p *Pool) submit(ctx context.Context, handler string, in any, notify chan<- *task, index int) *task {
+	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: notify, index: index, done: make(chan struct{})}
+	payload, err := channel.Marshal(in)
+	if err != nil {
+		t.fail(nil, fmt.Errorf("encoding the input: %w", err))
+		return t
+	}
+	if limit := p.cfg.MaxFrame - frameOverhead; len(payload) > limit {
+		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d (Config.MaxFrame)", ErrTooLarge, len(payload), limit))
+		return t
+	}
+	t.payload = payload
+	if err := ctx.Err(); err != nil {
+		t.fail(nil, err)
+		return t
+	}
+	if err := p.backlog.push(t); err != nil {
+		t.fail(nil, err)
+	}
+	return t
+}
+
+// frameOverhead is room left in a frame for the envelope around one task's payload.
+const frameOverhead = 1 << 10
+
+// window is how many tasks Map keeps outstanding: enough to fill every worker's pipeline twice.
+func (p *Pool) window() int { return max(2, 2*p.cfg.Workers*p.cfg.InFlight) }
+
+// WorkerInfo describes one live worker.
+type WorkerInfo struct {
+	ID       int // unique in this pool; a replacement gets a new one
+	Pid      int
+	Handlers []string
+	Started  time.Time
+}
+
+// Workers lists the live workers.
+func (p *Pool) Workers() []WorkerInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]WorkerInfo, 0, len(p.workers))
+	for w := range p.workers {
+		out = append(out, WorkerInfo{ID: w.id, Pid: w.pid, Handlers: w.handlers, Started: w.started})
+	}
+	return out
+}
+
+// closeQueue stops accepting tasks. Workers take what is left in the backlog, then stop.
+func (p *Pool) closeQueue() {
+	p.closeOnce.Do(func() {
+		close(p.stopping)
+		p.backlog.close()
+	})
+}
+
+// Shutdown stops accepting tasks, lets the workers finish every task already submitted, closes
+// their stdin and waits for them to exit. If ctx ends first, it does what Close does and
+// returns ctx's error.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.closeQueue()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		p.drain()
+		return nil
+	case <-ctx.Done():
+		p.Close()
+		return ctx.Err()
+	}
+}
+
+// Close stops the pool now: tasks not yet finished fail with ErrPoolClosed, workers are killed
+// (their whole process group), and Close returns once every worker is reaped. It is safe to
+// call more than once, and after Shutdown.
+func (p *Pool) Close() error {
+	p.closeQueue()
+	p.mu.Lock()
+	p.killing = true
+	for w := range p.workers {
+		w.kill()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.drain()
+	return nil
+}
+
+// drain fails whatever is left in the backlog once no worker is left to take it.
+func (p *Pool) drain() {
+	for _, t := range p.backlog.removeAll() {
+		t.fail(nil, ErrPoolClosed)
+	}
+}
+
+// exited is called by a worker's owner once the worker is reaped and its tasks are settled.
+// A worker that ended without being asked to is replaced while the pool runs (or still has
+// queued tasks to finish during Shutdown).
+func (p *Pool) exited(w *worker, unexpected bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.workers, w)
+	if unexpected && !p.killing && (!p.isStopping() || p.backlog.len() > 0) {
+		p.wg.Add(1)
+		go p.replace()
+	}
+}
+
+// replace starts a worker in place of one that died, retrying with backoff. After
+// maxStartAttempts failures in a row with no worker left alive, the pool is broken: queued and
+// later tasks fail with the last start error instead of waiting forever. (Restart intensity
+// and backoff policies come with the fault-handling work.)
+func (p *Pool) replace() {
+	defer p.wg.Done()
+	const maxStartAttempts = 5
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := p.startWorker()
+		if err == nil {
+			return
+		}
+		p.log.Error("supervise: replacing a worker failed", "attempt", attempt, "err", err)
+		if attempt >= maxStartAttempts {
+			p.mu.Lock()
+			if len(p.workers) == 0 && !p.killing {
+				broken := fmt.Errorf("no worker could be started: %w", err)
+				for _, t := range p.backlog.fail(broken) {
+					t.fail(nil, broken)
+				}
+			}
+			p.mu.Unlock()
+			return
+		}
+		select {
+		case <-time.After(backoff):
+			backoff *= 2
+		case <-p.stopping:
+			return
+		}
+	}
+}
+
+func (p *Pool) isStopping() bool {
+	select {
+	case <-p.stopping:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,22 @@
+package supervisor
+
+import (
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysProcAttr makes the worker lead its own process group (so the group can be killed as one)
+// and asks the kernel to SIGKILL it if the parent dies.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// growPipe raises a pipe's capacity (64 KiB by default on Linux) so that a large frame crosses
+// in fewer wake-ups. Failure is harmless: the pipe keeps its size.
+func growPipe(f *os.File, size int) {
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size) })
+	}
+}

@@ -1,0 +1,180 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync/atomic"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// task is one submitted call on its way: queue -> worker's frame -> pipe -> worker -> answer
+// frame -> settle. It is settled exactly once, by whoever gets there first: the worker's
+// reader (an answer), the worker's owner (the worker died), the sender (cancelled before it
+// was sent) or the pool (closed).
+type task struct {
+	id      uint64
+	handler string
+	payload msgpack.RawMessage
+	ctx     context.Context
+	notify  chan<- *task // optional: receives the task once settled (MapUnordered)
+	index   int          // position in a Map's input
+
+	settled atomic.Bool
+	unwatch atomic.Pointer[func() bool] // stops the cancel watch (see watch)
+	done    chan struct{}
+	result  msgpack.RawMessage
+	err     error
+}
+
+// settle records the outcome and wakes waiters; it reports false if the task already had one.
+func (t *task) settle(result msgpack.RawMessage, err error) bool {
+	if !t.settled.CompareAndSwap(false, true) {
+		return false
+	}
+	t.result, t.err = result, err
+	if stop := t.unwatch.Load(); stop != nil {
+		(*stop)()
+	}
+	close(t.done)
+	if t.notify != nil {
+		t.notify <- t
+	}
+	return true
+}
+
+func (t *task) fail(w *worker, err error) bool {
+	te := &TaskError{ID: t.id, Handler: t.handler, Err: err}
+	if w != nil {
+		te.WorkerID, te.Pid = w.id, w.pid
+	}
+	return t.settle(nil, te)
+}
+
+// Future is the pending outcome of one submitted task.
+type Future[Out any] struct{ t *task }
+
+// ID is the task's id, as it appears in errors and on the wire.
+func (f *Future[Out]) ID() uint64 { return f.t.id }
+
+// Done is closed when the task has its outcome.
+func (f *Future[Out]) Done() <-chan struct{} { return f.t.done }
+
+// Get waits for the task's outcome, or for ctx to end (which does not cancel the task: cancel
+// the context it was submitted with for that). Errors are *TaskError.
+func (f *Future[Out]) Get(ctx context.Context) (Out, error) {
+	var out Out
+	select {
+	case <-f.t.done:
+	case <-ctx.Done():
+		return out, ctx.Err()
+	}
+	return decode[Out](f.t)
+}
+
+func decode[Out any](t *task) (Out, error) {
+	var out Out
+	if t.err != nil {
+		return out, t.err
+	}
+	if err := channel.Unmarshal(t.result, &out); err != nil {
+		return out, &TaskError{ID: t.id, Handler: t.handler,
+			Err: fmt.Errorf("decoding the result as %T: %w", out, err)}
+	}
+	return out, nil
+}
+
+// Func is a handler of the pool's workers, with its input and output types.
+type Func[In, Out any] struct {
+	pool *Pool
+	name string
+}
+
+// Bind returns the handler called name on p's workers, typed. Nothing is checked until a call:
+// a worker without that handler answers each call with an "unknown_handler" error.
+func Bind[In, Out any](p *Pool, name string) Func[In, Out] { return Func[In, Out]{pool: p, name: name} }
+
+// Submit queues one call and returns its future. It blocks while the pool's queue is full.
+// Cancelling ctx drops the call if it has not been sent yet, and sends the worker a cancel
+// (the handler's context is cancelled) if it has.
+func (f Func[In, Out]) Submit(ctx context.Context, in In) *Future[Out] {
+	return &Future[Out]{f.pool.submit(ctx, f.name, in, nil, 0)}
+}
+
+// Call submits one call and waits for its outcome.
+func (f Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
+	return f.Submit(ctx, in).Get(ctx)
+}
+
+// Result is one outcome of Map or MapUnordered: the input's position, and the output or error.
+type Result[Out any] struct {
+	Index int
+	Value Out
+	Err   error
+}
+
+// Map calls the handler on every input and yields the results in input order. Inputs are read
+// lazily and at most a window of them (a few per worker slot) is outstanding. Stopping the loop
+// early cancels the calls still outstanding.
+func (f Func[In, Out]) Map(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Result[Out]] {
+	return func(yield func(Result[Out]) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var pending []*task // in input order; pending[0] is the oldest
+		window := f.pool.window()
+		next := func() bool {
+			t := pending[0]
+			pending[0] = nil
+			pending = pending[1:]
+			<-t.done
+			v, err := decode[Out](t)
+			return yield(Result[Out]{Index: t.index, Value: v, Err: err})
+		}
+		i := 0
+		for in := range inputs {
+			pending = append(pending, f.pool.submit(ctx, f.name, in, nil, i))
+			i++
+			if len(pending) >= window && !next() {
+				return
+			}
+		}
+		for len(pending) > 0 {
+			if !next() {
+				return
+			}
+		}
+	}
+}
+
+// MapUnordered is Map with results yielded as they complete.
+func (f Func[In, Out]) MapUnordered(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Result[Out]] {
+	return func(yield func(Result[Out]) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		window := f.pool.window()
+		finished := make(chan *task, window) // never blocks: at most window tasks are outstanding
+		outstanding := 0
+		next := func() bool {
+			t := <-finished
+			outstanding--
+			v, err := decode[Out](t)
+			return yield(Result[Out]{Index: t.index, Value: v, Err: err})
+		}
+		i := 0
+		for in := range inputs {
+			f.pool.submit(ctx, f.name, in, finished, i)
+			i++
+			outstanding++
+			if outstanding >= window && !next() {
+				return
+			}
+		}
+		for outstanding > 0 {
+			if !next() {
+				return
+			}
+		}
+	}
+}

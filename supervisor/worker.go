@@ -1,0 +1,444 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/handshake"
+)
+
+// worker is one worker process and everything attached to it.
+//
+// Ownership, who closes what:
+//   - run (the owner goroutine) reads stdout until EOF or a protocol error, then stops the
+//     sender, waits for the waiter, closes stdin, stdout and stderr, fails the tasks still held,
+//     and reports to the pool. It is the only goroutine that reads frames.
+//   - send is the only goroutine that writes frames (calls and cancels). It closes stdin itself
+//     when the queue is closed (Shutdown), which tells the worker to finish and exit.
+//   - wait calls cmd.Wait (exactly once), then kills what is left of the process group and sets a
+//     deadline on stdout and stderr, so that a grandchild holding a pipe cannot block the readers
+//     (what exec.Cmd.WaitDelay does for pipes it creates).
+//   - forwardStderr logs stderr lines until EOF or that deadline.
+type worker struct {
+	p        *Pool
+	log      *slog.Logger
+	id, pid  int
+	cmd      *exec.Cmd
+	handlers []string
+	started  time.Time
+
+	stdin, stdout, stderr *os.File // the parent's ends
+	conn                  *channel.Conn
+	tail                  tail
+
+	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)
+
+	cancels chan uint64   // task ids to send cancels for
+	room    chan struct{} // capacity 1: an answer freed a slot
+	mu      sync.Mutex
+	held    map[uint64]*task // sent and not yet answered: at most Config.InFlight
+	sent    []*task          // the same tasks in the order they were sent (settled ones linger)
+
+	stopping atomic.Bool // the pool asked it to finish (stdin closed): an exit is expected
+	killed   atomic.Bool // Close killed it: its tasks fail with ErrPoolClosed
+
+	quit       chan struct{} // closed by run: the sender stops
+	senderDone chan struct{}
+	stderrDone chan struct{}
+	waited     chan struct{} // closed by wait once the process is reaped
+	state      *os.ProcessState
+}
+
+// startWorker starts one worker process, checks its hello and puts it to work.
+func (p *Pool) startWorker() (*worker, error) {
+	w := &worker{
+		p:          p,
+		id:         int(p.nextWorker.Add(1)),
+		cancels:    make(chan uint64, 64),
+		room:       make(chan struct{}, 1),
+		held:       map[uint64]*task{},
+		quit:       make(chan struct{}),
+		senderDone: make(chan struct{}),
+		stderrDone: make(chan struct{}),
+		waited:     make(chan struct{}),
+	}
+	startErr := func(err error) *StartError {
+		return &StartError{WorkerID: w.id, Pid: w.pid, Command: p.cfg.Command, Err: err}
+	}
+	var child [3]*os.File // the worker's ends: stdin, stdout, stderr
+	for i, parent := range []**os.File{&w.stdin, &w.stdout, &w.stderr} {
+		r, wr, err := os.Pipe()
+		if err != nil {
+			closeAll(child[:]...)
+			closeAll(w.stdin, w.stdout, w.stderr)
+			return nil, startErr(err)
+		}
+		if i == 0 {
+			child[i], *parent = r, wr
+		} else {
+			child[i], *parent = wr, r
+		}
+	}
+	growPipe(w.stdin, 1<<20)
+	growPipe(w.stdout, 1<<20)
+
+	cmd := exec.Command(p.cfg.Command[0], p.cfg.Command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = child[0], child[1], child[2]
+	cmd.Dir = p.cfg.Dir
+	cmd.Env = append(append(os.Environ(), p.cfg.Env...),
+		handshake.Env(channel.ProtocolVersion, w.id, p.cfg.MaxFrame, p.cfg.Heartbeat)...)
+	cmd.SysProcAttr = sysProcAttr()
+	err := cmd.Start()
+	closeAll(child[:]...)
+	if err != nil {
+		closeAll(w.stdin, w.stdout, w.stderr)
+		return nil, startErr(err)
+	}
+	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, time.Now()
+	w.log = p.log.With("worker", w.id, "pid", w.pid)
+	go w.wait()
+	go func() {
+		defer close(w.stderrDone)
+		forwardStderr(w.stderr, w.log, &w.tail)
+	}()
+
+	rec := &recorder{r: w.stdout, on: true}
+	w.conn = channel.NewConn(rec, w.stdin, channel.Options{MaxFrame: p.cfg.MaxFrame,
+		Peer: fmt.Sprintf("worker %d (pid %d)", w.id, w.pid)})
+	_ = w.stdout.SetReadDeadline(time.Now().Add(p.cfg.StartTimeout))
+	err = w.handshake()
+	if err != nil {
+		e := startErr(err)
+		e.Received = rec.quote(w.stdout)
+		w.kill()
+		<-w.waited
+		<-w.stderrDone
+		closeAll(w.stdin, w.stdout, w.stderr)
+		e.State, e.Stderr = w.state, w.tail.String()
+		return nil, e
+	}
+	_ = w.stdout.SetReadDeadline(time.Time{})
+	rec.on = false
+
+	p.mu.Lock()
+	if p.killing { // Close ran while this worker started
+		w.kill()
+	}
+	p.workers[w] = struct{}{}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	w.log.Debug("supervise: worker started", "handlers", w.handlers)
+	go w.send()
+	go w.run()
+	return w, nil
+}
+
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// handshake reads the first frame and checks that it is a hello of our protocol version.
+func (w *worker) handshake() error {
+	msgs, err := w.conn.Recv()
+	switch {
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: stdout closed before a hello (did the worker exit?)", ErrBadHello)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: no hello within %v (Config.StartTimeout)", ErrBadHello, w.p.cfg.StartTimeout)
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrBadHello, err)
+	}
+	if len(msgs) != 1 || msgs[0].Kind != channel.KindHello {
+		return fmt.Errorf("%w: the first frame holds %d message(s), the first a %s, not one hello", ErrBadHello, len(msgs), msgs[0].Kind)
+	}
+	var h channel.Hello
+	if err := channel.Unmarshal(msgs[0].Payload, &h); err != nil {
+		return fmt.Errorf("%w: the hello's payload: %v", ErrBadHello, err)
+	}
+	if h.Protocol != channel.ProtocolVersion {
+		return fmt.Errorf("%w: the worker speaks protocol version %d, this parent speaks %d", ErrBadHello, h.Protocol, channel.ProtocolVersion)
+	}
+	w.handlers = h.Handlers
+	w.concurrency = max(1, h.Concurrency)
+	return nil
+}
+
+// recorder keeps the first bytes read from a worker's stdout, to quote them in a start-up error.
+type recorder struct {
+	r   io.Reader
+	on  bool // only touched by the goroutine reading frames
+	buf []byte
+}
+
+const quoteBytes = 200
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if r.on && len(r.buf) < quoteBytes {
+		r.buf = append(r.buf, p[:min(n, quoteBytes-len(r.buf))]...)
+	}
+	return n, err
+}
+
+// quote returns the recorded bytes, topped up with whatever f still has within a short wait.
+func (r *recorder) quote(f *os.File) []byte {
+	if len(r.buf) < quoteBytes {
+		_ = f.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		more := make([]byte, quoteBytes-len(r.buf))
+		n, _ := io.ReadFull(f, more)
+		r.buf = append(r.buf, more[:n]...)
+	}
+	return r.buf
+}
+
+// kill ends the worker's whole process group at once. Safe to call at any time, repeatedly.
+func (w *worker) kill() {
+	w.killed.Store(true)
+	select {
+	case <-w.waited:
+	default:
+		killGroup(w.pid, syscall.SIGKILL)
+	}
+}
+
+// wait reaps the process (the only cmd.Wait), then clears away the rest of its group and
+// bounds how long the pipe readers may still block.
+func (w *worker) wait() {
+	_ = w.cmd.Wait()
+	w.state = w.cmd.ProcessState
+	killGroup(w.pid, syscall.SIGKILL) // nothing of the group outlives its leader
+	deadline := time.Now().Add(time.Second)
+	_ = w.stdout.SetReadDeadline(deadline)
+	_ = w.stderr.SetReadDeadline(deadline)
+	close(w.waited)
+}
+
+// send feeds the worker: whenever it has free slots and the backlog has tasks, it takes as
+// many as fit and sends them in one frame. It also sends cancels.
+func (w *worker) send() {
+	defer close(w.senderDone)
+	batch := make([]channel.Message, 0, w.p.cfg.InFlight)
+	tasks := make([]*task, 0, w.p.cfg.InFlight)
+	for {
+		free := w.free()
+		if free == 0 {
+			select {
+			case <-w.room:
+			case id := <-w.cancels:
+				w.sendCancel(id)
+			case <-w.quit:
+				return
+			}
+			continue
+		}
+		var closing bool
+		tasks, closing = w.p.backlog.take(tasks[:0], free)
+		if len(tasks) == 0 && !closing {
+			select {
+			case <-w.p.backlog.ready:
+			case id := <-w.cancels:
+				w.sendCancel(id)
+			case <-w.quit:
+				return
+			}
+			continue
+		}
+		batch = batch[:0]
+		w.mu.Lock()
+		for _, t := range tasks {
+			if err := t.ctx.Err(); err != nil { // cancelled while queued: never sent
+				t.fail(nil, err)
+				continue
+			}
+			w.held[t.id] = t
+			w.sent = append(w.sent, t)
+			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload})
+		}
+		w.mu.Unlock()
+		if len(batch) > 0 {
+			if err := w.conn.Send(batch...); err != nil {
+				// The worker cannot be fed (it died, or closed stdin): run sees its stdout end
+				// and settles what it held.
+				w.log.Debug("supervise: writing to worker failed", "err", err)
+				killGroup(w.pid, syscall.SIGKILL)
+				return
+			}
+			for _, t := range tasks {
+				t.watch(w)
+			}
+			clear(batch)
+		}
+		clear(tasks)
+		if closing { // Shutdown: EOF on stdin asks the worker to answer what it holds and exit
+			w.stopping.Store(true)
+			w.stdin.Close()
+			return
+		}
+	}
+}
+
+// free is how many more tasks the worker may be sent now.
+func (w *worker) free() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.p.cfg.InFlight - len(w.held)
+}
+
+func (w *worker) sendCancel(id uint64) {
+	w.mu.Lock()
+	_, held := w.held[id]
+	w.mu.Unlock()
+	if held {
+		_ = w.conn.Send(channel.Message{Kind: channel.KindCancel, ID: id})
+	}
+}
+
+// watch arranges for a cancel frame when the task's context ends while the worker holds it.
+func (t *task) watch(w *worker) {
+	if t.ctx.Done() == nil {
+		return
+	}
+	stop := context.AfterFunc(t.ctx, func() {
+		select {
+		case w.cancels <- t.id:
+		default: // the sender is far behind; the answer will come anyway
+		}
+	})
+	// Unregister once settled, so long-lived contexts do not pile up callbacks. settle loads
+	// unwatch after marking the task settled; we check settled after storing it: one of the two
+	// sees the other.
+	t.unwatch.Store(&stop)
+	if t.settled.Load() {
+		stop()
+	}
+}
+
+// run is the worker's owner: it reads answers until the stream ends, then cleans up.
+func (w *worker) run() {
+	defer w.p.wg.Done()
+	err := w.read()
+	close(w.quit)
+	var protocol error
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
+		protocol = err
+	}
+	expected := w.stopping.Load() && protocol == nil
+	if !expected {
+		killGroup(w.pid, syscall.SIGKILL)
+	}
+	<-w.waited
+	w.stdin.Close() // unblocks a sender stuck on a full pipe
+	<-w.senderDone
+	<-w.stderrDone
+	closeAll(w.stdout, w.stderr)
+
+	w.mu.Lock()
+	sent := w.sent
+	w.held, w.sent = nil, nil
+	w.mu.Unlock()
+	var cause error = &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
+		Protocol: protocol, Stderr: w.tail.String()}
+	if w.killed.Load() {
+		cause = ErrPoolClosed
+	}
+	// The worker runs calls in the order sent, w.concurrency at a time: the first unanswered
+	// ones may have started and fail with the cause; the rest never started and go back to
+	// the backlog for another worker.
+	failed := 0
+	var requeue []*task
+	for _, t := range sent {
+		switch {
+		case t.settled.Load():
+		case failed < w.concurrency || w.killed.Load():
+			if t.fail(w, cause) {
+				failed++
+			}
+		default:
+			requeue = append(requeue, t)
+		}
+	}
+	if len(requeue) > 0 {
+		w.p.backlog.pushFront(requeue)
+	}
+	clean := expected && failed == 0 && w.state != nil && w.state.Success()
+	if clean {
+		w.log.Debug("supervise: worker exited")
+	} else if !w.killed.Load() {
+		w.log.Error("supervise: worker died", "tasks_failed", failed, "tasks_requeued", len(requeue), "err", cause)
+	}
+	w.p.exited(w, !clean && !w.killed.Load())
+}
+
+// answered removes task id from those held and frees its slot.
+func (w *worker) answered(id uint64) *task {
+	w.mu.Lock()
+	t := w.held[id]
+	delete(w.held, id)
+	// Answers mostly come in order: drop the answered prefix of sent.
+	i := 0
+	for i < len(w.sent) && (w.sent[i] == t || w.held[w.sent[i].id] == nil) {
+		w.sent[i] = nil
+		i++
+	}
+	w.sent = w.sent[i:]
+	w.mu.Unlock()
+	select {
+	case w.room <- struct{}{}:
+	default:
+	}
+	return t
+}
+
+// read handles frames from the worker until its stdout ends or it breaks the protocol.
+func (w *worker) read() error {
+	for {
+		msgs, err := w.conn.Recv()
+		if err != nil {
+			return err
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			switch m.Kind {
+			case channel.KindResult, channel.KindError:
+				if m.ID == 0 && m.Kind == channel.KindError {
+					w.log.Error("supervise: worker reports an error", "err", m.Err)
+					continue
+				}
+				t := w.answered(m.ID)
+				if t == nil {
+					return fmt.Errorf("an answer (%s) to task %d, which this worker does not hold", m.Kind, m.ID)
+				}
+				switch {
+				case m.Kind == channel.KindResult:
+					t.settle(m.Payload, nil)
+				case m.Err != nil:
+					t.fail(w, m.Err)
+				default:
+					t.fail(w, &RemoteError{Type: "error", Message: "the worker reported an error without details"})
+				}
+			case channel.KindHello:
+				return errors.New("a second hello")
+			case channel.KindLog:
+				var rec map[string]any
+				if channel.Unmarshal(m.Payload, &rec) == nil {
+					msg, _ := rec["msg"].(string)
+					w.log.Info(msg, "record", rec)
+				}
+			}
+		}
+	}
+}

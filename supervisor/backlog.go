@@ -11,10 +11,11 @@ type backlog struct {
 	head   int
 	closed bool          // no more pushes; workers stop once it is empty
 	failed error         // set when the pool has no worker: pushes fail with it
-	ready  chan struct{} // capacity 1: there may be tasks to take, or the backlog closed
+	ready  chan struct{} // capacity 1: there may be tasks to take
+	done   chan struct{} // closed by close: every waiting worker must look again
 }
 
-func newBacklog() *backlog { return &backlog{ready: make(chan struct{}, 1)} }
+func newBacklog() *backlog { return &backlog{ready: make(chan struct{}, 1), done: make(chan struct{})} }
 
 func (b *backlog) signal() {
 	select {
@@ -74,9 +75,11 @@ func (b *backlog) len() int {
 // removeAll (Close).
 func (b *backlog) close() {
 	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.signal()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		close(b.done)
+	}
 }
 
 // fail makes later pushes fail with err and returns the tasks queued now.

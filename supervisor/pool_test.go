@@ -290,6 +290,15 @@ func TestShutdownFinishesEverything(t *testing.T) {
 	}
 }
 
+func TestShutdownIdlePool(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown of an idle pool: %v", err)
+	}
+}
+
 func TestCloseFailsWhatIsLeftExactlyOnce(t *testing.T) {
 	p, _ := startPool(t, supervisor.Config{Workers: 2, InFlight: 2})
 	ctx := context.Background()

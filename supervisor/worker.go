@@ -250,6 +250,7 @@ func (w *worker) send() {
 		if len(tasks) == 0 && !closing {
 			select {
 			case <-w.p.backlog.ready:
+			case <-w.p.backlog.done:
 			case id := <-w.cancels:
 				w.sendCancel(id)
 			case <-w.quit:

@@ -1,0 +1,72 @@
+// Command supervise runs work in a pool of worker processes that it supervises.
+//
+//	supervise [--workers N] digest PATH...
+//
+// prints the SHA-512 of every regular file under the paths, byte for byte as sha512sum does,
+// using one worker process per core. The supervise binary is its own worker: the pool
+// re-executes it, and child.Main (first thing in main) serves the handlers instead of the CLI.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+
+	"github.com/spf13/cobra"
+	"github.com/supervise-dev/supervise/child"
+)
+
+// exitError carries an exit status out of a command whose failures were already reported.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// poolFlags are the flags every pool-running subcommand shares. They are persistent flags of
+// the root command, so they can go before the subcommand (supervise --workers 8 digest DIR)
+// or after it.
+type poolFlags struct {
+	workers  int
+	inFlight int
+	logLevel string
+}
+
+func main() {
+	child.Handle("digest", digestFiles)
+	child.Main() // a worker of some pool serves here and exits
+
+	var pf poolFlags
+	root := &cobra.Command{
+		Use:   "supervise",
+		Short: "Run work in supervised worker processes",
+		Long: `supervise runs work in a pool of worker processes that it starts, feeds over their
+stdin/stdout with msgpack frames, and watches: a worker that dies fails only the tasks it was
+running and is replaced.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().IntVarP(&pf.workers, "workers", "j", runtime.NumCPU(), "number of worker processes")
+	root.PersistentFlags().IntVar(&pf.inFlight, "in-flight", 2, "tasks sent to a worker ahead of its answers")
+	root.PersistentFlags().StringVar(&pf.logLevel, "log-level", "warn", "log level of the pool and its workers: debug, info, warn, error")
+	root.AddCommand(digestCommand(&pf))
+
+	err := root.Execute()
+	var ee exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	default:
+		fmt.Fprintln(os.Stderr, "supervise:", err)
+		os.Exit(2)
+	}
+}
+
+func (pf *poolFlags) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(pf.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}

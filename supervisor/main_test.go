@@ -57,15 +57,24 @@ func TestMain(m *testing.M) {
 	child.Handle("block", func(ctx context.Context, in struct {
 		FIFO  string
 		Spawn bool
-	}) (int, error) { gpid := 0; if in.Spawn {
-		cmd := exec.Command("sleep", "300")
-		if err := cmd.Start(); err != nil {
+	}) (int, error) {
+		gpid := 0
+		if in.Spawn {
+			cmd := exec.Command("sleep", "300")
+			if err := cmd.Start(); err != nil {
+				return 0, err
+			}
+			gpid = cmd.Process.Pid
+		}
+		f, err := os.OpenFile(in.FIFO, os.O_WRONLY, 0)
+		if err != nil {
 			return 0, err
 		}
-		gpid = cmd.Process.Pid
-	}; f, err := os.OpenFile(in.FIFO, os.O_WRONLY, 0); if err != nil {
-		return 0, err
-	}; fmt.Fprintf(f, "%d %d\n", os.Getpid(), gpid); f.Close(); <-ctx.Done(); return 0, ctx.Err() })
+		fmt.Fprintf(f, "%d %d\n", os.Getpid(), gpid)
+		f.Close()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
 	child.Main()
 	os.Exit(m.Run())
 }

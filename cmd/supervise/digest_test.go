@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+var binary string // the supervise binary, built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "supervise-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "supervise")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic("building supervise: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// oddTree writes a tree with every kind of name and file that digest must get right.
+func oddTree(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	write := func(rel string, data []byte) {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("new\nline.txt", []byte("newline in the name\n"))
+	write(`back\slash.txt`, []byte("backslash\n"))
+	write("carriage\rreturn", []byte("cr\n"))
+	write("with spaces/and more spaces.txt", []byte("spaces\n"))
+	write("ünïcødé/日本語.txt", []byte("unicode\n"))
+	write("-leading-dash", []byte("dash\n"))
+	write("empty", nil)
+	write("sub/empty2", nil)
+	write("a-c", []byte("sorts before a/ as a path, after it as a walk\n"))
+	write("a/b", []byte("b\n"))
+	big := make([]byte, 9<<20+17) // alone in its task, and more than one read
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	write("big/blob.bin", big)
+	for i := range 600 { // several batches of small files
+		write(filepath.Join("many", string(rune('a'+i%26)), strings.Repeat("x", i%7)+string(rune('0'+i%10))+"-"+strconv.Itoa(i)), bytes.Repeat([]byte{byte(i)}, i*13))
+	}
+	must(t, os.Symlink("big/blob.bin", filepath.Join(root, "link-to-file")))
+	must(t, os.Symlink("a", filepath.Join(root, "link-to-dir")))
+	must(t, syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644))
+	l, err := net.Listen("unix", filepath.Join(root, "sock"))
+	must(t, err)
+	t.Cleanup(func() { l.Close() })
+	return root
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// want is what sha512sum prints for the regular files under root, in sorted walk order.
+func want(t *testing.T, root string) []byte {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	})
+	must(t, err)
+	out, err := exec.Command("sha512sum", append([]string{"--"}, files...)...).Output()
+	must(t, err)
+	return out
+}
+
+func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	assertNoWorkerLeft(t)
+	return o.String(), e.String(), code
+}
+
+// assertNoWorkerLeft fails if any process still runs the binary: its workers must die with it.
+func assertNoWorkerLeft(t *testing.T) {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == binary {
+			if stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !bytes.Contains(stat, []byte(") Z ")) {
+				t.Errorf("process %s still runs %s after the command exited", e.Name(), binary)
+			}
+		}
+	}
+}
+
+func TestDigestMatchesSha512sum(t *testing.T) {
+	root := oddTree(t)
+	expected := want(t, root)
+	for _, args := range [][]string{
+		{"--workers", "3", "digest", root},
+		{"digest", "--workers", "2", root},
+		{"-j", "1", "digest", root},
+	} {
+		out, errOut, code := run(t, args...)
+		if code != 0 || errOut != "" {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+		if out != string(expected) {
+			t.Fatalf("%v: output differs from sha512sum's\n got:\n%s\nwant:\n%s", args, out, expected)
+		}
+	}
+	// A root spelled with ./ and a trailing slash is kept as spelled, like find.
+	t.Chdir(root)
+	out, _, _ := run(t, "digest", "./a/")
+	if want := "./a/b\n"; !strings.HasSuffix(out, want) {
+		t.Fatalf("got %q, want a line ending in %q", out, want)
+	}
+}
+
+func TestDigestErrors(t *testing.T) {
+	root := oddTree(t)
+	missing := filepath.Join(root, "no-such-file")
+	out, errOut, code := run(t, "digest", filepath.Join(root, "a"), missing, filepath.Join(root, "empty"))
+	cmd := exec.Command("sha512sum", missing)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	_ = cmd.Run()
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if wantErr := strings.Replace(se.String(), "sha512sum:", "supervise:", 1); errOut != wantErr {
+		t.Fatalf("stderr %q, want %q", errOut, wantErr)
+	}
+	if strings.Count(out, "\n") != 2 {
+		t.Fatalf("the other files were not hashed:\n%s", out)
+	}
+	if os.Geteuid() != 0 { // root reads anything
+		p := filepath.Join(root, "a", "b")
+		must(t, os.Chmod(p, 0))
+		_, errOut, code = run(t, "digest", root)
+		if code != 1 || !strings.Contains(errOut, "supervise: "+p+": Permission denied\n") {
+			t.Fatalf("unreadable file: exit %d, stderr %q", code, errOut)
+		}
+	}
+	_, errOut, code = run(t, "digest")
+	if code != 2 || !strings.Contains(errOut, "requires at least 1 arg") {
+		t.Fatalf("no path: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestDigestIsDeterministic(t *testing.T) {
+	root := oddTree(t)
+	a, _, _ := run(t, "--workers", "2", "digest", root, root+"/many")
+	b, _, _ := run(t, "--workers", "3", "digest", root, root+"/many")
+	if a != b || a == "" {
+		t.Fatal("two runs printed different bytes")
+	}
+}
+
+func TestSumLine(t *testing.T) {
+	sum := bytes.Repeat([]byte{0xab}, 64)
+	hex := strings.Repeat("ab", 64)
+	cases := map[string]string{
+		"plain":     hex + "  plain\n",
+		"a\\b":      "\\" + hex + "  a\\\\b\n",
+		"new\nline": "\\" + hex + "  new\\nline\n",
+		"cr\rx":     "\\" + hex + "  cr\\rx\n",
+	}
+	for name, want := range cases {
+		if got := string(sumLine(sum, name)); got != want {
+			t.Errorf("%q: got %q, want %q", name, got, want)
+		}
+	}
+}

@@ -1,21 +1,18 @@
 package supervisor_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/child"
+	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
 // The test binary is its own worker: TestMain registers the handlers below and calls
@@ -79,49 +76,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// assertGone fails unless no process with pid, and no process in its group, is left alive
-// (zombies waiting for init to reap them count as gone).
+// assertGone fails unless the processes, and their groups, are gone.
 func assertGone(t *testing.T, pids ...int) {
 	t.Helper()
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); err == nil {
-			if st := procState(pid); st != 'Z' && st != 0 {
-				t.Errorf("process %d is still there (state %c)", pid, st)
-			}
-		}
-	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the last ')'.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 3 || f[0] == "Z" {
-			continue
-		}
-		if pgrp, _ := strconv.Atoi(f[2]); slices.Contains(pids, pgrp) {
-			t.Errorf("process %d (%s) of worker group %d is still alive", pid, strings.Fields(string(b))[1], pgrp)
-		}
-	}
-}
-
-// procState is the state letter of a process in /proc, or 0 if unknown.
-func procState(pid int) byte {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) == 0 {
-		return 0
-	}
-	return f[0][0]
+	proctest.AssertGone(t, pids...)
 }
 
 func atoi(t *testing.T, s string) int {

@@ -12,21 +12,20 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
 var binary string // the supervise binary, built once by TestMain
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "supervise-test")
-	if err != nil {
+	var cleanup func()
+	var err error
+	if binary, cleanup, err = proctest.Build("."); err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "supervise")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		panic("building supervise: " + err.Error() + "\n" + string(out))
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -105,21 +104,8 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	assertNoWorkerLeft(t)
+	proctest.AssertNoProcessRuns(t, binary) // its workers died with it
 	return o.String(), e.String(), code
-}
-
-// assertNoWorkerLeft fails if any process still runs the binary: its workers must die with it.
-func assertNoWorkerLeft(t *testing.T) {
-	t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == binary {
-			if stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !bytes.Contains(stat, []byte(") Z ")) {
-				t.Errorf("process %s still runs %s after the command exited", e.Name(), binary)
-			}
-		}
-	}
 }
 
 func TestDigestMatchesSha512sum(t *testing.T) {

@@ -1,0 +1,64 @@
+// Command echo measures round trips through a supervise pool, in the format of
+// ../shared/bench/py_pool_echo.py so that bench/echo.sh can print them side by side: each task
+// sends PAYLOAD bytes to a worker, which returns them, one call message per task.
+//
+//	go run ./bench/echo TASKS PAYLOAD_BYTES [WORKERS]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log"
+	"os"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/supervise-dev/supervise/child"
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+func main() {
+	child.Handle("echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
+	child.Main()
+
+	if len(os.Args) < 3 {
+		log.Fatal("usage: echo TASKS PAYLOAD_BYTES [WORKERS]")
+	}
+	n, _ := strconv.Atoi(os.Args[1])
+	size, _ := strconv.Atoi(os.Args[2])
+	workers := runtime.NumCPU()
+	if len(os.Args) > 3 {
+		workers, _ = strconv.Atoi(os.Args[3])
+	}
+	// Distinct inputs, as the Python peer uses.
+	pool := make([]byte, size+n)
+	rand.Read(pool)
+
+	ctx := context.Background()
+	p, err := supervisor.Start(ctx, supervisor.Config{Workers: workers})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	echo := supervisor.Bind[[]byte, []byte](p, "echo")
+	if _, err := echo.Call(ctx, nil); err != nil { // warm up, as the peer does
+		log.Fatal(err)
+	}
+	inputs := func(yield func([]byte) bool) {
+		for i := range n {
+			if !yield(pool[i : i+size]) {
+				return
+			}
+		}
+	}
+	start := time.Now()
+	for r := range echo.MapUnordered(ctx, inputs) {
+		if r.Err != nil || len(r.Value) != size {
+			log.Fatalf("task %d: %v", r.Index, r.Err)
+		}
+	}
+	dt := time.Since(start).Seconds()
+	fmt.Printf("supervise tasks=%d payload=%d workers=%d tasks/s=%.0f MiB/s=%.1f\n", n, size, workers, float64(n)/dt, float64(n*size)/dt/(1<<20))
+}

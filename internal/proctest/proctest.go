@@ -1,0 +1,104 @@
+// Package proctest holds test helpers that prove processes are gone. Linux only in effect:
+// they read /proc, and report nothing where there is none.
+package proctest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Build compiles the main package in dir (a path as `go build` takes it) into a temporary
+// directory and returns the binary's path. The directory is removed by cleanup.
+func Build(dir string) (binary string, cleanup func(), err error) {
+	tmp, err := os.MkdirTemp("", "supervise-test")
+	if err != nil {
+		return "", nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	binary = filepath.Join(tmp, filepath.Base(abs))
+	if out, err := exec.Command("go", "build", "-o", binary, dir).CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, &buildError{err, out}
+	}
+	return binary, func() { os.RemoveAll(tmp) }, nil
+}
+
+type buildError struct {
+	err error
+	out []byte
+}
+
+func (e *buildError) Error() string { return "go build: " + e.err.Error() + "\n" + string(e.out) }
+
+// proc is one live process from /proc.
+type proc struct {
+	pid, pgrp int
+	state     string
+	comm      string
+}
+
+func procs() []proc {
+	var out []proc
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the last ')'.
+		close := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[close+1:]))
+		if len(f) < 3 {
+			continue
+		}
+		pgrp, _ := strconv.Atoi(f[2])
+		comm := string(b[bytes.IndexByte(b, '(')+1 : close])
+		out = append(out, proc{pid: pid, pgrp: pgrp, state: f[0], comm: comm})
+	}
+	return out
+}
+
+// AssertGone fails unless no process with one of pids, and no process in a group led by one of
+// them (a worker's grandchildren), is alive. Zombies waiting for init to reap them count as gone.
+func AssertGone(t testing.TB, pids ...int) {
+	t.Helper()
+	for _, p := range procs() {
+		if p.state == "Z" {
+			continue
+		}
+		if slices.Contains(pids, p.pid) {
+			t.Errorf("process %d (%s) is still alive", p.pid, p.comm)
+		} else if slices.Contains(pids, p.pgrp) {
+			t.Errorf("process %d (%s) of worker group %d is still alive", p.pid, p.comm, p.pgrp)
+		}
+	}
+	for _, pid := range pids { // where there is no /proc, at least the pids themselves
+		if err := syscall.Kill(pid, 0); err == nil && len(procs()) == 0 {
+			t.Errorf("process %d is still alive", pid)
+		}
+	}
+}
+
+// AssertNoProcessRuns fails if a live process runs the executable at path.
+func AssertNoProcessRuns(t testing.TB, path string) {
+	t.Helper()
+	for _, p := range procs() {
+		if exe, err := os.Readlink("/proc/" + strconv.Itoa(p.pid) + "/exe"); err == nil && exe == path && p.state != "Z" {
+			t.Errorf("process %d (%s) still runs %s", p.pid, p.comm, path)
+		}
+	}
+}

@@ -1,0 +1,22 @@
+// Package supervisor runs a pool of worker processes and feeds them tasks.
+//
+// A worker is a process that speaks the protocol of docs/protocol.md over its stdin and stdout:
+// usually the same binary re-executed (see package child), or any command given in
+// [Config.Command]. The pool starts [Config.Workers] of them, sends each task as a call frame,
+// pipelining several per worker and batching small ones into one frame, and hands the answer
+// back through a [Future] or the Map iterators.
+//
+// The data path, top to bottom: [Func.Submit] encodes the input and puts a task on the
+// backlog (backlog.go); a worker's sender takes as many tasks as it has free slots and writes
+// them as one frame (worker.go, send); the worker process answers; the worker's owner
+// goroutine reads the answer frame and settles the task (worker.go, read), which wakes
+// [Future.Get].
+//
+// Every task ends exactly once, as a result or as a *[TaskError]: a handler's error or panic
+// (wrapping a *[RemoteError]), a dead worker (wrapping a *[WorkerError] with the exit status
+// or signal and the tail of its stderr), or [ErrPoolClosed]. A worker that dies is replaced;
+// the calls it had been sent but had not started go to another worker.
+//
+// Workers lead their own process group and are killed as a group; [Pool.Close] returns once
+// every worker is reaped and every goroutine of the pool has ended.
+package supervisor

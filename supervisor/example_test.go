@@ -1,0 +1,63 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+// A pool of two worker processes squares numbers. The test binary is its own worker: its
+// TestMain registers the "square" handler with child.Handle and calls child.Main, exactly as a
+// program's main does.
+func Example() {
+	ctx := context.Background()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 2})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	square := supervisor.Bind[int, int](pool, "square")
+	for r := range square.Map(ctx, slices.Values([]int{1, 2, 3, 4})) {
+		fmt.Println(r.Value, r.Err)
+	}
+	// Output:
+	// 1 <nil>
+	// 4 <nil>
+	// 9 <nil>
+	// 16 <nil>
+}
+
+func ExampleFunc_Submit() {
+	ctx := context.Background()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 1})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	future := supervisor.Bind[int, int](pool, "square").Submit(ctx, 12)
+	v, err := future.Get(ctx)
+	fmt.Println(v, err)
+	// Output: 144 <nil>
+}
+
+// Errors returned by a handler come back as a *TaskError wrapping a *RemoteError.
+func ExampleTaskError() {
+	ctx := context.Background()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 1})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	_, err = supervisor.Bind[string, int](pool, "fail").Call(ctx, "disk full")
+	var remote *supervisor.RemoteError
+	if errors.As(err, &remote) {
+		fmt.Println(remote.Type, remote.Message)
+	}
+	// Output: error disk full
+}

@@ -4,15 +4,16 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"iter"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/supervise-dev/supervise/supervisor"
@@ -48,59 +49,133 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 	}
 }
 
-// Batching: files at least this large travel alone; smaller ones share a task up to these caps.
-const (
-	batchBytes = 4 << 20
-	batchFiles = 256
-)
+// smallBatch is how many files the walk puts in one task.
+const smallBatch = 256
 
+// task is one digest task in flight: the files it covers, by index in walk order.
+type task struct {
+	files []int
+	whole bool
+}
+
+type taskDone struct {
+	task
+	ans digestAnswer
+	err error
+}
+
+// digest runs the whole job. The walk streams batches of paths in walk order; each batch is
+// one task. Workers defer files of bigFile bytes or more, which come back with their size and
+// are hashed one per task, largest first, ahead of the small batches still waiting: a big file
+// starts as soon as it is known, so that it does not finish last. Lines are printed in walk
+// order as soon as every line before them is known.
 func digest(ctx context.Context, pf *poolFlags, paths []string, stdout, stderr io.Writer) error {
 	log, err := pf.logger()
 	if err != nil {
 		return err
 	}
-	files := walk(paths)
-	batches := plan(files)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t0 := time.Now()
+	walked := make(chan []walkItem, 64)
+	go walk(ctx, paths, smallBatch, walked) // while the pool starts
 
 	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	log.Debug("pool started", "workers", pf.workers, "took", time.Since(t0))
+	hash := supervisor.Bind[digestRequest, digestAnswer](pool, "digest")
 
+	var (
+		items   []walkItem // every path so far, in walk order
+		sums    [][]byte   // by item; nil until known
+		waiting []task     // small batches not yet submitted
+		big     []int      // deferred big files, largest first
+		sizes   = map[int]int64{}
+		window  = pf.workers*pf.inFlight + pf.workers // tasks outstanding at most
+		pending = 0
+		done    = make(chan taskDone, window)
+		printed = 0
+		failed  = false
+	)
 	out := bufio.NewWriterSize(stdout, 256<<10)
-	failed := false
-	next := 0 // files[:next] are printed
-	flush := func() {
-		for ; next < len(files) && (files[next].done || files[next].err != ""); next++ {
-			f := &files[next]
-			if f.err != "" {
+	submit := func(t task) {
+		req := digestRequest{Paths: make([]string, len(t.files)), Whole: t.whole}
+		for k, i := range t.files {
+			req.Paths[k] = items[i].path
+		}
+		f := hash.Submit(ctx, req)
+		pending++
+		go func() {
+			ans, err := f.Get(context.Background()) // every task ends, even when ctx is cancelled
+			done <- taskDone{t, ans, err}
+		}()
+	}
+	print := func() {
+		for ; printed < len(items) && (items[printed].err != "" || sums[printed] != nil); printed++ {
+			it := &items[printed]
+			if it.err != "" {
 				out.Flush() // keep stdout and stderr in walk order on a terminal
-				fmt.Fprintf(stderr, "supervise: %s: %s\n", f.path, f.err)
+				fmt.Fprintf(stderr, "supervise: %s: %s\n", it.path, it.err)
 				failed = true
 				continue
 			}
-			out.Write(sumLine(f.sum, f.path))
+			out.Write(sumLine(sums[printed], it.path))
 		}
 	}
-	flush()
-	hash := supervisor.Bind[[]string, []fileSum](pool, "digest")
-	for r := range hash.MapUnordered(ctx, batchPaths(files, batches)) {
-		for k, i := range batches[r.Index] {
-			f := &files[i]
-			switch {
-			case r.Err != nil:
-				f.err = r.Err.Error()
-			case k >= len(r.Value):
-				f.err = fmt.Sprintf("the worker returned %d sums for %d files", len(r.Value), len(batches[r.Index]))
-			case r.Value[k].Err != "":
-				f.err = r.Value[k].Err
-			default:
-				f.sum, f.done = r.Value[k].Sum, true
+	for walked != nil || pending > 0 || len(waiting) > 0 || len(big) > 0 {
+		for pending < window && (len(big) > 0 || len(waiting) > 0) {
+			if len(big) > 0 {
+				submit(task{files: big[:1:1], whole: true})
+				big = big[1:]
+			} else {
+				submit(waiting[0])
+				waiting = waiting[1:]
 			}
 		}
-		flush()
+		select {
+		case batch, ok := <-walked:
+			if !ok {
+				walked = nil
+				log.Debug("walked", "files", len(items), "took", time.Since(t0))
+				continue
+			}
+			var t task
+			for _, it := range batch {
+				if it.err == "" {
+					t.files = append(t.files, len(items))
+				}
+				items = append(items, it)
+				sums = append(sums, nil)
+			}
+			if len(t.files) > 0 {
+				waiting = append(waiting, t)
+			}
+		case d := <-done:
+			pending--
+			for k, i := range d.files {
+				switch {
+				case d.err != nil:
+					items[i].err = d.err.Error()
+				case len(d.ans.Sums) != sha512.Size*len(d.files):
+					items[i].err = fmt.Sprintf("the worker returned %d bytes of sums for %d files", len(d.ans.Sums), len(d.files))
+				case d.ans.Failed[k] != "":
+					items[i].err = d.ans.Failed[k]
+				case d.ans.Deferred != nil && d.ans.Deferred[k] > 0 && !d.whole:
+					sizes[i] = d.ans.Deferred[k]
+					at, _ := slices.BinarySearchFunc(big, sizes[i], func(j int, size int64) int { return cmp.Compare(size, sizes[j]) })
+					big = slices.Insert(big, at, i)
+				default:
+					sums[i] = d.ans.Sums[k*sha512.Size : (k+1)*sha512.Size]
+				}
+			}
+			print()
+		}
 	}
+	print()
+	log.Debug("hashed", "files", len(items), "big", len(sizes), "took", time.Since(t0))
 	if err := out.Flush(); err != nil {
 		return err
 	}
@@ -114,47 +189,6 @@ func digest(ctx context.Context, pf *poolFlags, paths []string, stdout, stderr i
 		return exitError{1}
 	}
 	return nil
-}
-
-// plan groups the files to hash into tasks, largest files first: a file of batchBytes or more
-// is a task of its own; smaller ones are grouped up to batchBytes or batchFiles per task.
-func plan(files []file) [][]int {
-	order := make([]int, 0, len(files))
-	for i, f := range files {
-		if f.err == "" {
-			order = append(order, i)
-		}
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(files[b].size, files[a].size) })
-	var batches [][]int
-	var cur []int
-	var bytes int64
-	for _, i := range order {
-		cur = append(cur, i)
-		bytes += files[i].size
-		if bytes >= batchBytes || len(cur) >= batchFiles {
-			batches = append(batches, cur)
-			cur, bytes = nil, 0
-		}
-	}
-	if len(cur) > 0 {
-		batches = append(batches, cur)
-	}
-	return batches
-}
-
-func batchPaths(files []file, batches [][]int) iter.Seq[[]string] {
-	return func(yield func([]string) bool) {
-		for _, b := range batches {
-			paths := make([]string, len(b))
-			for k, i := range b {
-				paths[k] = files[i].path
-			}
-			if !yield(paths) {
-				return
-			}
-		}
-	}
 }
 
 // sumLine formats one line as sha512sum does: names holding a backslash, newline or carriage

@@ -4,57 +4,137 @@ import (
 	"context"
 	"crypto/sha512"
 	"errors"
+	"hash"
 	"strings"
 	"sync"
 	"syscall"
 )
 
-// fileSum is the digest handler's answer for one file: the 64-byte SHA-512, or why not.
-type fileSum struct {
-	Sum []byte `msgpack:"s,omitempty"`
-	Err string `msgpack:"e,omitempty"`
+// digestRequest is one task of `supervise digest`: files to hash, in walk order.
+type digestRequest struct {
+	Paths []string `msgpack:"p"`
+	// Whole asks for every file to be hashed, however large. Otherwise a file of bigFile bytes
+	// or more is not hashed but reported in Deferred, so that the parent can give it a task
+	// of its own, largest first.
+	Whole bool `msgpack:"w,omitempty"`
 }
+
+// digestAnswer is the worker's answer: one 64-byte SHA-512 per path, in order (zeros where
+// the path failed or was deferred), and the exceptions by index.
+type digestAnswer struct {
+	Sums     []byte         `msgpack:"s"`
+	Failed   map[int]string `msgpack:"f,omitempty"`
+	Deferred map[int]int64  `msgpack:"d,omitempty"`
+}
+
+// bigFile is the size from which a file is hashed in a task of its own.
+const bigFile = 1 << 20
 
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
-// digestFiles is the worker side of `supervise digest`: it hashes each path in turn. A file
-// that cannot be read gets its error; the others are unaffected.
-func digestFiles(ctx context.Context, paths []string) ([]fileSum, error) {
+// digestFiles is the worker side of `supervise digest`. A file that cannot be read gets its
+// error; the others are unaffected.
+func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 	bufp := readBuffers.Get().(*[]byte)
 	defer readBuffers.Put(bufp)
-	out := make([]fileSum, len(paths))
+	ans := digestAnswer{Sums: make([]byte, 0, sha512.Size*len(req.Paths))}
 	h := sha512.New()
-	for i, p := range paths {
+	var dirs dirCache
+	defer dirs.close()
+	for i, p := range req.Paths {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return digestAnswer{}, err
 		}
 		h.Reset()
-		if err := hashFile(h, p, *bufp); err != nil {
-			out[i].Err = describe(err)
+		size, err := hashFile(h, &dirs, p, *bufp, req.Whole)
+		switch {
+		case err != nil:
+			if ans.Failed == nil {
+				ans.Failed = map[int]string{}
+			}
+			ans.Failed[i] = describe(err)
+		case size >= 0:
+			if ans.Deferred == nil {
+				ans.Deferred = map[int]int64{}
+			}
+			ans.Deferred[i] = size
+		}
+		if err != nil || size >= 0 {
+			ans.Sums = append(ans.Sums, make([]byte, sha512.Size)...)
 			continue
 		}
-		out[i].Sum = h.Sum(make([]byte, 0, sha512.Size))
+		ans.Sums = h.Sum(ans.Sums)
 	}
-	return out, nil
+	return ans, nil
 }
 
-// hashFile reads path to its end into h with plain system calls: for tiny files the cost is
-// in the calls, and os.File adds a few (poller registration, fstat).
-func hashFile(h interface{ Write([]byte) (int, error) }, path string, buf []byte) error {
-	fd, err := retry(func() (int, error) { return syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0) })
+// hashFile reads path to its end into h. Unless whole, a file of bigFile bytes or more is left
+// alone and its size returned (otherwise the size returned is -1).
+//
+// It uses plain system calls: for tiny files the cost is in the calls. The file is opened
+// relative to its directory, kept open across consecutive files of the same directory, which
+// spares the kernel a walk of the whole path. A read shorter than the buffer means end of file
+// for a regular file, which saves the read that would return 0.
+func hashFile(h hash.Hash, dirs *dirCache, path string, buf []byte, whole bool) (int64, error) {
+	dirfd, name := dirs.at(path)
+	fd, err := retry(func() (int, error) {
+		return openat(dirfd, name)
+	})
 	if err != nil {
-		return err
+		return -1, err
 	}
 	defer syscall.Close(fd)
-	for {
+	for first := true; ; first = false {
 		n, err := retry(func() (int, error) { return syscall.Read(fd, buf) })
 		if err != nil {
-			return err
+			return -1, err
 		}
-		if n == 0 {
-			return nil
+		if first && n == len(buf) && !whole {
+			var st syscall.Stat_t
+			if err := syscall.Fstat(fd, &st); err != nil {
+				return -1, err
+			}
+			if st.Size >= bigFile {
+				return st.Size, nil
+			}
 		}
 		h.Write(buf[:n])
+		if n < len(buf) {
+			return -1, nil
+		}
+	}
+}
+
+// dirCache keeps the directory of the last file open.
+type dirCache struct {
+	dir string
+	fd  int
+	ok  bool
+}
+
+// at returns a directory descriptor and the name of path within it (AT_FDCWD and path itself
+// when the directory cannot be opened: the open of the file will say why).
+func (c *dirCache) at(path string) (int, string) {
+	slash := strings.LastIndexByte(path, '/')
+	if slash < 0 {
+		return atFDCWD, path
+	}
+	dir, name := path[:slash+1], path[slash+1:]
+	if !c.ok || c.dir != dir {
+		c.close()
+		fd, err := retry(func() (int, error) { return openDir(dir) })
+		if err != nil {
+			return atFDCWD, path
+		}
+		c.dir, c.fd, c.ok = dir, fd, true
+	}
+	return c.fd, name
+}
+
+func (c *dirCache) close() {
+	if c.ok {
+		syscall.Close(c.fd)
+		c.ok = false
 	}
 }
 

@@ -13,9 +13,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 	"github.com/supervise-dev/supervise/child"
+	"github.com/supervise-dev/supervise/internal/handshake"
 )
 
 // exitError carries an exit status out of a command whose failures were already reported.
@@ -27,13 +29,38 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the root command, so they can go before the subcommand (supervise --workers 8 digest DIR)
 // or after it.
 type poolFlags struct {
-	workers  int
-	inFlight int
-	logLevel string
+	workers    int
+	inFlight   int
+	logLevel   string
+	cpuProfile string
+}
+
+// profileEnv passes --cpuprofile to the workers.
+const profileEnv = "SUPERVISE_CPUPROFILE"
+
+// serveProfiled serves as a worker under the CPU profiler (the hidden --cpuprofile flag).
+func serveProfiled(path string) int {
+	f, err := os.Create(fmt.Sprintf("%s.worker-%d", path, os.Getpid()))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "supervise worker:", err)
+		return 1
+	}
+	defer pprof.StopCPUProfile()
+	if err := child.Serve(); err != nil {
+		fmt.Fprintln(os.Stderr, "supervise worker:", err)
+		return 1
+	}
+	return 0
 }
 
 func main() {
 	child.Handle("digest", digestFiles)
+	if os.Getenv(profileEnv) != "" && os.Getenv(handshake.CookieKey) != "" {
+		os.Exit(serveProfiled(os.Getenv(profileEnv)))
+	}
 	child.Main() // a worker of some pool serves here and exits
 
 	var pf poolFlags
@@ -49,9 +76,23 @@ running and is replaced.`,
 	root.PersistentFlags().IntVarP(&pf.workers, "workers", "j", runtime.NumCPU(), "number of worker processes")
 	root.PersistentFlags().IntVar(&pf.inFlight, "in-flight", 2, "tasks sent to a worker ahead of its answers")
 	root.PersistentFlags().StringVar(&pf.logLevel, "log-level", "warn", "log level of the pool and its workers: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.AddCommand(digestCommand(&pf))
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if pf.cpuProfile == "" {
+			return nil
+		}
+		os.Setenv(profileEnv, pf.cpuProfile) // inherited by the workers
+		f, err := os.Create(pf.cpuProfile)
+		if err != nil {
+			return err
+		}
+		return pprof.StartCPUProfile(f)
+	}
 
 	err := root.Execute()
+	pprof.StopCPUProfile()
 	var ee exitError
 	switch {
 	case err == nil:

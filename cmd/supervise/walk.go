@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"slices"
 	"strings"
@@ -8,52 +9,83 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// file is one line of digest's output: a regular file to hash, or a path that failed.
-type file struct {
+// walkItem is one line of digest's output in walk order: a regular file to hash, or a path
+// that could not be read (err set).
+type walkItem struct {
 	path string
-	size int64
-	err  string // set when the path could not be read (the walk or the worker says why)
-	sum  []byte // filled in by a worker
-	done bool
+	err  string
 }
 
-// walk lists the regular files under roots in sorted walk order: each root in the order given,
-// then depth first with a directory's entries sorted by name (bytewise), as find would list
-// them with its entries sorted. Paths are spelled as find spells them: the root as given, then
-// "/" and the names. Symbolic links met inside a tree are not followed and not listed, nor are
+// walk lists the regular files under roots in sorted walk order and sends them on out in
+// slices of up to batch items, then closes out. The order: each root in the order given, then
+// depth first with a directory's entries sorted by name (bytewise), as find would list them
+// with its entries sorted. Paths are spelled as find spells them: the root as given, then "/"
+// and the names. Symbolic links met inside a tree are not followed and not listed, nor are
 // FIFOs, sockets and devices (find -type f); a root that is a symbolic link is followed
 // (find -H), as sha512sum would follow a file named on its command line. Paths that cannot be
 // read are listed with their error, in their place in the order.
-func walk(roots []string) []file {
-	var out []file
+//
+// The walk only reads directories (their entries carry the file type): it stats nothing but
+// the roots, and leaves opening files, and learning their sizes, to the workers.
+func walk(ctx context.Context, roots []string, batch int, out chan<- []walkItem) {
+	defer close(out)
+	w := walker{ctx: ctx, out: out, batch: batch}
 	for _, root := range roots {
 		var st unix.Stat_t
 		if err := unix.Stat(root, &st); err != nil {
-			out = append(out, file{path: root, err: describe(err)})
+			w.add(walkItem{path: root, err: describe(err)})
 			continue
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
-			out = append(out, file{path: root, size: st.Size})
+			w.add(walkItem{path: root})
 		case unix.S_IFDIR:
-			out = walkDir(out, root)
+			w.dir(root)
 		}
 	}
-	return out
+	w.flush()
 }
 
-// walkDir appends the regular files under dir. It stats entries relative to the open
-// directory (fstatat), which spares the kernel a walk of the whole path for every file.
-func walkDir(out []file, dir string) []file {
-	d, err := os.Open(dir)
-	if err != nil {
-		return append(out, file{path: dir, err: describe(err)})
+type walker struct {
+	ctx   context.Context
+	out   chan<- []walkItem
+	batch int
+	cur   []walkItem
+}
+
+func (w *walker) add(it walkItem) {
+	w.cur = append(w.cur, it)
+	if len(w.cur) >= w.batch {
+		w.flush()
 	}
-	entries, err := d.ReadDir(-1)
-	fd := int(d.Fd())
-	defer d.Close()
+}
+
+func (w *walker) flush() {
+	if len(w.cur) == 0 {
+		return
+	}
+	select {
+	case w.out <- w.cur:
+	case <-w.ctx.Done():
+	}
+	w.cur = nil
+}
+
+func (w *walker) dir(dir string) {
+	if w.ctx.Err() != nil {
+		return
+	}
+	fd, err := retry(func() (int, error) { return openDir(dir) })
 	if err != nil {
-		return append(out, file{path: dir, err: describe(err)})
+		w.add(walkItem{path: dir, err: describe(err)})
+		return
+	}
+	d := os.NewFile(uintptr(fd), dir)
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		w.add(walkItem{path: dir, err: describe(err)})
+		return
 	}
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	prefix := dir + "/"
@@ -63,15 +95,9 @@ func walkDir(out []file, dir string) []file {
 	for _, e := range entries {
 		switch t := e.Type(); {
 		case t.IsDir():
-			out = walkDir(out, prefix+e.Name())
+			w.dir(prefix + e.Name())
 		case t.IsRegular():
-			var st unix.Stat_t
-			if err := unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				out = append(out, file{path: prefix + e.Name(), err: describe(err)})
-				continue
-			}
-			out = append(out, file{path: prefix + e.Name(), size: st.Size})
+			w.add(walkItem{path: prefix + e.Name()})
 		}
 	}
-	return out
 }

@@ -82,14 +82,19 @@ func (c *Conn) Send(msgs ...Message) error {
 		} else {
 			b = appendStr(b, m.Name)
 		}
+		payload := m.Payload
+		if m.Bin != nil {
+			b = appendBinHeader(b, len(m.Bin))
+			payload = m.Bin
+		}
 		switch {
-		case len(m.Payload) == 0:
+		case m.Bin == nil && len(payload) == 0:
 			b = append(b, msgpackNil)
-		case len(m.Payload) >= bigPayload:
-			c.splice = append(c.splice, splice{at: len(b), data: m.Payload})
-			size += len(m.Payload)
+		case len(payload) >= bigPayload:
+			c.splice = append(c.splice, splice{at: len(b), data: payload})
+			size += len(payload)
 		default:
-			b = append(b, m.Payload...)
+			b = append(b, payload...)
 		}
 		if m.Err == nil {
 			b = append(b, msgpackNil)

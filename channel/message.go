@@ -44,7 +44,10 @@ type Message struct {
 	// Payload is one encoded msgpack value; nil means msgpack nil. A received payload owns its
 	// memory (it is never overwritten by a later Recv).
 	Payload msgpack.RawMessage
-	Err     *RemoteError // set in KindError messages
+	// Bin, when not nil, is the payload as raw bytes: it is sent as msgpack bin, from this
+	// memory, without being encoded or copied first, and Payload is ignored. Send only.
+	Bin []byte
+	Err *RemoteError // set in KindError messages
 }
 
 // RemoteError is a failure reported by the other side in a KindError message.

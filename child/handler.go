@@ -10,8 +10,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// rawHandler is a handler with its types erased: encoded input in, encoded output out.
-type rawHandler func(ctx context.Context, in msgpack.RawMessage) (msgpack.RawMessage, error)
+// rawHandler is a handler with its types erased: encoded input in, the answer out (with its
+// payload encoded, or as raw bytes in Bin).
+type rawHandler func(ctx context.Context, in msgpack.RawMessage) (channel.Message, error)
 
 var registry = struct {
 	sync.Mutex
@@ -30,17 +31,21 @@ func Handle[In, Out any](name string, fn func(ctx context.Context, in In) (Out, 
 	if _, dup := registry.m[name]; dup {
 		panic(fmt.Sprintf("child.Handle: handler %q registered twice", name))
 	}
-	registry.m[name] = func(ctx context.Context, raw msgpack.RawMessage) (msgpack.RawMessage, error) {
+	registry.m[name] = func(ctx context.Context, raw msgpack.RawMessage) (channel.Message, error) {
 		var in In
 		if err := channel.Unmarshal(raw, &in); err != nil {
-			return nil, &channel.RemoteError{Type: "decode",
+			return channel.Message{}, &channel.RemoteError{Type: "decode",
 				Message: fmt.Sprintf("handler %q: cannot decode the input as %T: %v", name, in, err)}
 		}
 		out, err := fn(ctx, in)
 		if err != nil {
-			return nil, err
+			return channel.Message{}, err
 		}
-		return channel.Marshal(out)
+		if b, ok := any(out).([]byte); ok && b != nil {
+			return channel.Message{Bin: b}, nil // sent from the handler's memory
+		}
+		payload, err := channel.Marshal(out)
+		return channel.Message{Payload: payload}, err
 	}
 }
 

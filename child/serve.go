@@ -223,18 +223,18 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 		}
 	}()
 	out, err := h(c.ctx, c.payload)
-	if err != nil {
-		var re *channel.RemoteError
-		if !errors.As(err, &re) {
-			re = &channel.RemoteError{Type: "error", Message: err.Error()}
-			if errors.Is(err, context.Canceled) {
-				re.Type = "Canceled"
-			}
-		}
-		fail(re)
+	if err == nil {
+		answer.Payload, answer.Bin = out.Payload, out.Bin
 		return answer
 	}
-	answer.Payload = out
+	var re *channel.RemoteError
+	if !errors.As(err, &re) {
+		re = &channel.RemoteError{Type: "error", Message: err.Error()}
+		if errors.Is(err, context.Canceled) {
+			re.Type = "Canceled"
+		}
+	}
+	fail(re)
 	return answer
 }
 
@@ -246,7 +246,7 @@ func (w *worker) write() error {
 	var failed error
 	for m := range w.out {
 		batch = append(batch[:0], m)
-		size := len(m.Payload)
+		size := len(m.Payload) + len(m.Bin)
 	more:
 		for len(batch) < maxBatch && size < maxBytes {
 			select {
@@ -255,7 +255,7 @@ func (w *worker) write() error {
 					break more
 				}
 				batch = append(batch, m)
-				size += len(m.Payload)
+				size += len(m.Payload) + len(m.Bin)
 			default:
 				break more
 			}

@@ -45,3 +45,4 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
+

@@ -78,16 +78,21 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 // settled exactly once.
 func (p *Pool) submit(ctx context.Context, handler string, in any, notify chan<- *task, index int) *task {
 	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: notify, index: index, done: make(chan struct{})}
-	payload, err := channel.Marshal(in)
-	if err != nil {
-		t.fail(nil, fmt.Errorf("encoding the input: %w", err))
+	size := 0
+	if b, ok := in.([]byte); ok && b != nil {
+		t.bin, size = b, len(b)
+	} else {
+		payload, err := channel.Marshal(in)
+		if err != nil {
+			t.fail(nil, fmt.Errorf("encoding the input: %w", err))
+			return t
+		}
+		t.payload, size = payload, len(payload)
+	}
+	if limit := p.cfg.MaxFrame - frameOverhead; size > limit {
+		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d (Config.MaxFrame)", ErrTooLarge, size, limit))
 		return t
 	}
-	if limit := p.cfg.MaxFrame - frameOverhead; len(payload) > limit {
-		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d (Config.MaxFrame)", ErrTooLarge, len(payload), limit))
-		return t
-	}
-	t.payload = payload
 	if err := ctx.Err(); err != nil {
 		t.fail(nil, err)
 		return t

@@ -18,6 +18,7 @@ type task struct {
 	id      uint64
 	handler string
 	payload msgpack.RawMessage
+	bin     []byte // a []byte input, sent as is (see Func.Submit)
 	ctx     context.Context
 	notify  chan<- *task // optional: receives the task once settled (MapUnordered)
 	index   int          // position in a Map's input
@@ -96,9 +97,10 @@ type Func[In, Out any] struct {
 // a worker without that handler answers each call with an "unknown_handler" error.
 func Bind[In, Out any](p *Pool, name string) Func[In, Out] { return Func[In, Out]{pool: p, name: name} }
 
-// Submit queues one call and returns its future. It blocks while the pool's queue is full.
-// Cancelling ctx drops the call if it has not been sent yet, and sends the worker a cancel
-// (the handler's context is cancelled) if it has.
+// Submit queues one call and returns its future; it does not block. Cancelling ctx drops the
+// call if it has not been sent yet, and sends the worker a cancel (the handler's context is
+// cancelled) if it has. An input of type []byte is sent from its own memory, without a copy:
+// do not modify it until the future is done.
 func (f Func[In, Out]) Submit(ctx context.Context, in In) *Future[Out] {
 	return &Future[Out]{f.pool.submit(ctx, f.name, in, nil, 0)}
 }

@@ -45,4 +45,3 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
-

@@ -83,19 +83,19 @@ func hashFile(h hash.Hash, dirs *dirCache, path string, buf []byte, whole bool) 
 	if err != nil {
 		return -1, err
 	}
-	defer syscall.Close(fd)
+	defer closeFile(fd)
 	for first := true; ; first = false {
-		n, err := retry(func() (int, error) { return syscall.Read(fd, buf) })
+		n, err := retry(func() (int, error) { return readFile(fd, buf) })
 		if err != nil {
 			return -1, err
 		}
 		if first && n == len(buf) && !whole {
-			var st syscall.Stat_t
-			if err := syscall.Fstat(fd, &st); err != nil {
+			size, err := fileSize(fd)
+			if err != nil {
 				return -1, err
 			}
-			if st.Size >= bigFile {
-				return st.Size, nil
+			if size >= bigFile {
+				return size, nil
 			}
 		}
 		h.Write(buf[:n])

@@ -60,13 +60,18 @@ func (e *WorkerError) Error() string {
 	if e.Protocol != nil {
 		fmt.Fprintf(&b, ": killed for a protocol error: %v", e.Protocol)
 	}
-	if e.State != nil {
-		fmt.Fprintf(&b, ": %s", exitDescription(e.State))
-	}
-	if tail := strings.TrimSpace(e.Stderr); tail != "" {
-		fmt.Fprintf(&b, "; stderr tail:\n%s", tail)
-	}
+	writeExit(&b, ": ", e.State, e.Stderr)
 	return b.String()
+}
+
+// writeExit appends how a process ended and the tail of its stderr, when known.
+func writeExit(b *strings.Builder, sep string, state *os.ProcessState, stderr string) {
+	if state != nil {
+		b.WriteString(sep + exitDescription(state))
+	}
+	if tail := strings.TrimSpace(stderr); tail != "" {
+		b.WriteString("; stderr tail:\n" + tail)
+	}
 }
 
 func (e *WorkerError) Is(target error) bool { return target == ErrWorkerDied }
@@ -89,12 +94,7 @@ func (e *StartError) Error() string {
 	if len(e.Received) > 0 {
 		fmt.Fprintf(&b, "; first bytes received: %q", e.Received)
 	}
-	if e.State != nil {
-		fmt.Fprintf(&b, "; %s", exitDescription(e.State))
-	}
-	if tail := strings.TrimSpace(e.Stderr); tail != "" {
-		fmt.Fprintf(&b, "; stderr tail:\n%s", tail)
-	}
+	writeExit(&b, "; ", e.State, e.Stderr)
 	return b.String()
 }
 

@@ -267,7 +267,7 @@ func (w *worker) send() {
 			}
 			w.held[t.id] = t
 			w.sent = append(w.sent, t)
-			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload})
+			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
 		}
 		w.mu.Unlock()
 		if len(batch) > 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha512"
 	"errors"
-	"hash"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,69 +37,89 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 	bufp := readBuffers.Get().(*[]byte)
 	defer readBuffers.Put(bufp)
 	ans := digestAnswer{Sums: make([]byte, 0, sha512.Size*len(req.Paths))}
-	h := sha512.New()
+	hs := hashers{small: goSHA512{sha512.New()}}
+	defer hs.close()
 	var dirs dirCache
 	defer dirs.close()
 	for i, p := range req.Paths {
 		if err := ctx.Err(); err != nil {
 			return digestAnswer{}, err
 		}
-		h.Reset()
-		size, err := hashFile(h, &dirs, p, *bufp, req.Whole)
+		h, size, err := hs.file(&dirs, p, *bufp, req.Whole)
 		switch {
 		case err != nil:
 			if ans.Failed == nil {
 				ans.Failed = map[int]string{}
 			}
 			ans.Failed[i] = describe(err)
-		case size >= 0:
+			ans.Sums = append(ans.Sums, make([]byte, sha512.Size)...)
+		case h == nil:
 			if ans.Deferred == nil {
 				ans.Deferred = map[int]int64{}
 			}
 			ans.Deferred[i] = size
-		}
-		if err != nil || size >= 0 {
 			ans.Sums = append(ans.Sums, make([]byte, sha512.Size)...)
-			continue
+		default:
+			ans.Sums = h.sum(ans.Sums)
 		}
-		ans.Sums = h.Sum(ans.Sums)
 	}
 	return ans, nil
 }
 
-// hashFile reads path to its end into h. Unless whole, a file of bigFile bytes or more is left
-// alone and its size returned (otherwise the size returned is -1).
+// hashers are the two SHA-512s of a worker: Go's for files that fit in one read (a call into
+// libcrypto costs more than it saves on a few KiB), and the fastest there is for the rest,
+// made on first use (loading libcrypto takes milliseconds a tree of small files need not pay).
+type hashers struct{ small, big digester }
+
+func (hs *hashers) close() {
+	if hs.big != nil {
+		hs.big.close()
+	}
+}
+
+// file reads path to its end into one of the hashers and returns it, ready for sum. Unless
+// whole, a file of bigFile bytes or more is left alone: the hasher is nil and size its size.
 //
 // It uses plain system calls: for tiny files the cost is in the calls. The file is opened
 // relative to its directory, kept open across consecutive files of the same directory, which
 // spares the kernel a walk of the whole path. A read shorter than the buffer means end of file
 // for a regular file, which saves the read that would return 0.
-func hashFile(h hash.Hash, dirs *dirCache, path string, buf []byte, whole bool) (int64, error) {
+func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h digester, size int64, err error) {
 	dirfd, name := dirs.at(path)
-	fd, err := retry(func() (int, error) {
-		return openat(dirfd, name)
-	})
+	fd, err := retry(func() (int, error) { return openat(dirfd, name) })
 	if err != nil {
-		return -1, err
+		return nil, 0, err
 	}
 	defer closeFile(fd)
-	for first := true; ; first = false {
-		n, err := retry(func() (int, error) { return readFile(fd, buf) })
-		if err != nil {
-			return -1, err
+	n, err := retry(func() (int, error) { return readFile(fd, buf) })
+	if err != nil {
+		return nil, 0, err
+	}
+	if n < len(buf) { // the whole file in one read
+		hs.small.reset()
+		hs.small.write(buf[:n])
+		return hs.small, 0, nil
+	}
+	if !whole {
+		if size, err = fileSize(fd); err != nil {
+			return nil, 0, err
 		}
-		if first && n == len(buf) && !whole {
-			size, err := fileSize(fd)
-			if err != nil {
-				return -1, err
-			}
-			if size >= bigFile {
-				return size, nil
-			}
+		if size >= bigFile {
+			return nil, size, nil
 		}
-		h.Write(buf[:n])
+	}
+	if hs.big == nil {
+		hs.big = newDigester()
+	}
+	h = hs.big
+	h.reset()
+	for {
+		h.write(buf[:n])
 		if n < len(buf) {
-			return -1, nil
+			return h, 0, nil
+		}
+		if n, err = retry(func() (int, error) { return readFile(fd, buf) }); err != nil {
+			return nil, 0, err
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,7 +124,7 @@ func (p *Pool) Workers() []WorkerInfo {
 	defer p.mu.Unlock()
 	out := make([]WorkerInfo, 0, len(p.workers))
 	for w := range p.workers {
-		out = append(out, WorkerInfo{ID: w.id, Pid: w.pid, Handlers: w.handlers, Started: w.started})
+		out = append(out, WorkerInfo{ID: w.id, Pid: w.pid, Handlers: slices.Clone(w.handlers), Started: w.started})
 	}
 	return out
 }

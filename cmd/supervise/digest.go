@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -155,10 +156,13 @@ func digest(ctx context.Context, pf *poolFlags, paths []string, stdout, stderr i
 			}
 		case d := <-done:
 			pending--
+			if d.err != nil && ctx.Err() == nil {
+				log.Error("digest task failed", "files", len(d.files), "err", d.err)
+			}
 			for k, i := range d.files {
 				switch {
 				case d.err != nil:
-					items[i].err = d.err.Error()
+					items[i].err = taskFailure(d.err)
 				case len(d.ans.Sums) != sha512.Size*len(d.files):
 					items[i].err = fmt.Sprintf("the worker returned %d bytes of sums for %d files", len(d.ans.Sums), len(d.files))
 				case d.ans.Failed[k] != "":
@@ -179,8 +183,8 @@ func digest(ctx context.Context, pf *poolFlags, paths []string, stdout, stderr i
 	if err := out.Flush(); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
 	}
 	if err := pool.Shutdown(ctx); err != nil {
 		return err
@@ -189,6 +193,24 @@ func digest(ctx context.Context, pf *poolFlags, paths []string, stdout, stderr i
 		return exitError{1}
 	}
 	return nil
+}
+
+// taskFailure says in a few words why a task failed, for each of its files' error lines; the
+// whole error (with the worker's stderr tail) is logged once.
+func taskFailure(err error) string {
+	var we *supervisor.WorkerError
+	if errors.As(err, &we) {
+		msg := fmt.Sprintf("worker %d (pid %d) died", we.WorkerID, we.Pid)
+		if we.State != nil {
+			msg += ": " + we.State.String()
+		}
+		return msg
+	}
+	var re *supervisor.RemoteError
+	if errors.As(err, &re) {
+		return re.Error()
+	}
+	return err.Error()
 }
 
 // sumLine formats one line as sha512sum does: names holding a backslash, newline or carriage

@@ -63,6 +63,7 @@ func TestMain(m *testing.M) {
 			}
 			gpid = cmd.Process.Pid
 		}
+		fmt.Fprintln(os.Stderr, "block: about to block") // for the stderr tail of a crash
 		f, err := os.OpenFile(in.FIFO, os.O_WRONLY, 0)
 		if err != nil {
 			return 0, err

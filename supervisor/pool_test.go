@@ -227,7 +227,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 	_, err := blocked.Get(ctx)
 	var we *supervisor.WorkerError
 	if !errors.Is(err, supervisor.ErrWorkerDied) || !errors.As(err, &we) || we.Pid != pid ||
-		!strings.Contains(err.Error(), "killed by signal 9") {
+		!strings.Contains(err.Error(), "killed by signal 9") || !strings.Contains(we.Stderr, "block: about to block") {
 		t.Fatalf("the killed worker's task: %v", err)
 	}
 	for i, f := range others {
@@ -288,6 +288,25 @@ func TestShutdownFinishesEverything(t *testing.T) {
 	if _, err := sleep.Call(ctx, 1); !errors.Is(err, supervisor.ErrPoolClosed) {
 		t.Fatalf("submit after shutdown: %v", err)
 	}
+}
+
+func TestCancellingStartContextClosesPool(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := supervisor.Start(ctx, supervisor.Config{Workers: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, w := range p.Workers() {
+		pids = append(pids, w.Pid)
+	}
+	long := supervisor.Bind[int, int](p, "sleep").Submit(context.Background(), 600_000)
+	cancel()
+	if _, err := long.Get(context.Background()); !errors.Is(err, supervisor.ErrPoolClosed) {
+		t.Fatalf("a running task after the pool's context was cancelled: %v", err)
+	}
+	p.Shutdown(context.Background()) // returns once every worker is reaped
+	assertGone(t, pids...)
 }
 
 func TestShutdownIdlePool(t *testing.T) {

@@ -35,7 +35,10 @@ is followed. A file that cannot be read prints "supervise: PATH: reason" on stde
 go on, and the exit status is 1.
 
 The workers open and read the files themselves: the parent sends them paths, small files
-batched together, the largest files first so that one big file does not finish last.
+batched together; files of 1 MiB or more get a task each, largest first, ahead of the small
+batches, so that one big file does not finish last. Files over 256 KiB are hashed with
+OpenSSL's libcrypto when the system has one (libcrypto.so.3 or .1.1, loaded at run time), else
+with Go's crypto/sha512; SUPERVISE_HASH=go forces Go's.
 
 Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself failed.`,
 		Example: `  supervise digest .

@@ -115,6 +115,7 @@ func TestDigestMatchesSha512sum(t *testing.T) {
 		{"--workers", "3", "digest", root},
 		{"digest", "--workers", "2", root},
 		{"-j", "1", "digest", root},
+		{"digest", "--batch-files", "7", "--batch-bytes", "1", root}, // every task cut short
 	} {
 		out, errOut, code := run(t, args...)
 		if code != 0 || errOut != "" {

@@ -16,11 +16,16 @@ type digestRequest struct {
 	// or more is not hashed but reported in Deferred, so that the parent can give it a task
 	// of its own, largest first.
 	Whole bool `msgpack:"w,omitempty"`
+	// Budget, when above zero, stops the task once it has hashed that many bytes: the paths
+	// not attempted are left to another task (digestAnswer.Done says where it stopped), so
+	// that a batch of many files of unknown size cannot run for long.
+	Budget int64 `msgpack:"b,omitempty"`
 }
 
 // digestAnswer is the worker's answer: one 64-byte SHA-512 per path, in order (zeros where
 // the path failed or was deferred), and the exceptions by index.
 type digestAnswer struct {
+	Done     int            `msgpack:"n"` // paths attempted: Paths[:Done]
 	Sums     []byte         `msgpack:"s"`
 	Failed   map[int]string `msgpack:"f,omitempty"`
 	Deferred map[int]int64  `msgpack:"d,omitempty"`
@@ -41,10 +46,15 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 	defer hs.close()
 	var dirs dirCache
 	defer dirs.close()
+	var hashed int64
 	for i, p := range req.Paths {
 		if err := ctx.Err(); err != nil {
 			return digestAnswer{}, err
 		}
+		if req.Budget > 0 && hashed >= req.Budget {
+			break
+		}
+		ans.Done++
 		h, size, err := hs.file(&dirs, p, *bufp, req.Whole)
 		switch {
 		case err != nil:
@@ -61,6 +71,7 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 			ans.Sums = append(ans.Sums, make([]byte, sha512.Size)...)
 		default:
 			ans.Sums = h.sum(ans.Sums)
+			hashed += size
 		}
 	}
 	return ans, nil
@@ -77,8 +88,9 @@ func (hs *hashers) close() {
 	}
 }
 
-// file reads path to its end into one of the hashers and returns it, ready for sum. Unless
-// whole, a file of bigFile bytes or more is left alone: the hasher is nil and size its size.
+// file reads path to its end into one of the hashers and returns it, ready for sum, and the
+// bytes it read. Unless whole, a file of bigFile bytes or more is left alone: the hasher is
+// nil and size its size.
 //
 // It uses plain system calls: for tiny files the cost is in the calls. The file is opened
 // relative to its directory, kept open across consecutive files of the same directory, which
@@ -98,7 +110,7 @@ func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h 
 	if n < len(buf) { // the whole file in one read
 		hs.small.reset()
 		hs.small.write(buf[:n])
-		return hs.small, 0, nil
+		return hs.small, int64(n), nil
 	}
 	if !whole {
 		if size, err = fileSize(fd); err != nil {
@@ -115,8 +127,9 @@ func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h 
 	h.reset()
 	for {
 		h.write(buf[:n])
+		size += int64(n)
 		if n < len(buf) {
-			return h, 0, nil
+			return h, size, nil
 		}
 		if n, err = retry(func() (int, error) { return readFile(fd, buf) }); err != nil {
 			return nil, 0, err

@@ -396,6 +396,16 @@ func (w *worker) answered(id uint64) *task {
 		i++
 	}
 	w.sent = w.sent[i:]
+	if len(w.sent) > 4*w.p.cfg.InFlight { // a long call at the head, answers behind it: compact
+		live := w.sent[:0]
+		for _, s := range w.sent {
+			if w.held[s.id] == s {
+				live = append(live, s)
+			}
+		}
+		clear(w.sent[len(live):])
+		w.sent = live
+	}
 	w.mu.Unlock()
 	select {
 	case w.room <- struct{}{}:

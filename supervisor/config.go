@@ -33,6 +33,21 @@ type Config struct {
 	StartTimeout time.Duration
 	// Heartbeat is the period at which workers are asked to send heartbeats. Default: 1s.
 	Heartbeat time.Duration
+	// HangTimeout: a worker that sends nothing at all, not even a heartbeat, for this long is
+	// hung (a SIGSTOPped process is): it is killed and replaced, and the calls it was running
+	// fail with ErrHung. Default: 30s; negative: never.
+	HangTimeout time.Duration
+	// TaskTimeout is the soft time limit of every call, counted from when the worker starts
+	// it: the worker is sent a cancel (a Go handler's context is cancelled). Zero: no limit
+	// (a call's own context deadline still applies).
+	TaskTimeout time.Duration
+	// CancelGrace is how long a call may go on after its cancel (its soft limit, or its
+	// context ending) before its worker is killed and replaced: the hard limit. Only that call
+	// fails (with ErrTimeout, or its context's error). Default: 5s.
+	CancelGrace time.Duration
+	// StopGrace is the time between SIGTERM and SIGKILL when a worker's process group is
+	// killed. Default: 2s.
+	StopGrace time.Duration
 	// Logger receives the pool's events and the workers' stderr, one record per line, tagged
 	// with worker and pid. Default: slog.Default().
 	Logger *slog.Logger
@@ -60,6 +75,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = handshake.DefaultHeartbeat
+	}
+	if c.HangTimeout == 0 {
+		c.HangTimeout = 30 * time.Second
+	}
+	if c.CancelGrace <= 0 {
+		c.CancelGrace = 5 * time.Second
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

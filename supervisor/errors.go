@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/supervise-dev/supervise/channel"
 )
@@ -19,7 +20,33 @@ var (
 	ErrBadHello = errors.New("bad hello")
 	// ErrTooLarge: a task's input does not fit in one frame (Config.MaxFrame).
 	ErrTooLarge = errors.New("task input exceeds the frame limit")
+	// ErrTimeout: a task ran past its time limit (Config.TaskTimeout); see *TimeoutError.
+	ErrTimeout = errors.New("time limit exceeded")
+	// ErrHung: the worker running the task sent nothing for Config.HangTimeout.
+	ErrHung = errors.New("worker hung")
 )
+
+// TimeoutError is a task that ran past its soft time limit. Hard is set when it also ran past
+// the grace period after its cancel and its worker was killed; otherwise Cause is the error the
+// handler returned once cancelled.
+type TimeoutError struct {
+	Limit time.Duration
+	Hard  bool
+	Cause error
+}
+
+func (e *TimeoutError) Error() string {
+	if e.Hard {
+		return fmt.Sprintf("%v (%v), and still running after its cancel: worker killed", ErrTimeout, e.Limit)
+	}
+	if e.Cause != nil {
+		return fmt.Sprintf("%v (%v): %v", ErrTimeout, e.Limit, e.Cause)
+	}
+	return fmt.Sprintf("%v (%v)", ErrTimeout, e.Limit)
+}
+
+func (e *TimeoutError) Is(target error) bool { return target == ErrTimeout }
+func (e *TimeoutError) Unwrap() error        { return e.Cause }
 
 // TaskError is how a task fails: it names the task, its handler and the worker that held it.
 // Err is a *channel.RemoteError when the handler failed (returned an error or panicked), a
@@ -51,6 +78,8 @@ type WorkerError struct {
 	Command  []string
 	State    *os.ProcessState // nil if it could not be reaped
 	Protocol error
+	Killed   string // why the pool killed it, when it did: "hung: ...", "task 7 ran past ..."
+	Hung     bool   // it sent nothing for Config.HangTimeout (errors.Is(err, ErrHung))
 	Stderr   string // tail of stderr, at most a few KiB
 }
 
@@ -59,6 +88,8 @@ func (e *WorkerError) Error() string {
 	fmt.Fprintf(&b, "worker %d (pid %d) %s", e.WorkerID, e.Pid, ErrWorkerDied)
 	if e.Protocol != nil {
 		fmt.Fprintf(&b, ": killed for a protocol error: %v", e.Protocol)
+	} else if e.Killed != "" {
+		fmt.Fprintf(&b, ": killed: %s", e.Killed)
 	}
 	writeExit(&b, ": ", e.State, e.Stderr)
 	return b.String()
@@ -74,7 +105,9 @@ func writeExit(b *strings.Builder, sep string, state *os.ProcessState, stderr st
 	}
 }
 
-func (e *WorkerError) Is(target error) bool { return target == ErrWorkerDied }
+func (e *WorkerError) Is(target error) bool {
+	return target == ErrWorkerDied || (target == ErrHung && e.Hung)
+}
 
 // StartError is a worker that could not be started or whose handshake failed. Received quotes
 // the first bytes it wrote to stdout, when they were not a hello.

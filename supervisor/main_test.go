@@ -49,12 +49,14 @@ func TestMain(m *testing.M) {
 			return 0, ctx.Err()
 		}
 	})
+	child.Handle("deaf", func(_ context.Context, ms int) (int, error) { // ignores its context
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return ms, nil
+	})
 	// block writes "pid grandchild-pid" to the FIFO at path (the test's signal that the task is
-	// running), then waits for its context. With spawn, it first starts a grandchild sleep.
-	child.Handle("block", func(ctx context.Context, in struct {
-		FIFO  string
-		Spawn bool
-	}) (int, error) {
+	// running), then waits for its context (or, deaf, ignores it). With spawn, it first starts
+	// a grandchild sleep.
+	child.Handle("block", func(ctx context.Context, in blockInput) (int, error) {
 		gpid := 0
 		if in.Spawn {
 			cmd := exec.Command("sleep", "300")
@@ -70,11 +72,19 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Fprintf(f, "%d %d\n", os.Getpid(), gpid)
 		f.Close()
+		if in.Deaf {
+			time.Sleep(time.Minute)
+		}
 		<-ctx.Done()
 		return 0, ctx.Err()
 	})
 	child.Main()
 	os.Exit(m.Run())
+}
+
+type blockInput struct {
+	FIFO        string
+	Spawn, Deaf bool
 }
 
 // assertGone fails unless the processes, and their groups, are gone.

@@ -187,18 +187,17 @@ func TestStdoutInHandlerGoesToStderr(t *testing.T) {
 
 // blockOn submits a "block" task and returns the pids the handler reports once it is running.
 func blockOn(t *testing.T, p *supervisor.Pool, ctx context.Context, spawn bool) (*supervisor.Future[int], int, int) {
+	return blockOnWith(t, p, ctx, blockInput{Spawn: spawn})
+}
+
+func blockOnWith(t *testing.T, p *supervisor.Pool, ctx context.Context, in blockInput) (*supervisor.Future[int], int, int) {
 	t.Helper()
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f := supervisor.Bind[struct {
-		FIFO  string
-		Spawn bool
-	}, int](p, "block").Submit(ctx, struct {
-		FIFO  string
-		Spawn bool
-	}{fifo, spawn})
+	in.FIFO = fifo
+	f := supervisor.Bind[blockInput, int](p, "block").Submit(ctx, in)
 	r, err := os.Open(fifo) // blocks until the handler opens it: the task is running
 	if err != nil {
 		t.Fatal(err)
@@ -236,13 +235,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 		}
 	}
 	assertGone(t, pid, grandchild) // the worker's group went with it
-	deadline := time.Now().Add(10 * time.Second)
-	for len(p.Workers()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("pool has %d workers, want 2 again", len(p.Workers()))
-		}
-		time.Sleep(10 * time.Millisecond) // polling: the pool has no event to wait on yet
-	}
+	waitForWorkers(t, p, 2)
 	for _, w := range p.Workers() {
 		if w.Pid == pid {
 			t.Fatal("the dead worker is still listed")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"sync/atomic"
+	"time"
 
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/vmihailenco/msgpack/v5"
@@ -22,6 +23,11 @@ type task struct {
 	ctx     context.Context
 	notify  chan<- *task // optional: receives the task once settled (MapUnordered)
 	index   int          // position in a Map's input
+
+	// Guarded by the holding worker's mu:
+	runningSince time.Time // when its worker (probably) started it
+	cancelSent   time.Time // when a cancel went to its worker
+	timedOut     bool      // the cancel was for its soft time limit
 
 	settled atomic.Bool
 	unwatch atomic.Pointer[func() bool] // stops the cancel watch (see watch)

@@ -29,6 +29,9 @@ import (
 //     deadline on stdout and stderr, so that a grandchild holding a pipe cannot block the readers
 //     (what exec.Cmd.WaitDelay does for pipes it creates).
 //   - forwardStderr logs stderr lines until EOF or that deadline.
+//   - watch enforces time limits and notices a hung worker until run closes quit; run waits
+//     for it. Killing (terminate, kill) is SIGTERM to the group, then SIGKILL after
+//     Config.StopGrace, from a goroutine that ends when the process is reaped.
 type worker struct {
 	p        *Pool
 	log      *slog.Logger
@@ -49,12 +52,16 @@ type worker struct {
 	held    map[uint64]*task // sent and not yet answered: at most Config.InFlight
 	sent    []*task          // the same tasks in the order they were sent (settled ones linger)
 
-	stopping atomic.Bool // the pool asked it to finish (stdin closed): an exit is expected
-	killed   atomic.Bool // Close killed it: its tasks fail with ErrPoolClosed
+	stopping   atomic.Bool  // the pool asked it to finish (stdin closed): an exit is expected
+	killed     atomic.Bool  // Close killed it: its tasks fail with ErrPoolClosed
+	lastSeen   atomic.Int64 // unix nanoseconds of the last frame received
+	killReason string       // guarded by mu: why the pool killed it (time limit, hung)
+	hung       bool         // guarded by mu
 
 	quit       chan struct{} // closed by run: the sender stops
 	senderDone chan struct{}
 	stderrDone chan struct{}
+	watchDone  chan struct{}
 	waited     chan struct{} // closed by wait once the process is reaped
 	state      *os.ProcessState
 }
@@ -70,6 +77,7 @@ func (p *Pool) startWorker() (*worker, error) {
 		quit:       make(chan struct{}),
 		senderDone: make(chan struct{}),
 		stderrDone: make(chan struct{}),
+		watchDone:  make(chan struct{}),
 		waited:     make(chan struct{}),
 	}
 	startErr := func(err error) *StartError {
@@ -120,7 +128,7 @@ func (p *Pool) startWorker() (*worker, error) {
 	if err != nil {
 		e := startErr(err)
 		e.Received = rec.quote(w.stdout)
-		w.kill()
+		killGroup(w.pid, syscall.SIGKILL)
 		<-w.waited
 		<-w.stderrDone
 		closeAll(w.stdin, w.stdout, w.stderr)
@@ -138,7 +146,9 @@ func (p *Pool) startWorker() (*worker, error) {
 	p.wg.Add(1)
 	p.mu.Unlock()
 	w.log.Debug("supervise: worker started", "handlers", w.handlers)
+	w.lastSeen.Store(time.Now().UnixNano())
 	go w.send()
+	go w.watch()
 	go w.run()
 	return w, nil
 }
@@ -205,13 +215,122 @@ func (r *recorder) quote(f *os.File) []byte {
 	return r.buf
 }
 
-// kill ends the worker's whole process group at once. Safe to call at any time, repeatedly.
+// kill stops the worker for Close: its tasks fail with ErrPoolClosed.
 func (w *worker) kill() {
 	w.killed.Store(true)
+	w.ladder()
+}
+
+// terminate kills the worker for breaking a limit; reason goes into the error of the tasks it
+// was running. The first reason given is kept.
+func (w *worker) terminate(reason string, hung bool) {
+	w.mu.Lock()
+	if w.killReason == "" {
+		w.killReason, w.hung = reason, hung
+	}
+	w.mu.Unlock()
+	w.ladder()
+}
+
+// ladder sends SIGTERM to the worker's process group, then SIGKILL after Config.StopGrace
+// unless the worker was reaped first. Safe to call at any time, repeatedly.
+func (w *worker) ladder() {
 	select {
 	case <-w.waited:
+		return
 	default:
-		killGroup(w.pid, syscall.SIGKILL)
+	}
+	killGroup(w.pid, syscall.SIGTERM)
+	go func() {
+		t := time.NewTimer(w.p.cfg.StopGrace)
+		defer t.Stop()
+		select {
+		case <-w.waited:
+		case <-t.C:
+			killGroup(w.pid, syscall.SIGKILL)
+		}
+	}()
+}
+
+// watch checks the worker's time limits every tick until run closes quit: a worker silent for
+// HangTimeout is killed as hung; a call running TaskTimeout is sent a cancel; a call still
+// running CancelGrace after its cancel fails and its worker is killed.
+func (w *worker) watch() {
+	defer close(w.watchDone)
+	cfg := &w.p.cfg
+	tick := 250 * time.Millisecond
+	for _, d := range []time.Duration{cfg.TaskTimeout, cfg.CancelGrace, cfg.HangTimeout} {
+		if d > 0 {
+			tick = min(tick, max(d/4, 5*time.Millisecond))
+		}
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.quit:
+			return
+		case now := <-t.C:
+			w.check(now)
+		}
+	}
+}
+
+func (w *worker) check(now time.Time) {
+	cfg := &w.p.cfg
+	if silent := now.Sub(time.Unix(0, w.lastSeen.Load())); cfg.HangTimeout > 0 && silent >= cfg.HangTimeout {
+		w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v)", silent.Round(time.Millisecond), cfg.HangTimeout), true)
+		return
+	}
+	var cancels []uint64
+	var overdue *task
+	w.mu.Lock()
+	for _, t := range w.held {
+		switch {
+		case t.settled.Load():
+		case t.cancelSent.IsZero():
+			if cfg.TaskTimeout > 0 && !t.runningSince.IsZero() && now.Sub(t.runningSince) >= cfg.TaskTimeout {
+				t.timedOut, t.cancelSent = true, now
+				cancels = append(cancels, t.id)
+			}
+		case now.Sub(t.cancelSent) >= cfg.CancelGrace && overdue == nil:
+			overdue = t
+		}
+	}
+	timedOut := overdue != nil && overdue.timedOut
+	w.mu.Unlock()
+	for _, id := range cancels {
+		select {
+		case w.cancels <- id:
+		default: // the sender is far behind; the hard limit still holds
+		}
+	}
+	if overdue == nil {
+		return
+	}
+	var err error = &TimeoutError{Limit: cfg.TaskTimeout, Hard: true}
+	if !timedOut {
+		err = fmt.Errorf("%w, and the call still ran %v later: worker killed", context.Cause(overdue.ctx), cfg.CancelGrace)
+	}
+	overdue.fail(w, err)
+	w.terminate(fmt.Sprintf("task %d still running %v after its cancel", overdue.id, cfg.CancelGrace), false)
+}
+
+// markRunning stamps the calls the worker is running now (the first `concurrency` unanswered
+// ones, in the order sent) with the time they started. Called with mu held.
+func (w *worker) markRunning(now time.Time) {
+	n := 0
+	for _, t := range w.sent {
+		if n >= w.concurrency {
+			return
+		}
+		if w.held[t.id] != t {
+			continue
+		}
+		if t.runningSince.IsZero() {
+			t.runningSince = now
+		}
+		n++
 	}
 }
 
@@ -269,6 +388,9 @@ func (w *worker) send() {
 			w.sent = append(w.sent, t)
 			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
 		}
+		if w.p.cfg.TaskTimeout > 0 {
+			w.markRunning(time.Now())
+		}
 		w.mu.Unlock()
 		if len(batch) > 0 {
 			if err := w.conn.Send(batch...); err != nil {
@@ -301,7 +423,10 @@ func (w *worker) free() int {
 
 func (w *worker) sendCancel(id uint64) {
 	w.mu.Lock()
-	_, held := w.held[id]
+	t, held := w.held[id]
+	if held && t.cancelSent.IsZero() {
+		t.cancelSent = time.Now() // the hard limit counts from here
+	}
 	w.mu.Unlock()
 	if held {
 		_ = w.conn.Send(channel.Message{Kind: channel.KindCancel, ID: id})
@@ -345,30 +470,33 @@ func (w *worker) run() {
 	w.stdin.Close() // unblocks a sender stuck on a full pipe
 	<-w.senderDone
 	<-w.stderrDone
+	<-w.watchDone
 	closeAll(w.stdout, w.stderr)
 
 	w.mu.Lock()
-	sent := w.sent
+	sent, held := w.sent, w.held
 	w.held, w.sent = nil, nil
+	reason, hung := w.killReason, w.hung
 	w.mu.Unlock()
 	var cause error = &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
-		Protocol: protocol, Stderr: w.tail.String()}
+		Protocol: protocol, Killed: reason, Hung: hung, Stderr: w.tail.String()}
 	if w.killed.Load() {
 		cause = ErrPoolClosed
 	}
 	// The worker runs calls in the order sent, w.concurrency at a time: the first unanswered
-	// ones may have started and fail with the cause; the rest never started and go back to
-	// the backlog for another worker.
-	failed := 0
+	// ones may have started and fail with the cause (unless a time limit failed one already);
+	// the rest never started and go back to the backlog for another worker.
+	failed, started := 0, 0
 	var requeue []*task
 	for _, t := range sent {
 		switch {
-		case t.settled.Load():
-		case failed < w.concurrency || w.killed.Load():
+		case held[t.id] != t: // answered
+		case started < w.concurrency || w.killed.Load():
+			started++
 			if t.fail(w, cause) {
 				failed++
 			}
-		default:
+		case !t.settled.Load():
 			requeue = append(requeue, t)
 		}
 	}
@@ -384,10 +512,11 @@ func (w *worker) run() {
 	w.p.exited(w, !clean && !w.killed.Load())
 }
 
-// answered removes task id from those held and frees its slot.
-func (w *worker) answered(id uint64) *task {
+// answered removes task id from those held and frees its slot. timedOut reports that the task
+// was cancelled for its time limit.
+func (w *worker) answered(id uint64) (t *task, timedOut bool) {
 	w.mu.Lock()
-	t := w.held[id]
+	t = w.held[id]
 	delete(w.held, id)
 	// Answers mostly come in order: drop the answered prefix of sent.
 	i := 0
@@ -406,12 +535,18 @@ func (w *worker) answered(id uint64) *task {
 		clear(w.sent[len(live):])
 		w.sent = live
 	}
+	if t != nil {
+		timedOut = t.timedOut
+		if w.p.cfg.TaskTimeout > 0 {
+			w.markRunning(time.Now())
+		}
+	}
 	w.mu.Unlock()
 	select {
 	case w.room <- struct{}{}:
 	default:
 	}
-	return t
+	return t, timedOut
 }
 
 // read handles frames from the worker until its stdout ends or it breaks the protocol.
@@ -421,6 +556,7 @@ func (w *worker) read() error {
 		if err != nil {
 			return err
 		}
+		w.lastSeen.Store(time.Now().UnixNano())
 		for i := range msgs {
 			m := &msgs[i]
 			switch m.Kind {
@@ -429,17 +565,21 @@ func (w *worker) read() error {
 					w.log.Error("supervise: worker reports an error", "err", m.Err)
 					continue
 				}
-				t := w.answered(m.ID)
+				t, timedOut := w.answered(m.ID)
 				if t == nil {
 					return fmt.Errorf("an answer (%s) to task %d, which this worker does not hold", m.Kind, m.ID)
+				}
+				var remote error = m.Err
+				if m.Kind == channel.KindError && m.Err == nil {
+					remote = &RemoteError{Type: "error", Message: "the worker reported an error without details"}
 				}
 				switch {
 				case m.Kind == channel.KindResult:
 					t.settle(m.Payload, nil)
-				case m.Err != nil:
-					t.fail(w, m.Err)
+				case timedOut: // the handler gave up when cancelled for its time limit
+					t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})
 				default:
-					t.fail(w, &RemoteError{Type: "error", Message: "the worker reported an error without details"})
+					t.fail(w, remote)
 				}
 			case channel.KindHello:
 				return errors.New("a second hello")

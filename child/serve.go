@@ -46,6 +46,7 @@ func Serve() error {
 	}
 	defer frames.Close()
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	takeGroupDownOnSIGTERM()
 	return serve(os.Stdin, frames)
 }
 

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/child"
 	"github.com/supervise-dev/supervise/internal/proctest"
+	"github.com/supervise-dev/supervise/supervisor"
 )
 
 // The test binary is its own worker: TestMain registers the handlers below and calls
@@ -79,7 +82,35 @@ func TestMain(m *testing.M) {
 		return 0, ctx.Err()
 	})
 	child.Main()
+	if os.Getenv("SUPERVISE_TEST_MODE") == "orphan-parent" {
+		orphanParent()
+	}
 	os.Exit(m.Run())
+}
+
+// orphanParent is the parent that TestNoOrphansWhenParentIsKilled kills: it starts a pool of
+// two workers, each running a task that has started a grandchild, prints "PID GRANDCHILD-PID"
+// for each, and waits to be killed.
+func orphanParent() {
+	p, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 2, StopGrace: 200 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	dir, _ := os.MkdirTemp("", "orphan")
+	for i := range 2 {
+		fifo := filepath.Join(dir, strconv.Itoa(i))
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			panic(err)
+		}
+		supervisor.Bind[blockInput, int](p, "block").Submit(context.Background(), blockInput{FIFO: fifo, Spawn: true})
+		b, err := os.ReadFile(fifo) // until the handler has written its pids and closed it
+		if err != nil {
+			panic(err)
+		}
+		os.Stdout.Write(b)
+	}
+	os.RemoveAll(dir)
+	select {}
 }
 
 type blockInput struct {

@@ -32,6 +32,7 @@ type Pool struct {
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	spawner   *spawner // stopped once wg is done: no worker can be started after
 }
 
 // Start starts cfg.Workers workers and waits for each one's hello. If any fails to start, the
@@ -48,6 +49,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		backlog:  newBacklog(),
 		stopping: make(chan struct{}),
 		workers:  map[*worker]struct{}{},
+		spawner:  newSpawner(),
 	}
 	errs := make([]error, cfg.Workers)
 	var started sync.WaitGroup
@@ -149,6 +151,7 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		p.spawner.stop()
 		p.drain()
 		return nil
 	case <-ctx.Done():
@@ -169,6 +172,7 @@ func (p *Pool) Close() error {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.spawner.stop()
 	p.drain()
 	return nil
 }

@@ -8,9 +8,11 @@ import (
 )
 
 // sysProcAttr makes the worker lead its own process group (so the group can be killed as one)
-// and asks the kernel to SIGKILL it if the parent dies.
+// and asks the kernel to send it SIGTERM if the parent dies (see spawner for the thread that
+// must stay alive). SIGTERM rather than SIGKILL lets a worker of ours take its process group
+// down with it (child.Main does); any other command just dies of it.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
 
 // growPipe raises a pipe's capacity (64 KiB by default on Linux) so that a large frame crosses

@@ -104,9 +104,9 @@ func (p *Pool) startWorker() (*worker, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = child[0], child[1], child[2]
 	cmd.Dir = p.cfg.Dir
 	cmd.Env = append(append(os.Environ(), p.cfg.Env...),
-		handshake.Env(channel.ProtocolVersion, w.id, p.cfg.MaxFrame, p.cfg.Heartbeat)...)
+		handshake.Env(channel.ProtocolVersion, w.id, p.cfg.MaxFrame, p.cfg.Heartbeat, p.cfg.StopGrace)...)
 	cmd.SysProcAttr = sysProcAttr()
-	err := cmd.Start()
+	err := p.spawner.start(cmd)
 	closeAll(child[:]...)
 	if err != nil {
 		closeAll(w.stdin, w.stdout, w.stderr)

@@ -16,6 +16,7 @@ const (
 	MaxFrameKey  = "SUPERVISE_MAX_FRAME"
 	HeartbeatKey = "SUPERVISE_HEARTBEAT_MS"
 	WorkerIDKey  = "SUPERVISE_WORKER_ID"
+	StopGraceKey = "SUPERVISE_STOP_GRACE_MS"
 )
 
 // NotWorkerMessage is what a worker prints when started without the cookie.
@@ -26,8 +27,9 @@ const NotWorkerMessage = "this program is a supervise worker: start it from a su
 const DefaultHeartbeat = time.Second
 
 // Env returns the variables the parent adds to a worker's environment.
-func Env(protocol, workerID, maxFrame int, heartbeat time.Duration) []string {
+func Env(protocol, workerID, maxFrame int, heartbeat, stopGrace time.Duration) []string {
 	return []string{
+		StopGraceKey + "=" + strconv.FormatInt(stopGrace.Milliseconds(), 10),
 		CookieKey + "=" + CookieValue,
 		ProtocolKey + "=" + strconv.Itoa(protocol),
 		MaxFrameKey + "=" + strconv.Itoa(maxFrame),

@@ -1,0 +1,67 @@
+package supervisor_test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The parent is SIGKILLed while its workers run tasks that started grandchildren: the kernel's
+// parent-death signal reaches each worker, which takes its process group down, grandchildren
+// included. Nothing of the pool may be left.
+func TestNoOrphansWhenParentIsKilled(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "SUPERVISE_TEST_MODE=orphan-parent")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	sc := bufio.NewScanner(out)
+	for len(pids) < 4 && sc.Scan() {
+		for _, f := range strings.Fields(sc.Text()) {
+			pids = append(pids, atoi(t, f))
+		}
+	}
+	if len(pids) != 4 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the parent reported pids %v", pids)
+	}
+	// Watch them with pidfds before the kill: a pidfd turns readable when its process exits.
+	var fds []unix.PollFd
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatalf("pidfd_open(%d): %v", pid, err)
+		}
+		defer unix.Close(fd)
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := range fds {
+		for fds[i].Revents&unix.POLLIN == 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				t.Fatalf("process %d is still alive 10s after its pool's parent was killed", pids[i])
+			}
+			if _, err := unix.Poll(fds[i:i+1], int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
+				t.Fatal(err)
+			}
+		}
+	}
+	assertGone(t, pids...)
+}

@@ -48,6 +48,15 @@ type Config struct {
 	// StopGrace is the time between SIGTERM and SIGKILL when a worker's process group is
 	// killed. Default: 2s.
 	StopGrace time.Duration
+	// MaxTasksPerWorker recycles a worker after it was sent this many calls: it finishes them,
+	// exits, and a fresh one takes its place (Python's maxtasksperchild). Zero: never.
+	MaxTasksPerWorker int
+	// Retries is how many times a call is given to another worker when the worker running it
+	// dies (crash, hung, killed by a signal), for every call (Func.WithRetries sets it per
+	// handler). Zero, the default, is at-most-once: a call is never run twice. With retries a
+	// call may run more than once, so only use them for idempotent work. Handler errors and
+	// time limits are not retried.
+	Retries int
 	// Logger receives the pool's events and the workers' stderr, one record per line, tagged
 	// with worker and pid. Default: slog.Default().
 	Logger *slog.Logger

@@ -56,6 +56,7 @@ type TaskError struct {
 	Handler  string
 	WorkerID int // 0 when no worker held it
 	Pid      int
+	Attempts int // workers it was given to (more than 1 with retries)
 	Err      error
 }
 
@@ -63,6 +64,9 @@ func (e *TaskError) Error() string {
 	where := ""
 	if e.WorkerID != 0 {
 		where = fmt.Sprintf(" on worker %d (pid %d)", e.WorkerID, e.Pid)
+	}
+	if e.Attempts > 1 {
+		where += fmt.Sprintf(", attempt %d", e.Attempts)
 	}
 	return fmt.Sprintf("task %d (%s)%s: %v", e.ID, e.Handler, where, e.Err)
 }

@@ -3,6 +3,8 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,12 +53,7 @@ func TestHardTimeLimitKillsWorker(t *testing.T) {
 			t.Fatalf("call %d beside the overdue one: %v %v", i, v, err)
 		}
 	}
-	waitForWorkers(t, p, 2)
-	for _, w := range p.Workers() {
-		if w.Pid == te2.Pid {
-			t.Fatal("the killed worker is still listed")
-		}
-	}
+	waitForReplacement(t, p, 2, te2.Pid)
 	assertGone(t, te2.Pid)
 }
 
@@ -69,7 +66,7 @@ func TestCancelledCallIgnoringCancelKillsWorker(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "worker killed") {
 		t.Fatalf("%v", err)
 	}
-	waitForWorkers(t, p, 1)
+	waitForReplacement(t, p, 1, pid)
 	assertGone(t, pid)
 }
 
@@ -86,7 +83,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) || we.Pid != pid || !strings.Contains(err.Error(), "hung") {
 		t.Fatalf("the stopped worker's call: %v", err)
 	}
-	waitForWorkers(t, p, 2)
+	waitForReplacement(t, p, 2, pid)
 	assertGone(t, pid)
 	// The other worker kept beating: it was not taken for hung.
 	if v, err := supervisor.Bind[int, int](p, "square").Call(ctx, 7); err != nil || v != 49 {
@@ -94,14 +91,69 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	}
 }
 
-// waitForWorkers waits until the pool lists n workers again (a replacement has started).
-func waitForWorkers(t *testing.T, p *supervisor.Pool, n int) {
+// waitForReplacement waits until the pool lists n workers again, none of them the one with pid
+// gone: that one was reaped, and a replacement has started.
+func waitForReplacement(t *testing.T, p *supervisor.Pool, n, gone int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(p.Workers()) != n {
+	for {
+		ws := p.Workers()
+		if len(ws) == n && !slices.ContainsFunc(ws, func(w supervisor.WorkerInfo) bool { return w.Pid == gone }) {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pool has %d workers, want %d", len(p.Workers()), n)
+			t.Fatalf("pool has workers %+v, want %d without pid %d", ws, n, gone)
 		}
 		time.Sleep(10 * time.Millisecond) // polling: the pool has no event to wait on yet
+	}
+}
+
+func TestMaxTasksPerWorkerRecycles(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1, MaxTasksPerWorker: 3})
+	ctx := context.Background()
+	uses := map[int]int{}
+	var pids []int
+	for range 10 {
+		pid, err := supervisor.Bind[struct{}, int](p, "pid").Call(ctx, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uses[pid] == 0 {
+			pids = append(pids, pid)
+		}
+		uses[pid]++
+	}
+	if len(pids) != 4 {
+		t.Fatalf("10 calls, 3 per worker, ran on %d workers: %v", len(pids), uses)
+	}
+	for pid, n := range uses {
+		if n > 3 {
+			t.Fatalf("worker %d ran %d calls", pid, n)
+		}
+	}
+	p.Close()
+	assertGone(t, pids...)
+}
+
+func TestRetriesOnlyWhenAskedFor(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 2})
+	ctx := context.Background()
+	crash := supervisor.Bind[string, string](p, "crashonce")
+
+	_, err := crash.Call(ctx, filepath.Join(t.TempDir(), "marker"))
+	var we *supervisor.WorkerError
+	if !errors.As(err, &we) || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("without retries, a crash is the call's outcome: %v", err)
+	}
+
+	v, err := crash.WithRetries(1).Call(ctx, filepath.Join(t.TempDir(), "marker"))
+	if err != nil || v != "ok" {
+		t.Fatalf("with one retry: %q %v", v, err)
+	}
+
+	_, err = supervisor.Bind[string, int](p, "fail").WithRetries(3).Call(ctx, "deterministic")
+	var te *supervisor.TaskError
+	if !errors.As(err, &te) || te.Attempts != 1 {
+		t.Fatalf("a handler's error is not retried: %v", err)
 	}
 }

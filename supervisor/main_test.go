@@ -52,6 +52,15 @@ func TestMain(m *testing.M) {
 			return 0, ctx.Err()
 		}
 	})
+	// crashonce crashes its worker the first time it is called with a path (which it creates),
+	// and returns "ok" from then on.
+	child.Handle("crashonce", func(_ context.Context, marker string) (string, error) {
+		if _, err := os.Stat(marker); err != nil {
+			os.WriteFile(marker, nil, 0o600)
+			os.Exit(3)
+		}
+		return "ok", nil
+	})
 	child.Handle("deaf", func(_ context.Context, ms int) (int, error) { // ignores its context
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil
@@ -92,7 +101,8 @@ func TestMain(m *testing.M) {
 // two workers, each running a task that has started a grandchild, prints "PID GRANDCHILD-PID"
 // for each, and waits to be killed.
 func orphanParent() {
-	p, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 2, StopGrace: 200 * time.Millisecond})
+	// InFlight 1: the second task must go to the second worker, the first one is blocked.
+	p, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 2, InFlight: 1, StopGrace: 200 * time.Millisecond})
 	if err != nil {
 		panic(err)
 	}

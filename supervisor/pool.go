@@ -79,8 +79,12 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 
 // submit encodes in and queues a task for handler. It always returns a task that will be
 // settled exactly once.
-func (p *Pool) submit(ctx context.Context, handler string, in any, notify chan<- *task, index int) *task {
-	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: notify, index: index, done: make(chan struct{})}
+func (p *Pool) submit(ctx context.Context, handler string, in any, notify chan<- *task, index, retries int) *task {
+	if retries < 0 {
+		retries = p.cfg.Retries
+	}
+	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: notify, index: index, retries: retries,
+		done: make(chan struct{})}
 	size := 0
 	if b, ok := in.([]byte); ok && b != nil {
 		t.bin, size = b, len(b)
@@ -185,13 +189,13 @@ func (p *Pool) drain() {
 }
 
 // exited is called by a worker's owner once the worker is reaped and its tasks are settled.
-// A worker that ended without being asked to is replaced while the pool runs (or still has
-// queued tasks to finish during Shutdown).
-func (p *Pool) exited(w *worker, unexpected bool) {
+// A worker that ended without being asked to, or was recycled, is replaced while the pool runs
+// (or still has queued tasks to finish during Shutdown).
+func (p *Pool) exited(w *worker, replace bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.workers, w)
-	if unexpected && !p.killing && (!p.isStopping() || p.backlog.len() > 0) {
+	if replace && !p.killing && (!p.isStopping() || p.backlog.len() > 0) {
 		p.wg.Add(1)
 		go p.replace()
 	}

@@ -234,8 +234,8 @@ func TestWorkerKilledMidTask(t *testing.T) {
 			t.Fatalf("task %d beside the killed one: %v %v", i, v, err)
 		}
 	}
+	waitForReplacement(t, p, 2, pid)
 	assertGone(t, pid, grandchild) // the worker's group went with it
-	waitForWorkers(t, p, 2)
 	for _, w := range p.Workers() {
 		if w.Pid == pid {
 			t.Fatal("the dead worker is still listed")
@@ -403,7 +403,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	for r := range supervisor.Bind[int, int](p, "sleep").MapUnordered(ctx, ints(100)) {
+	for r := range supervisor.Bind[int, int](p, "square").MapUnordered(ctx, ints(1000)) {
 		_ = r
 	}
 	cancel()

@@ -23,6 +23,8 @@ type task struct {
 	ctx     context.Context
 	notify  chan<- *task // optional: receives the task once settled (MapUnordered)
 	index   int          // position in a Map's input
+	retries int          // times it may still go to another worker if its worker dies
+	sends   int          // times it was sent to a worker
 
 	// Guarded by the holding worker's mu:
 	runningSince time.Time // when its worker (probably) started it
@@ -53,7 +55,7 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 }
 
 func (t *task) fail(w *worker, err error) bool {
-	te := &TaskError{ID: t.id, Handler: t.handler, Err: err}
+	te := &TaskError{ID: t.id, Handler: t.handler, Attempts: t.sends, Err: err}
 	if w != nil {
 		te.WorkerID, te.Pid = w.id, w.pid
 	}
@@ -95,20 +97,30 @@ func decode[Out any](t *task) (Out, error) {
 
 // Func is a handler of the pool's workers, with its input and output types.
 type Func[In, Out any] struct {
-	pool *Pool
-	name string
+	pool    *Pool
+	name    string
+	retries int // -1: the pool's Config.Retries
 }
 
 // Bind returns the handler called name on p's workers, typed. Nothing is checked until a call:
 // a worker without that handler answers each call with an "unknown_handler" error.
-func Bind[In, Out any](p *Pool, name string) Func[In, Out] { return Func[In, Out]{pool: p, name: name} }
+func Bind[In, Out any](p *Pool, name string) Func[In, Out] {
+	return Func[In, Out]{pool: p, name: name, retries: -1}
+}
+
+// WithRetries returns f with its calls retried up to n times on another worker when the worker
+// running them dies (see Config.Retries): only for idempotent handlers.
+func (f Func[In, Out]) WithRetries(n int) Func[In, Out] {
+	f.retries = max(0, n)
+	return f
+}
 
 // Submit queues one call and returns its future; it does not block. Cancelling ctx drops the
 // call if it has not been sent yet, and sends the worker a cancel (the handler's context is
 // cancelled) if it has. An input of type []byte is sent from its own memory, without a copy:
 // do not modify it until the future is done.
 func (f Func[In, Out]) Submit(ctx context.Context, in In) *Future[Out] {
-	return &Future[Out]{f.pool.submit(ctx, f.name, in, nil, 0)}
+	return &Future[Out]{f.pool.submit(ctx, f.name, in, nil, 0, f.retries)}
 }
 
 // Call submits one call and waits for its outcome.
@@ -142,7 +154,7 @@ func (f Func[In, Out]) Map(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Re
 		}
 		i := 0
 		for in := range inputs {
-			pending = append(pending, f.pool.submit(ctx, f.name, in, nil, i))
+			pending = append(pending, f.pool.submit(ctx, f.name, in, nil, i, f.retries))
 			i++
 			if len(pending) >= window && !next() {
 				return
@@ -172,7 +184,7 @@ func (f Func[In, Out]) MapUnordered(ctx context.Context, inputs iter.Seq[In]) it
 		}
 		i := 0
 		for in := range inputs {
-			f.pool.submit(ctx, f.name, in, finished, i)
+			f.pool.submit(ctx, f.name, in, finished, i, f.retries)
 			i++
 			outstanding++
 			if outstanding >= window && !next() {

@@ -53,6 +53,8 @@ type worker struct {
 	sent    []*task          // the same tasks in the order they were sent (settled ones linger)
 
 	stopping   atomic.Bool  // the pool asked it to finish (stdin closed): an exit is expected
+	recycled   atomic.Bool  // it was sent MaxTasksPerWorker calls: replace it once it exits
+	sentTotal  int          // calls sent so far; only the sender touches it
 	killed     atomic.Bool  // Close killed it: its tasks fail with ErrPoolClosed
 	lastSeen   atomic.Int64 // unix nanoseconds of the last frame received
 	killReason string       // guarded by mu: why the pool killed it (time limit, hung)
@@ -386,6 +388,7 @@ func (w *worker) send() {
 			}
 			w.held[t.id] = t
 			w.sent = append(w.sent, t)
+			t.sends++
 			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
 		}
 		if w.p.cfg.TaskTimeout > 0 {
@@ -403,10 +406,15 @@ func (w *worker) send() {
 			for _, t := range tasks {
 				t.watch(w)
 			}
+			w.sentTotal += len(batch)
 			clear(batch)
 		}
 		clear(tasks)
-		if closing { // Shutdown: EOF on stdin asks the worker to answer what it holds and exit
+		if max := w.p.cfg.MaxTasksPerWorker; max > 0 && w.sentTotal >= max {
+			w.recycled.Store(true)
+			closing = true
+		}
+		if closing { // EOF on stdin asks the worker to answer what it holds and exit
 			w.stopping.Store(true)
 			w.stdin.Close()
 			return
@@ -418,7 +426,11 @@ func (w *worker) send() {
 func (w *worker) free() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.p.cfg.InFlight - len(w.held)
+	free := w.p.cfg.InFlight - len(w.held)
+	if max := w.p.cfg.MaxTasksPerWorker; max > 0 {
+		free = min(free, max-w.sentTotal)
+	}
+	return free
 }
 
 func (w *worker) sendCancel(id uint64) {
@@ -493,6 +505,13 @@ func (w *worker) run() {
 		case held[t.id] != t: // answered
 		case started < w.concurrency || w.killed.Load():
 			started++
+			if t.retries > 0 && !w.killed.Load() && !t.settled.Load() { // at-least-once: again
+				t.retries--
+				t.runningSince, t.cancelSent, t.timedOut = time.Time{}, time.Time{}, false
+				requeue = append(requeue, t)
+				w.log.Warn("supervise: retrying a task its worker died with", "task", t.id, "handler", t.handler, "retries_left", t.retries)
+				continue
+			}
 			if t.fail(w, cause) {
 				failed++
 			}
@@ -509,7 +528,10 @@ func (w *worker) run() {
 	} else if !w.killed.Load() {
 		w.log.Error("supervise: worker died", "tasks_failed", failed, "tasks_requeued", len(requeue), "err", cause)
 	}
-	w.p.exited(w, !clean && !w.killed.Load())
+	if clean && w.recycled.Load() {
+		w.log.Debug("supervise: worker recycled", "tasks", w.sentTotal)
+	}
+	w.p.exited(w, (!clean || w.recycled.Load()) && !w.killed.Load())
 }
 
 // answered removes task id from those held and frees its slot. timedOut reports that the task

@@ -100,7 +100,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	walked := make(chan []walkItem, 64)
 	go walk(ctx, paths, max(1, b.files), walked) // while the pool starts
 
-	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log})
+	pool, err := supervisor.Start(ctx, pf.config(log))
 	if err != nil {
 		return err
 	}

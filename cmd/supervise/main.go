@@ -14,10 +14,12 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/supervise-dev/supervise/child"
 	"github.com/supervise-dev/supervise/internal/handshake"
+	"github.com/supervise-dev/supervise/supervisor"
 )
 
 // exitError carries an exit status out of a command whose failures were already reported.
@@ -29,10 +31,16 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the root command, so they can go before the subcommand (supervise --workers 8 digest DIR)
 // or after it.
 type poolFlags struct {
-	workers    int
-	inFlight   int
-	logLevel   string
-	cpuProfile string
+	workers     int
+	inFlight    int
+	timeout     time.Duration
+	cancelGrace time.Duration
+	stopGrace   time.Duration
+	hang        time.Duration
+	maxTasks    int
+	retries     int
+	logLevel    string
+	cpuProfile  string
 }
 
 // profileEnv passes --cpuprofile to the workers.
@@ -75,6 +83,12 @@ running and is replaced.`,
 	}
 	root.PersistentFlags().IntVarP(&pf.workers, "workers", "j", runtime.NumCPU(), "number of worker processes")
 	root.PersistentFlags().IntVar(&pf.inFlight, "in-flight", 2, "tasks sent to a worker ahead of its answers")
+	root.PersistentFlags().DurationVar(&pf.timeout, "timeout", 0, "soft time limit of a task: its worker is asked to cancel it (0: none)")
+	root.PersistentFlags().DurationVar(&pf.cancelGrace, "cancel-grace", 5*time.Second, "how long a cancelled task may go on before its worker is killed and replaced")
+	root.PersistentFlags().DurationVar(&pf.stopGrace, "stop-grace", 2*time.Second, "time between SIGTERM and SIGKILL when a worker's process group is killed")
+	root.PersistentFlags().DurationVar(&pf.hang, "hang-timeout", 30*time.Second, "kill a worker that sends nothing, not even a heartbeat, for this long")
+	root.PersistentFlags().IntVar(&pf.maxTasks, "max-tasks-per-worker", 0, "replace a worker after this many tasks (0: never)")
+	root.PersistentFlags().IntVar(&pf.retries, "retries", 0, "give a task to another worker up to this many times when its worker dies")
 	root.PersistentFlags().StringVar(&pf.logLevel, "log-level", "warn", "log level of the pool and its workers: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
@@ -102,6 +116,13 @@ running and is replaced.`,
 		fmt.Fprintln(os.Stderr, "supervise:", err)
 		os.Exit(2)
 	}
+}
+
+// config is the pool configuration the flags describe.
+func (pf *poolFlags) config(log *slog.Logger) supervisor.Config {
+	return supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log,
+		TaskTimeout: pf.timeout, CancelGrace: pf.cancelGrace, StopGrace: pf.stopGrace, HangTimeout: pf.hang,
+		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries}
 }
 
 func (pf *poolFlags) logger() (*slog.Logger, error) {

@@ -133,7 +133,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 			done <- taskDone{t, ans, err}
 		}()
 	}
-	print := func() {
+	printReady := func() {
 		for ; printed < len(items) && (items[printed].err != "" || sums[printed] != nil); printed++ {
 			it := &items[printed]
 			if it.err != "" {
@@ -202,10 +202,10 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 					sums[i] = d.ans.Sums[k*sha512.Size : (k+1)*sha512.Size]
 				}
 			}
-			print()
+			printReady()
 		}
 	}
-	print()
+	printReady()
 	log.Debug("hashed", "files", len(items), "big", len(sizes), "took", time.Since(t0))
 	if err := out.Flush(); err != nil {
 		return err

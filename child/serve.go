@@ -72,7 +72,8 @@ type worker struct {
 	wake    chan struct{} // signalled when queue grows or reading ends
 	eof     bool          // no more calls will come
 
-	out chan channel.Message // answers and heartbeats, drained by write
+	wmu      sync.Mutex // one frame at a time on stdout: answers and heartbeats
+	writeErr error      // guarded by wmu: the first failed write; later writes are skipped
 }
 
 func serve(in io.Reader, out io.Writer) error {
@@ -82,7 +83,6 @@ func serve(in io.Reader, out io.Writer) error {
 		handlers: map[string]rawHandler{},
 		running:  map[uint64]context.CancelFunc{},
 		wake:     make(chan struct{}, 1),
-		out:      make(chan channel.Message, 1024),
 	}
 	registry.Lock()
 	for n, h := range registry.m {
@@ -100,8 +100,6 @@ func serve(in io.Reader, out io.Writer) error {
 
 	base, stop := context.WithCancel(context.Background())
 	defer stop()
-	writeErr := make(chan error, 1)
-	go func() { writeErr <- w.write() }()
 	ran := make(chan struct{})
 	go func() { defer close(ran); w.run() }()
 	beatDone := make(chan struct{})
@@ -117,9 +115,10 @@ func serve(in io.Reader, out io.Writer) error {
 	<-ran
 	stop()
 	<-beatDone
-	close(w.out)
-	if err := <-writeErr; err != nil {
-		return err
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if w.writeErr != nil {
+		return w.writeErr
 	}
 	if readErr != nil && !errors.Is(readErr, io.EOF) {
 		return readErr
@@ -193,7 +192,10 @@ func (w *worker) run() {
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
 
-		w.out <- w.execute(c)
+		// The answer is written before the next call starts: if the worker then dies, the
+		// parent knows that its first unanswered call is the one that was running, and that
+		// the calls after it never started (docs/protocol.md, hello's concurrency).
+		w.send(w.execute(c))
 
 		w.mu.Lock()
 		delete(w.running, c.id)
@@ -239,38 +241,17 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 	return answer
 }
 
-// write sends queued answers, batching whatever is waiting into one frame, until out is closed.
-func (w *worker) write() error {
-	const maxBatch = 256
-	const maxBytes = 1 << 20
-	batch := make([]channel.Message, 0, maxBatch)
-	var failed error
-	for m := range w.out {
-		batch = append(batch[:0], m)
-		size := len(m.Payload) + len(m.Bin)
-	more:
-		for len(batch) < maxBatch && size < maxBytes {
-			select {
-			case m, ok := <-w.out:
-				if !ok {
-					break more
-				}
-				batch = append(batch, m)
-				size += len(m.Payload) + len(m.Bin)
-			default:
-				break more
-			}
-		}
-		if failed == nil {
-			failed = w.conn.Send(batch...)
-		}
-		clear(batch)
+// send writes one frame. After a failed write (the parent is gone) it does nothing.
+func (w *worker) send(m channel.Message) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if w.writeErr == nil {
+		w.writeErr = w.conn.Send(m)
 	}
-	return failed
 }
 
-// beat queues a heartbeat every period until ctx ends. A full queue means answers are flowing,
-// which the parent counts as a sign of life too, so a beat is then skipped.
+// beat sends a heartbeat every period until ctx ends, from a goroutine of its own so that a
+// busy handler does not stop it.
 func (w *worker) beat(ctx context.Context) {
 	period := time.Duration(handshake.IntEnv(handshake.HeartbeatKey, int(handshake.DefaultHeartbeat/time.Millisecond))) * time.Millisecond
 	t := time.NewTicker(period)
@@ -280,10 +261,7 @@ func (w *worker) beat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			select {
-			case w.out <- channel.Message{Kind: channel.KindHeartbeat}:
-			default:
-			}
+			w.send(channel.Message{Kind: channel.KindHeartbeat})
 		}
 	}
 }

@@ -61,6 +61,19 @@ func TestMain(m *testing.M) {
 		}
 		return "ok", nil
 	})
+	// chaos misbehaves on some inputs: multiples of 17 crash the worker, of 23 panic, of 29
+	// return an error; the rest are doubled.
+	child.Handle("chaos", func(_ context.Context, n int) (int, error) {
+		switch {
+		case n%17 == 0:
+			os.Exit(1)
+		case n%23 == 0:
+			panic("chaos")
+		case n%29 == 0:
+			return 0, errors.New("chaos")
+		}
+		return 2 * n, nil
+	})
 	child.Handle("deaf", func(_ context.Context, ms int) (int, error) { // ignores its context
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil

@@ -227,11 +227,14 @@ func (w *worker) kill() {
 // was running. The first reason given is kept.
 func (w *worker) terminate(reason string, hung bool) {
 	w.mu.Lock()
-	if w.killReason == "" {
+	first := w.killReason == ""
+	if first {
 		w.killReason, w.hung = reason, hung
 	}
 	w.mu.Unlock()
-	w.ladder()
+	if first { // the watchdog may see the same overdue call or silence on every tick until the end
+		w.ladder()
+	}
 }
 
 // ladder sends SIGTERM to the worker's process group, then SIGKILL after Config.StopGrace

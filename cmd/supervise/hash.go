@@ -123,7 +123,7 @@ func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h 
 	if hs.big == nil {
 		hs.big = newDigester()
 	}
-	h = hs.big
+	h, size = hs.big, 0
 	h.reset()
 	for {
 		h.write(buf[:n])

@@ -9,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,9 +44,15 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
   supervise digest ./dir | sha512sum -c --quiet`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, caught, stop := withSignals(cmd.Context())
 			defer stop()
-			return digest(ctx, pf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			err := digest(ctx, pf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			var ie interruptedError
+			if errors.As(err, &ie) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "supervise: interrupted: %d of %d files not hashed\n", ie.left, ie.total)
+				return exitError{128 + int(caught())}
+			}
+			return err
 		},
 	}
 	// Tuning knobs, hidden: the tests use them to force the re-queueing of budget-cut tasks.
@@ -146,6 +149,9 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		}
 	}
 	for walked != nil || pending > 0 || len(waiting) > 0 || len(big) > 0 {
+		if ctx.Err() != nil { // interrupted: submit nothing more, collect what is out
+			big, waiting = nil, nil
+		}
 		for pending < window && (len(big) > 0 || len(waiting) > 0) {
 			if len(big) > 0 {
 				submit(task{files: big[:1:1], whole: true})
@@ -175,7 +181,10 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 			}
 		case d := <-done:
 			pending--
-			if d.err != nil && ctx.Err() == nil {
+			if d.err != nil && ctx.Err() != nil {
+				continue // interrupted: these files are left undone, not failed
+			}
+			if d.err != nil {
 				log.Error("digest task failed", "files", len(d.files), "err", d.err)
 			}
 			if d.err == nil && d.ans.Done < len(d.files) { // over budget: the rest, first in line
@@ -211,7 +220,13 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		return err
 	}
 	if ctx.Err() != nil {
-		return errors.New("interrupted")
+		left := 0
+		for i := range items {
+			if sums[i] == nil && items[i].err == "" {
+				left++
+			}
+		}
+		return interruptedError{left: left, total: len(items)}
 	}
 	if err := pool.Shutdown(ctx); err != nil {
 		return err
@@ -220,6 +235,13 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		return exitError{1}
 	}
 	return nil
+}
+
+// interruptedError is a digest stopped by a signal before every file was hashed.
+type interruptedError struct{ left, total int }
+
+func (e interruptedError) Error() string {
+	return fmt.Sprintf("interrupted: %d of %d files not hashed", e.left, e.total)
 }
 
 // taskFailure says in a few words why a task failed, for each of its files' error lines; the

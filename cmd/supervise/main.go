@@ -8,12 +8,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -116,6 +121,41 @@ running and is replaced.`,
 		fmt.Fprintln(os.Stderr, "supervise:", err)
 		os.Exit(2)
 	}
+}
+
+// withSignals returns a context that the first SIGINT or SIGTERM cancels (the command stops
+// cleanly: the pool is closed with its kill ladder) and a function that says which signal it
+// was. A second signal exits at once with status 128+signal; the workers follow through their
+// parent-death signal and stdin EOF. stop releases the signals.
+func withSignals(parent context.Context) (ctx context.Context, caught func() syscall.Signal, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			got.Store(int32(s.(syscall.Signal)))
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			os.Exit(128 + int(s.(syscall.Signal)))
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+			cancel()
+		})
+	}
+	return ctx, func() syscall.Signal { return syscall.Signal(got.Load()) }, stop
 }
 
 // config is the pool configuration the flags describe.

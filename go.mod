@@ -3,6 +3,7 @@ module github.com/supervise-dev/supervise
 go 1.26.0
 
 require (
+	github.com/dustin/go-humanize v1.1.0
 	github.com/ebitengine/purego v0.11.3
 	github.com/spf13/cobra v1.10.2
 	github.com/vmihailenco/msgpack/v5 v5.4.1

@@ -48,6 +48,16 @@ type Config struct {
 	// StopGrace is the time between SIGTERM and SIGKILL when a worker's process group is
 	// killed. Default: 2s.
 	StopGrace time.Duration
+	// MemorySoftLimit: a worker whose resident memory (its own and its descendants') goes over
+	// this many bytes is recycled: it is sent no more calls, finishes those it has, exits and is
+	// replaced. Zero: no limit. Sampled every MemoryInterval, during calls too. Linux only.
+	MemorySoftLimit uint64
+	// MemoryHardLimit: over this many bytes the worker is killed at once; the calls it was
+	// running fail with a *MemoryLimitError that names the RSS seen. Zero: no limit. Linux only.
+	MemoryHardLimit uint64
+	// MemoryInterval is how often a worker's memory is sampled when a limit is set. Default:
+	// 250ms.
+	MemoryInterval time.Duration
 	// MaxTasksPerWorker recycles a worker after it was sent this many calls: it finishes them,
 	// exits, and a fresh one takes its place (Python's maxtasksperchild). Zero: never.
 	MaxTasksPerWorker int
@@ -90,6 +100,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CancelGrace <= 0 {
 		c.CancelGrace = 5 * time.Second
+	}
+	if c.MemoryInterval <= 0 {
+		c.MemoryInterval = 250 * time.Millisecond
 	}
 	if c.StopGrace <= 0 {
 		c.StopGrace = 2 * time.Second

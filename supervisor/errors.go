@@ -24,7 +24,23 @@ var (
 	ErrTimeout = errors.New("time limit exceeded")
 	// ErrHung: the worker running the task sent nothing for Config.HangTimeout.
 	ErrHung = errors.New("worker hung")
+	// ErrMemoryLimit: the worker running the task went over Config.MemoryHardLimit; see
+	// *MemoryLimitError.
+	ErrMemoryLimit = errors.New("memory limit exceeded")
 )
+
+// MemoryLimitError is the reason a worker was killed for its memory: the resident memory seen
+// (the worker's and its descendants') and the hard limit.
+type MemoryLimitError struct {
+	RSS, Limit uint64
+}
+
+func (e *MemoryLimitError) Error() string {
+	return fmt.Sprintf("%v: RSS %.1f MiB over the hard limit of %.1f MiB", ErrMemoryLimit,
+		float64(e.RSS)/(1<<20), float64(e.Limit)/(1<<20))
+}
+
+func (e *MemoryLimitError) Is(target error) bool { return target == ErrMemoryLimit }
 
 // TimeoutError is a task that ran past its soft time limit. Hard is set when it also ran past
 // the grace period after its cancel and its worker was killed; otherwise Cause is the error the
@@ -84,6 +100,7 @@ type WorkerError struct {
 	Protocol error
 	Killed   string // why the pool killed it, when it did: "hung: ...", "task 7 ran past ..."
 	Hung     bool   // it sent nothing for Config.HangTimeout (errors.Is(err, ErrHung))
+	Limit    error  // the limit it was killed for, e.g. a *MemoryLimitError (errors.As)
 	Stderr   string // tail of stderr, at most a few KiB
 }
 
@@ -112,6 +129,8 @@ func writeExit(b *strings.Builder, sep string, state *os.ProcessState, stderr st
 func (e *WorkerError) Is(target error) bool {
 	return target == ErrWorkerDied || (target == ErrHung && e.Hung)
 }
+
+func (e *WorkerError) Unwrap() error { return e.Limit }
 
 // StartError is a worker that could not be started or whose handshake failed. Received quotes
 // the first bytes it wrote to stdout, when they were not a hello.

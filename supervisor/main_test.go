@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -74,6 +75,22 @@ func TestMain(m *testing.M) {
 		}
 		return 2 * n, nil
 	})
+	// eat allocates and touches MiB mebibytes and returns its pid; with Keep the memory stays
+	// allocated after the call; with Hold it then waits for its context.
+	child.Handle("eat", func(ctx context.Context, in eatInput) (int, error) {
+		b := make([]byte, in.MiB<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		if in.Keep {
+			kept = append(kept, b)
+		}
+		if in.Hold {
+			<-ctx.Done()
+		}
+		runtime.KeepAlive(b)
+		return os.Getpid(), ctx.Err()
+	})
 	child.Handle("deaf", func(_ context.Context, ms int) (int, error) { // ignores its context
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil
@@ -135,6 +152,13 @@ func orphanParent() {
 	os.RemoveAll(dir)
 	select {}
 }
+
+type eatInput struct {
+	MiB        int
+	Keep, Hold bool
+}
+
+var kept [][]byte // memory the eat handler keeps
 
 type blockInput struct {
 	FIFO        string

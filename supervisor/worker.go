@@ -15,6 +15,7 @@ import (
 
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
+	"github.com/supervise-dev/supervise/internal/procfs"
 )
 
 // worker is one worker process and everything attached to it.
@@ -59,6 +60,9 @@ type worker struct {
 	lastSeen   atomic.Int64 // unix nanoseconds of the last frame received
 	killReason string       // guarded by mu: why the pool killed it (time limit, hung)
 	hung       bool         // guarded by mu
+	limit      error        // guarded by mu: the limit it was killed for (memory)
+	recycleReq atomic.Bool  // over the soft memory limit: the sender stops feeding it
+	lastMem    time.Time    // only the watchdog touches it
 
 	quit       chan struct{} // closed by run: the sender stops
 	senderDone chan struct{}
@@ -225,11 +229,11 @@ func (w *worker) kill() {
 
 // terminate kills the worker for breaking a limit; reason goes into the error of the tasks it
 // was running. The first reason given is kept.
-func (w *worker) terminate(reason string, hung bool) {
+func (w *worker) terminate(reason string, hung bool, limit error) {
 	w.mu.Lock()
 	first := w.killReason == ""
 	if first {
-		w.killReason, w.hung = reason, hung
+		w.killReason, w.hung, w.limit = reason, hung, limit
 	}
 	w.mu.Unlock()
 	if first { // the watchdog may see the same overdue call or silence on every tick until the end
@@ -264,7 +268,11 @@ func (w *worker) watch() {
 	defer close(w.watchDone)
 	cfg := &w.p.cfg
 	tick := 250 * time.Millisecond
-	for _, d := range []time.Duration{cfg.TaskTimeout, cfg.CancelGrace, cfg.HangTimeout} {
+	memory := time.Duration(0)
+	if cfg.MemorySoftLimit > 0 || cfg.MemoryHardLimit > 0 {
+		memory = cfg.MemoryInterval * 4 // sampled every tick
+	}
+	for _, d := range []time.Duration{cfg.TaskTimeout, cfg.CancelGrace, cfg.HangTimeout, memory} {
 		if d > 0 {
 			tick = min(tick, max(d/4, 5*time.Millisecond))
 		}
@@ -284,8 +292,26 @@ func (w *worker) watch() {
 func (w *worker) check(now time.Time) {
 	cfg := &w.p.cfg
 	if silent := now.Sub(time.Unix(0, w.lastSeen.Load())); cfg.HangTimeout > 0 && silent >= cfg.HangTimeout {
-		w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v)", silent.Round(time.Millisecond), cfg.HangTimeout), true)
+		w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v)", silent.Round(time.Millisecond), cfg.HangTimeout), true, nil)
 		return
+	}
+	if (cfg.MemorySoftLimit > 0 || cfg.MemoryHardLimit > 0) && now.Sub(w.lastMem) >= cfg.MemoryInterval {
+		w.lastMem = now
+		if rss, err := procfs.TreeRSS(w.pid); err == nil {
+			switch {
+			case cfg.MemoryHardLimit > 0 && rss > cfg.MemoryHardLimit:
+				e := &MemoryLimitError{RSS: rss, Limit: cfg.MemoryHardLimit}
+				w.terminate(e.Error(), false, e)
+				return
+			case cfg.MemorySoftLimit > 0 && rss > cfg.MemorySoftLimit && !w.recycleReq.Load():
+				w.log.Info("supervise: recycling a worker over its soft memory limit", "rss", rss, "limit", cfg.MemorySoftLimit)
+				w.recycleReq.Store(true)
+				select {
+				case w.room <- struct{}{}: // wake the sender
+				default:
+				}
+			}
+		}
 	}
 	var cancels []uint64
 	var overdue *task
@@ -318,7 +344,7 @@ func (w *worker) check(now time.Time) {
 		err = fmt.Errorf("%w, and the call still ran %v later: worker killed", context.Cause(overdue.ctx), cfg.CancelGrace)
 	}
 	overdue.fail(w, err)
-	w.terminate(fmt.Sprintf("task %d still running %v after its cancel", overdue.id, cfg.CancelGrace), false)
+	w.terminate(fmt.Sprintf("task %d still running %v after its cancel", overdue.id, cfg.CancelGrace), false, nil)
 }
 
 // markRunning stamps the calls the worker is running now (the first `concurrency` unanswered
@@ -358,6 +384,12 @@ func (w *worker) send() {
 	batch := make([]channel.Message, 0, w.p.cfg.InFlight)
 	tasks := make([]*task, 0, w.p.cfg.InFlight)
 	for {
+		if w.recycleReq.Load() { // over its soft memory limit: it finishes what it has and goes
+			w.recycled.Store(true)
+			w.stopping.Store(true)
+			w.stdin.Close()
+			return
+		}
 		free := w.free()
 		if free == 0 {
 			select {
@@ -375,6 +407,7 @@ func (w *worker) send() {
 			select {
 			case <-w.p.backlog.ready:
 			case <-w.p.backlog.done:
+			case <-w.room:
 			case id := <-w.cancels:
 				w.sendCancel(id)
 			case <-w.quit:
@@ -491,10 +524,10 @@ func (w *worker) run() {
 	w.mu.Lock()
 	sent, held := w.sent, w.held
 	w.held, w.sent = nil, nil
-	reason, hung := w.killReason, w.hung
+	reason, hung, limit := w.killReason, w.hung, w.limit
 	w.mu.Unlock()
 	var cause error = &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
-		Protocol: protocol, Killed: reason, Hung: hung, Stderr: w.tail.String()}
+		Protocol: protocol, Killed: reason, Hung: hung, Limit: limit, Stderr: w.tail.String()}
 	if w.killed.Load() {
 		cause = ErrPoolClosed
 	}

@@ -103,7 +103,11 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	walked := make(chan []walkItem, 64)
 	go walk(ctx, paths, max(1, b.files), walked) // while the pool starts
 
-	pool, err := supervisor.Start(ctx, pf.config(log))
+	cfg, err := pf.config(log)
+	if err != nil {
+		return err
+	}
+	pool, err := supervisor.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"github.com/supervise-dev/supervise/child"
 	"github.com/supervise-dev/supervise/internal/handshake"
@@ -44,6 +45,8 @@ type poolFlags struct {
 	hang        time.Duration
 	maxTasks    int
 	retries     int
+	memHard     string
+	memSoft     string
 	logLevel    string
 	cpuProfile  string
 }
@@ -94,6 +97,8 @@ running and is replaced.`,
 	root.PersistentFlags().DurationVar(&pf.hang, "hang-timeout", 30*time.Second, "kill a worker that sends nothing, not even a heartbeat, for this long")
 	root.PersistentFlags().IntVar(&pf.maxTasks, "max-tasks-per-worker", 0, "replace a worker after this many tasks (0: never)")
 	root.PersistentFlags().IntVar(&pf.retries, "retries", 0, "give a task to another worker up to this many times when its worker dies")
+	root.PersistentFlags().StringVar(&pf.memHard, "memory-limit", "", "kill a worker whose memory (with its children's) goes over this, e.g. 2GiB; its task fails (Linux)")
+	root.PersistentFlags().StringVar(&pf.memSoft, "memory-soft-limit", "", "replace a worker over this much memory once it has finished its tasks, e.g. 1GiB (Linux)")
 	root.PersistentFlags().StringVar(&pf.logLevel, "log-level", "warn", "log level of the pool and its workers: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
@@ -159,10 +164,24 @@ func withSignals(parent context.Context) (ctx context.Context, caught func() sys
 }
 
 // config is the pool configuration the flags describe.
-func (pf *poolFlags) config(log *slog.Logger) supervisor.Config {
-	return supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log,
+func (pf *poolFlags) config(log *slog.Logger) (supervisor.Config, error) {
+	cfg := supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log,
 		TaskTimeout: pf.timeout, CancelGrace: pf.cancelGrace, StopGrace: pf.stopGrace, HangTimeout: pf.hang,
 		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries}
+	for _, m := range []struct {
+		flag, value string
+		to          *uint64
+	}{{"--memory-limit", pf.memHard, &cfg.MemoryHardLimit}, {"--memory-soft-limit", pf.memSoft, &cfg.MemorySoftLimit}} {
+		if m.value == "" {
+			continue
+		}
+		n, err := humanize.ParseBytes(m.value)
+		if err != nil {
+			return cfg, fmt.Errorf("%s %q: %w", m.flag, m.value, err)
+		}
+		*m.to = n
+	}
+	return cfg, nil
 }
 
 func (pf *poolFlags) logger() (*slog.Logger, error) {

@@ -152,9 +152,12 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 			out.Write(sumLine(sums[printed], it.path))
 		}
 	}
-	for walked != nil || pending > 0 || len(waiting) > 0 || len(big) > 0 {
+	for {
 		if ctx.Err() != nil { // interrupted: submit nothing more, collect what is out
 			big, waiting = nil, nil
+		}
+		if walked == nil && pending == 0 && len(waiting) == 0 && len(big) == 0 {
+			break
 		}
 		for pending < window && (len(big) > 0 || len(waiting) > 0) {
 			if len(big) > 0 {

@@ -17,6 +17,14 @@
 // or signal and the tail of its stderr), or [ErrPoolClosed]. A worker that dies is replaced;
 // the calls it had been sent but had not started go to another worker.
 //
-// Workers lead their own process group and are killed as a group; [Pool.Close] returns once
-// every worker is reaped and every goroutine of the pool has ended.
+// Misbehaving workers are killed, never waited for: a call past [Config.TaskTimeout] is
+// cancelled, then its worker killed after [Config.CancelGrace]; a worker silent for
+// [Config.HangTimeout] is hung; one over [Config.MemoryHardLimit] is killed, over
+// [Config.MemorySoftLimit] recycled. Only the calls it was running fail ([ErrTimeout],
+// [ErrHung], [ErrMemoryLimit]); the others go to another worker.
+//
+// Workers lead their own process group and are killed as a group (SIGTERM, then SIGKILL after
+// [Config.StopGrace]); on Linux they also get a parent-death signal, so even a parent killed
+// with SIGKILL leaves none behind. [Pool.Close] returns once every worker is reaped and every
+// goroutine of the pool has ended.
 package supervisor

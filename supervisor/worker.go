@@ -386,27 +386,23 @@ func (w *worker) send() {
 	for {
 		if w.recycleReq.Load() { // over its soft memory limit: it finishes what it has and goes
 			w.recycled.Store(true)
-			w.stopping.Store(true)
-			w.stdin.Close()
+			w.finish()
 			return
 		}
 		free := w.free()
-		if free == 0 {
-			select {
-			case <-w.room:
-			case id := <-w.cancels:
-				w.sendCancel(id)
-			case <-w.quit:
-				return
-			}
-			continue
+		closing := false
+		tasks = tasks[:0]
+		if free > 0 {
+			tasks, closing = w.p.backlog.take(tasks, free)
 		}
-		var closing bool
-		tasks, closing = w.p.backlog.take(tasks[:0], free)
 		if len(tasks) == 0 && !closing {
+			var ready, done <-chan struct{} // nil, and never ready, while the worker is full
+			if free > 0 {
+				ready, done = w.p.backlog.ready, w.p.backlog.done
+			}
 			select {
-			case <-w.p.backlog.ready:
-			case <-w.p.backlog.done:
+			case <-ready:
+			case <-done:
 			case <-w.room:
 			case id := <-w.cancels:
 				w.sendCancel(id)
@@ -450,12 +446,18 @@ func (w *worker) send() {
 			w.recycled.Store(true)
 			closing = true
 		}
-		if closing { // EOF on stdin asks the worker to answer what it holds and exit
-			w.stopping.Store(true)
-			w.stdin.Close()
+		if closing {
+			w.finish()
 			return
 		}
 	}
+}
+
+// finish closes the worker's stdin: EOF asks it to answer the calls it holds and exit. Only
+// the sender calls it.
+func (w *worker) finish() {
+	w.stopping.Store(true)
+	w.stdin.Close()
 }
 
 // free is how many more tasks the worker may be sent now.

@@ -57,13 +57,6 @@ func NewConn(r io.Reader, w io.Writer, opts Options) *Conn {
 	return &Conn{opts: opts, r: bufio.NewReaderSize(r, 64<<10), w: w, names: map[string]string{}}
 }
 
-// SetPeer changes the name used in errors (e.g. once the worker's pid is known). It must not
-// run concurrently with Send or Recv.
-func (c *Conn) SetPeer(peer string) { c.opts.Peer = peer }
-
-// Frames returns how many frames were received and sent so far.
-func (c *Conn) Frames() (received, sent uint64) { return c.rframe, c.wframe }
-
 // Send writes msgs as one frame (one batch). Payloads of bigPayload bytes or more are written
 // from their own memory without being copied.
 func (c *Conn) Send(msgs ...Message) error {

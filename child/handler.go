@@ -49,13 +49,6 @@ func Handle[In, Out any](name string, fn func(ctx context.Context, in In) (Out, 
 	}
 }
 
-func lookup(name string) (rawHandler, bool) {
-	registry.Lock()
-	defer registry.Unlock()
-	h, ok := registry.m[name]
-	return h, ok
-}
-
 func handlerNames() []string {
 	registry.Lock()
 	defer registry.Unlock()

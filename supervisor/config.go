@@ -67,6 +67,13 @@ type Config struct {
 	// call may run more than once, so only use them for idempotent work. Handler errors and
 	// time limits are not retried.
 	Retries int
+	// Restart is how dead workers are replaced: restart intensity, backoff, and when the pool
+	// gives up. The zero value means its documented defaults.
+	Restart RestartPolicy
+	// EventHook, if set, receives every Event (worker started, exited, killed, task retried,
+	// restart backoff, pool broken), one at a time, in order, from the pool's goroutines. It must
+	// return quickly and must not call Shutdown or Close.
+	EventHook func(Event)
 	// Logger receives the pool's events and the workers' stderr, one record per line, tagged
 	// with worker and pid. Default: slog.Default().
 	Logger *slog.Logger
@@ -107,6 +114,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StopGrace <= 0 {
 		c.StopGrace = 2 * time.Second
 	}
+	c.Restart = c.Restart.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -14,6 +14,9 @@ import (
 var (
 	// ErrPoolClosed: the pool was shut down or closed before the task could run.
 	ErrPoolClosed = errors.New("supervise: pool is closed")
+	// ErrPoolBroken: no worker could be kept alive (see RestartPolicy.MaxStartFailures); the
+	// error wraps the last worker's error too.
+	ErrPoolBroken = errors.New("supervise: pool is broken")
 	// ErrWorkerDied: the worker running the task exited or broke the protocol.
 	ErrWorkerDied = errors.New("worker died")
 	// ErrBadHello: a worker's first frame was not a valid hello of our protocol version.

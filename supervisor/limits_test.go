@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,7 +28,7 @@ func TestSoftTimeLimitCancelsHandler(t *testing.T) {
 }
 
 func TestHardTimeLimitKillsWorker(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 2, TaskTimeout: 100 * time.Millisecond, CancelGrace: 200 * time.Millisecond})
+	p, events := startPool(t, supervisor.Config{Workers: 2, TaskTimeout: 100 * time.Millisecond, CancelGrace: 200 * time.Millisecond})
 	ctx := context.Background()
 	deaf := supervisor.Bind[int, int](p, "deaf").Submit(ctx, 60_000)
 	sleep := supervisor.Bind[int, int](p, "sleep")
@@ -53,12 +52,16 @@ func TestHardTimeLimitKillsWorker(t *testing.T) {
 			t.Fatalf("call %d beside the overdue one: %v %v", i, v, err)
 		}
 	}
-	waitForReplacement(t, p, 2, te2.Pid)
+	waitForReplacement(t, events, te2.Pid)
 	assertGone(t, te2.Pid)
+	events.waitFor(t, 0, "worker killed for a time limit", func(e supervisor.Event) bool {
+		k, ok := e.(supervisor.EventWorkerKilled)
+		return ok && k.Pid == te2.Pid && errors.As(k.Err, &te) && strings.Contains(k.String(), "after its cancel")
+	})
 }
 
 func TestCancelledCallIgnoringCancelKillsWorker(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 1, CancelGrace: 100 * time.Millisecond})
+	p, events := startPool(t, supervisor.Config{Workers: 1, CancelGrace: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	f, pid, _ := blockOnWith(t, p, ctx, blockInput{Deaf: true}) // running, and deaf to its cancel
 	cancel()
@@ -66,12 +69,12 @@ func TestCancelledCallIgnoringCancelKillsWorker(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "worker killed") {
 		t.Fatalf("%v", err)
 	}
-	waitForReplacement(t, p, 1, pid)
+	waitForReplacement(t, events, pid)
 	assertGone(t, pid)
 }
 
 func TestHungWorkerIsReplaced(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 2, HangTimeout: 300 * time.Millisecond,
+	p, events := startPool(t, supervisor.Config{Workers: 2, HangTimeout: 300 * time.Millisecond,
 		Heartbeat: 50 * time.Millisecond, StopGrace: 100 * time.Millisecond})
 	ctx := context.Background()
 	blocked, pid, _ := blockOn(t, p, ctx, false)
@@ -83,28 +86,11 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) || we.Pid != pid || !strings.Contains(err.Error(), "hung") {
 		t.Fatalf("the stopped worker's call: %v", err)
 	}
-	waitForReplacement(t, p, 2, pid)
+	waitForReplacement(t, events, pid)
 	assertGone(t, pid)
 	// The other worker kept beating: it was not taken for hung.
 	if v, err := supervisor.Bind[int, int](p, "square").Call(ctx, 7); err != nil || v != 49 {
 		t.Fatalf("after the hang: %v %v", v, err)
-	}
-}
-
-// waitForReplacement waits until the pool lists n workers again, none of them the one with pid
-// gone: that one was reaped, and a replacement has started.
-func waitForReplacement(t *testing.T, p *supervisor.Pool, n, gone int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ws := p.Workers()
-		if len(ws) == n && !slices.ContainsFunc(ws, func(w supervisor.WorkerInfo) bool { return w.Pid == gone }) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pool has workers %+v, want %d without pid %d", ws, n, gone)
-		}
-		time.Sleep(10 * time.Millisecond) // polling: the pool has no event to wait on yet
 	}
 }
 
@@ -136,7 +122,7 @@ func TestMaxTasksPerWorkerRecycles(t *testing.T) {
 }
 
 func TestRetriesOnlyWhenAskedFor(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 2})
+	p, events := startPool(t, supervisor.Config{Workers: 2})
 	ctx := context.Background()
 	crash := supervisor.Bind[string, string](p, "crashonce")
 
@@ -149,6 +135,9 @@ func TestRetriesOnlyWhenAskedFor(t *testing.T) {
 	v, err := crash.WithRetries(1).Call(ctx, filepath.Join(t.TempDir(), "marker"))
 	if err != nil || v != "ok" {
 		t.Fatalf("with one retry: %q %v", v, err)
+	}
+	if n := count[supervisor.EventTaskRetried](events.Events()); n != 1 {
+		t.Fatalf("%d retry events, want 1: %v", n, events.Events())
 	}
 
 	_, err = supervisor.Bind[string, int](p, "fail").WithRetries(3).Call(ctx, "deterministic")

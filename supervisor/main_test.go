@@ -35,6 +35,12 @@ func TestMain(m *testing.M) {
 		_ = c.Send(channel.Message{Kind: channel.KindHello, Payload: hello})
 		_, _ = c.Recv() // until EOF
 		os.Exit(0)
+	case "exit-after-hello": // a worker that starts, then exits at once
+		c := channel.NewConn(os.Stdin, os.Stdout, channel.Options{})
+		hello, _ := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: []string{"square"}})
+		_ = c.Send(channel.Message{Kind: channel.KindHello, Payload: hello})
+		fmt.Fprintln(os.Stderr, "fatal: config file /etc/nowhere.toml not found")
+		os.Exit(1)
 	}
 	child.Handle("echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
 	child.Handle("square", func(_ context.Context, x int) (int, error) { return x * x, nil })
@@ -123,6 +129,11 @@ func TestMain(m *testing.M) {
 	child.Main()
 	if os.Getenv("SUPERVISE_TEST_MODE") == "orphan-parent" {
 		orphanParent()
+	}
+	if os.Getenv("GORACE") == "" {
+		// A race-enabled program sleeps 1s at exit (GORACE atexit_sleep_ms): not in workers,
+		// which exit all the time in these tests.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	os.Exit(m.Run())
 }

@@ -26,8 +26,13 @@ type Pool struct {
 	nextWorker atomic.Int64
 	stopping   chan struct{} // closed by the first Shutdown or Close
 
+	restart restarter
+	streak  atomic.Int32 // failures in a row with no call answered in between (RestartPolicy)
+	eventMu sync.Mutex   // one event at a time to Config.EventHook
+
 	mu      sync.Mutex
 	killing bool                 // Close: workers are killed, their tasks fail with ErrPoolClosed
+	broken  bool                 // see RestartPolicy: queued and later tasks fail
 	workers map[*worker]struct{} // live workers
 
 	wg        sync.WaitGroup
@@ -50,6 +55,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		stopping: make(chan struct{}),
 		workers:  map[*worker]struct{}{},
 		spawner:  newSpawner(),
+		restart:  restarter{policy: cfg.Restart},
 	}
 	errs := make([]error, cfg.Workers)
 	var started sync.WaitGroup
@@ -190,47 +196,90 @@ func (p *Pool) drain() {
 
 // exited is called by a worker's owner once the worker is reaped and its tasks are settled.
 // A worker that ended without being asked to, or was recycled, is replaced while the pool runs
-// (or still has queued tasks to finish during Shutdown).
-func (p *Pool) exited(w *worker, replace bool) {
+// (or still has queued tasks to finish during Shutdown), as the restart policy says.
+func (p *Pool) exited(w *worker, ev EventWorkerExited, replace bool) {
+	var wait time.Duration
+	var backoff *EventRestartBackoff
+	if ev.Failure {
+		p.streak.Add(1)
+		wait, backoff = p.restart.failure(time.Now())
+	} else {
+		wait = p.restart.wait(time.Now())
+	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	delete(p.workers, w)
-	if replace && !p.killing && (!p.isStopping() || p.backlog.len() > 0) {
+	ev.Restart = replace && !p.killing && !p.broken && (!p.isStopping() || p.backlog.len() > 0)
+	var broken error
+	if ev.Restart && ev.Failure {
+		broken = p.breakIfHopeless(ev.Err)
+		ev.Restart = broken == nil
+	}
+	if ev.Restart {
 		p.wg.Add(1)
-		go p.replace()
+	}
+	p.mu.Unlock()
+
+	p.emit(ev)
+	if broken != nil {
+		p.emit(EventPoolBroken{Err: broken})
+	}
+	if ev.Restart {
+		if backoff != nil {
+			p.emit(*backoff)
+		}
+		go p.replace(wait)
 	}
 }
 
-// replace starts a worker in place of one that died, retrying with backoff. After
-// maxStartAttempts failures in a row with no worker left alive, the pool is broken: queued and
-// later tasks fail with the last start error instead of waiting forever. (Restart intensity
-// and backoff policies come with the fault-handling work.)
-func (p *Pool) replace() {
+// breakIfHopeless breaks the pool, failing queued and later tasks, when no worker is alive and
+// the last RestartPolicy.MaxStartFailures failures came in a row; last is the latest one's
+// error. It returns the error tasks now fail with, or nil. Called with mu held.
+func (p *Pool) breakIfHopeless(last error) error {
+	n := int(p.streak.Load())
+	if p.broken || len(p.workers) > 0 || n < p.cfg.Restart.MaxStartFailures {
+		return nil
+	}
+	p.broken = true
+	err := fmt.Errorf("%w: %d workers in a row failed to start or died before answering a call; the last: %w", ErrPoolBroken, n, last)
+	for _, t := range p.backlog.fail(err) {
+		t.fail(nil, err)
+	}
+	return err
+}
+
+// replace starts a worker in place of one that exited, after waiting as the restart policy
+// says, and tries again while starts fail and the pool is not broken.
+func (p *Pool) replace(wait time.Duration) {
 	defer p.wg.Done()
-	const maxStartAttempts = 5
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	for {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-p.stopping:
+				t.Stop()
+				return
+			}
+		}
 		_, err := p.startWorker()
 		if err == nil {
 			return
 		}
-		p.log.Error("supervise: replacing a worker failed", "attempt", attempt, "err", err)
-		if attempt >= maxStartAttempts {
-			p.mu.Lock()
-			if len(p.workers) == 0 && !p.killing {
-				broken := fmt.Errorf("no worker could be started: %w", err)
-				for _, t := range p.backlog.fail(broken) {
-					t.fail(nil, broken)
-				}
-			}
-			p.mu.Unlock()
+		p.streak.Add(1)
+		var backoff *EventRestartBackoff
+		wait, backoff = p.restart.failure(time.Now())
+		p.mu.Lock()
+		broken := p.breakIfHopeless(err)
+		giveUp := broken != nil || p.broken || p.killing
+		p.mu.Unlock()
+		if broken != nil {
+			p.emit(EventPoolBroken{Err: broken})
+		}
+		if giveUp {
 			return
 		}
-		select {
-		case <-time.After(backoff):
-			backoff *= 2
-		case <-p.stopping:
-			return
+		if backoff != nil {
+			p.emit(*backoff)
 		}
 	}
 }

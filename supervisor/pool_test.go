@@ -40,11 +40,14 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startPool starts a pool of this test binary and, at cleanup, closes it and checks that its
+// startPool starts a pool of this test binary, recording its log and events, and, at cleanup, closes it and checks that its
 // workers are gone.
-func startPool(t *testing.T, cfg supervisor.Config) (*supervisor.Pool, *syncBuffer) {
+func startPool(t *testing.T, cfg supervisor.Config) (*supervisor.Pool, *poolLog) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := newPoolLog()
+	if cfg.EventHook == nil {
+		cfg.EventHook = logs.hook
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -212,7 +215,7 @@ func blockOnWith(t *testing.T, p *supervisor.Pool, ctx context.Context, in block
 }
 
 func TestWorkerKilledMidTask(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 2})
+	p, events := startPool(t, supervisor.Config{Workers: 2})
 	ctx := context.Background()
 	blocked, pid, grandchild := blockOn(t, p, ctx, true)
 	sleep := supervisor.Bind[int, int](p, "sleep")
@@ -234,7 +237,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 			t.Fatalf("task %d beside the killed one: %v %v", i, v, err)
 		}
 	}
-	waitForReplacement(t, p, 2, pid)
+	waitForReplacement(t, events, pid)
 	assertGone(t, pid, grandchild) // the worker's group went with it
 	for _, w := range p.Workers() {
 		if w.Pid == pid {

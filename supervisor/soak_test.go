@@ -12,7 +12,8 @@ import (
 // once, and exactly the crashing ones fail with a dead worker (the calls queued behind a crash
 // go to another worker and succeed).
 func TestEveryCallEndsExactlyOnce(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 3, InFlight: 8})
+	// Crashes come by the hundred here, on purpose: no restart backoff.
+	p, _ := startPool(t, supervisor.Config{Workers: 3, InFlight: 8, Restart: supervisor.RestartPolicy{FailureThreshold: 1e6}})
 	const n = 3000
 	seen := make([]int, n)
 	var crashed, panicked, failed, ok int

@@ -73,7 +73,7 @@ type worker struct {
 }
 
 // startWorker starts one worker process, checks its hello and puts it to work.
-func (p *Pool) startWorker() (*worker, error) {
+func (p *Pool) startWorker() (_ *worker, err error) {
 	w := &worker{
 		p:          p,
 		id:         int(p.nextWorker.Add(1)),
@@ -89,6 +89,11 @@ func (p *Pool) startWorker() (*worker, error) {
 	startErr := func(err error) *StartError {
 		return &StartError{WorkerID: w.id, Pid: w.pid, Command: p.cfg.Command, Err: err}
 	}
+	defer func() {
+		if err != nil {
+			p.emit(EventStartFailed{WorkerID: w.id, Err: err})
+		}
+	}()
 	var child [3]*os.File // the worker's ends: stdin, stdout, stderr
 	for i, parent := range []**os.File{&w.stdin, &w.stdout, &w.stderr} {
 		r, wr, err := os.Pipe()
@@ -112,7 +117,7 @@ func (p *Pool) startWorker() (*worker, error) {
 	cmd.Env = append(append(os.Environ(), p.cfg.Env...),
 		handshake.Env(channel.ProtocolVersion, w.id, p.cfg.MaxFrame, p.cfg.Heartbeat, p.cfg.StopGrace)...)
 	cmd.SysProcAttr = sysProcAttr()
-	err := p.spawner.start(cmd)
+	err = p.spawner.start(cmd)
 	closeAll(child[:]...)
 	if err != nil {
 		closeAll(w.stdin, w.stdout, w.stderr)
@@ -151,7 +156,7 @@ func (p *Pool) startWorker() (*worker, error) {
 	p.workers[w] = struct{}{}
 	p.wg.Add(1)
 	p.mu.Unlock()
-	w.log.Debug("supervise: worker started", "handlers", w.handlers)
+	p.emit(EventWorkerStarted{WorkerID: w.id, Pid: w.pid, Handlers: w.handlers})
 	w.lastSeen.Store(time.Now().UnixNano())
 	go w.send()
 	go w.watch()
@@ -228,15 +233,20 @@ func (w *worker) kill() {
 }
 
 // terminate kills the worker for breaking a limit; reason goes into the error of the tasks it
-// was running. The first reason given is kept.
-func (w *worker) terminate(reason string, hung bool, limit error) {
+// was running, why (the typed reason: ErrHung, a *MemoryLimitError, a *TimeoutError) into the
+// event. The first reason given is kept.
+func (w *worker) terminate(reason string, why error) {
 	w.mu.Lock()
 	first := w.killReason == ""
 	if first {
-		w.killReason, w.hung, w.limit = reason, hung, limit
+		w.killReason, w.hung = reason, why == ErrHung
+		if _, ok := why.(*MemoryLimitError); ok {
+			w.limit = why
+		}
 	}
 	w.mu.Unlock()
 	if first { // the watchdog may see the same overdue call or silence on every tick until the end
+		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: reason, Err: why})
 		w.ladder()
 	}
 }
@@ -292,7 +302,7 @@ func (w *worker) watch() {
 func (w *worker) check(now time.Time) {
 	cfg := &w.p.cfg
 	if silent := now.Sub(time.Unix(0, w.lastSeen.Load())); cfg.HangTimeout > 0 && silent >= cfg.HangTimeout {
-		w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v)", silent.Round(time.Millisecond), cfg.HangTimeout), true, nil)
+		w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v)", silent.Round(time.Millisecond), cfg.HangTimeout), ErrHung)
 		return
 	}
 	if (cfg.MemorySoftLimit > 0 || cfg.MemoryHardLimit > 0) && now.Sub(w.lastMem) >= cfg.MemoryInterval {
@@ -301,7 +311,7 @@ func (w *worker) check(now time.Time) {
 			switch {
 			case cfg.MemoryHardLimit > 0 && rss > cfg.MemoryHardLimit:
 				e := &MemoryLimitError{RSS: rss, Limit: cfg.MemoryHardLimit}
-				w.terminate(e.Error(), false, e)
+				w.terminate(e.Error(), e)
 				return
 			case cfg.MemorySoftLimit > 0 && rss > cfg.MemorySoftLimit && !w.recycleReq.Load():
 				w.log.Info("supervise: recycling a worker over its soft memory limit", "rss", rss, "limit", cfg.MemorySoftLimit)
@@ -344,7 +354,7 @@ func (w *worker) check(now time.Time) {
 		err = fmt.Errorf("%w, and the call still ran %v later: worker killed", context.Cause(overdue.ctx), cfg.CancelGrace)
 	}
 	overdue.fail(w, err)
-	w.terminate(fmt.Sprintf("task %d still running %v after its cancel", overdue.id, cfg.CancelGrace), false, nil)
+	w.terminate(fmt.Sprintf("task %d still running %v after its cancel", overdue.id, cfg.CancelGrace), err)
 }
 
 // markRunning stamps the calls the worker is running now (the first `concurrency` unanswered
@@ -513,6 +523,9 @@ func (w *worker) run() {
 		protocol = err
 	}
 	expected := w.stopping.Load() && protocol == nil
+	if protocol != nil {
+		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
+	}
 	if !expected {
 		killGroup(w.pid, syscall.SIGKILL)
 	}
@@ -528,30 +541,32 @@ func (w *worker) run() {
 	w.held, w.sent = nil, nil
 	reason, hung, limit := w.killReason, w.hung, w.limit
 	w.mu.Unlock()
+	killed := w.killed.Load()
 	var cause error = &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
 		Protocol: protocol, Killed: reason, Hung: hung, Limit: limit, Stderr: w.tail.String()}
-	if w.killed.Load() {
+	if killed {
 		cause = ErrPoolClosed
 	}
 	// The worker runs calls in the order sent, w.concurrency at a time: the first unanswered
 	// ones may have started and fail with the cause (unless a time limit failed one already);
 	// the rest never started and go back to the backlog for another worker.
-	failed, started := 0, 0
+	ev := EventWorkerExited{WorkerID: w.id, Pid: w.pid, State: w.state}
+	started := 0
 	var requeue []*task
 	for _, t := range sent {
 		switch {
 		case held[t.id] != t: // answered
-		case started < w.concurrency || w.killed.Load():
+		case started < w.concurrency || killed:
 			started++
-			if t.retries > 0 && !w.killed.Load() && !t.settled.Load() { // at-least-once: again
+			if t.retries > 0 && !killed && !t.settled.Load() { // at-least-once: again
 				t.retries--
 				t.runningSince, t.cancelSent, t.timedOut = time.Time{}, time.Time{}, false
 				requeue = append(requeue, t)
-				w.log.Warn("supervise: retrying a task its worker died with", "task", t.id, "handler", t.handler, "retries_left", t.retries)
+				w.p.emit(EventTaskRetried{TaskID: t.id, Handler: t.handler, WorkerID: w.id, RetriesLeft: t.retries, Err: cause})
 				continue
 			}
 			if t.fail(w, cause) {
-				failed++
+				ev.TasksFailed++
 			}
 		case !t.settled.Load():
 			requeue = append(requeue, t)
@@ -560,16 +575,14 @@ func (w *worker) run() {
 	if len(requeue) > 0 {
 		w.p.backlog.pushFront(requeue)
 	}
-	clean := expected && failed == 0 && w.state != nil && w.state.Success()
-	if clean {
-		w.log.Debug("supervise: worker exited")
-	} else if !w.killed.Load() {
-		w.log.Error("supervise: worker died", "tasks_failed", failed, "tasks_requeued", len(requeue), "err", cause)
+	ev.TasksRequeued = len(requeue)
+	clean := expected && ev.TasksFailed == 0 && w.state != nil && w.state.Success()
+	if !clean && !killed {
+		ev.Err = cause
+		// Killed for a time or memory limit: the task was at fault, not the worker.
+		ev.Failure = reason == "" || hung
 	}
-	if clean && w.recycled.Load() {
-		w.log.Debug("supervise: worker recycled", "tasks", w.sentTotal)
-	}
-	w.p.exited(w, (!clean || w.recycled.Load()) && !w.killed.Load())
+	w.p.exited(w, ev, (!clean || w.recycled.Load()) && !killed)
 }
 
 // answered removes task id from those held and frees its slot. timedOut reports that the task
@@ -609,6 +622,16 @@ func (w *worker) answered(id uint64) (t *task, timedOut bool) {
 	return t, timedOut
 }
 
+// answers reports whether msgs holds an answer to a call.
+func answers(msgs []channel.Message) bool {
+	for i := range msgs {
+		if k := msgs[i].Kind; (k == channel.KindResult || k == channel.KindError) && msgs[i].ID != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // read handles frames from the worker until its stdout ends or it breaks the protocol.
 func (w *worker) read() error {
 	for {
@@ -617,6 +640,9 @@ func (w *worker) read() error {
 			return err
 		}
 		w.lastSeen.Store(time.Now().UnixNano())
+		if w.p.streak.Load() != 0 && answers(msgs) {
+			w.p.streak.Store(0) // the pool makes progress: see RestartPolicy
+		}
 		for i := range msgs {
 			m := &msgs[i]
 			switch m.Kind {

@@ -1,0 +1,116 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+func count[E supervisor.Event](events []supervisor.Event) int {
+	n := 0
+	for _, e := range events {
+		if _, ok := e.(E); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// A worker that starts and exits at once does not make the pool spin: after
+// RestartPolicy.MaxStartFailures such workers in a row the pool is broken, and its tasks fail
+// with an error that quotes the worker's stderr.
+func TestWorkerThatExitsAtOnceBreaksPool(t *testing.T) {
+	self, _ := os.Executable()
+	p, events := startPool(t, supervisor.Config{Workers: 1, Command: []string{self},
+		Env: []string{"SUPERVISE_TEST_MODE=exit-after-hello"}})
+	events.waitFor(t, 0, "pool broken", func(e supervisor.Event) bool {
+		_, ok := e.(supervisor.EventPoolBroken)
+		return ok
+	})
+	evs := events.Events()
+	if started, exited := count[supervisor.EventWorkerStarted](evs), count[supervisor.EventWorkerExited](evs); started != 5 || exited != 5 {
+		t.Fatalf("%d workers started and %d exited before the pool gave up, want 5 (MaxStartFailures): %v", started, exited, evs)
+	}
+	_, err := supervisor.Bind[int, int](p, "square").Call(context.Background(), 3)
+	if !errors.Is(err, supervisor.ErrPoolBroken) || !errors.Is(err, supervisor.ErrWorkerDied) ||
+		!strings.Contains(err.Error(), "config file /etc/nowhere.toml not found") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("a call on the broken pool: %v", err)
+	}
+	if n := len(p.Workers()); n != 0 {
+		t.Fatalf("%d workers listed in a broken pool", n)
+	}
+}
+
+// A worker command that disappears while the pool runs: replacing a crashed worker fails,
+// and after MaxStartFailures the queued tasks fail instead of waiting forever.
+func TestMissingCommandBreaksPoolWithoutSpinning(t *testing.T) {
+	self, _ := os.Executable()
+	copied := filepath.Join(t.TempDir(), "worker")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(copied, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, events := startPool(t, supervisor.Config{Workers: 1, Command: []string{copied}})
+	ctx := context.Background()
+	blocked, pid, _ := blockOn(t, p, ctx, false)
+	queued := supervisor.Bind[int, int](p, "square").Submit(ctx, 4)
+	if err := os.Remove(copied); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blocked.Get(ctx); !errors.Is(err, supervisor.ErrWorkerDied) {
+		t.Fatalf("the running call: %v", err)
+	}
+	_, err = queued.Get(ctx)
+	if !errors.Is(err, supervisor.ErrPoolBroken) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the queued call: %v", err)
+	}
+	// One crash and four failed starts make five failures in a row.
+	if n := count[supervisor.EventStartFailed](events.Events()); n != 4 {
+		t.Fatalf("%d start attempts, want 4: %v", n, events.Events())
+	}
+}
+
+// Crashes faster than FailureThreshold allows make the next replacement wait FailureBackoff,
+// and an event says so.
+func TestRestartBackoff(t *testing.T) {
+	const backoff = 300 * time.Millisecond
+	p, events := startPool(t, supervisor.Config{Workers: 1,
+		Restart: supervisor.RestartPolicy{FailureThreshold: 1, FailureBackoff: backoff, BackoffJitter: -1}})
+	ctx := context.Background()
+	var pids []int
+	for range 2 { // the second crash takes the count to 2 > 1
+		f, pid, _ := blockOn(t, p, ctx, false)
+		pids = append(pids, pid)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		f.Get(ctx)
+	}
+	i := events.waitFor(t, 0, "restart backoff", func(e supervisor.Event) bool {
+		b, ok := e.(supervisor.EventRestartBackoff)
+		return ok && b.Wait == backoff
+	})
+	waitForReplacement(t, events, pids[1])
+	evs := events.Events()
+	if _, ok := evs[i-1].(supervisor.EventWorkerExited); !ok {
+		t.Fatalf("the backoff follows the second exit: %v", evs)
+	}
+	if v, err := supervisor.Bind[int, int](p, "square").Call(ctx, 5); err != nil || v != 25 {
+		t.Fatalf("after the backoff: %v %v", v, err)
+	}
+	assertGone(t, pids...)
+}

@@ -10,7 +10,7 @@ type backlog struct {
 	items  []*task
 	head   int
 	closed bool          // no more pushes; workers stop once it is empty
-	failed error         // set when the pool has no worker: pushes fail with it
+	failed error         // set when the pool is broken or shut down: pushes fail with it
 	ready  chan struct{} // capacity 1: there may be tasks to take
 	done   chan struct{} // closed by close: every waiting worker must look again
 }
@@ -39,14 +39,20 @@ func (b *backlog) push(t *task) error {
 	return nil
 }
 
-// pushFront puts tasks back at the head, in order: tasks a dead worker never started.
-func (b *backlog) pushFront(ts []*task) {
+// pushFront puts tasks back at the head, in order: tasks a dead worker never started. If the
+// backlog failed (the pool is broken or shut down) they are not taken back: it returns the
+// error they must fail with.
+func (b *backlog) pushFront(ts []*task) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.failed != nil {
+		return b.failed
+	}
 	rest := b.items[b.head:]
 	b.items = append(append(make([]*task, 0, len(ts)+len(rest)), ts...), rest...)
 	b.head = 0
 	b.signal()
+	return nil
 }
 
 // take removes up to n tasks into dst. closed reports that the backlog is closed and empty.
@@ -71,8 +77,8 @@ func (b *backlog) len() int {
 	return len(b.items) - b.head
 }
 
-// close stops pushes; what is queued stays for the workers to finish (Shutdown) or for
-// removeAll (Close).
+// close stops pushes; what is queued stays for the workers to finish (Close) or for fail
+// (Shutdown).
 func (b *backlog) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -82,10 +88,13 @@ func (b *backlog) close() {
 	}
 }
 
-// fail makes later pushes fail with err and returns the tasks queued now.
+// fail makes later pushes fail with err (or the error of an earlier fail) and returns the
+// tasks queued now.
 func (b *backlog) fail(err error) []*task {
 	b.mu.Lock()
-	b.failed = err
+	if b.failed == nil {
+		b.failed = err
+	}
 	b.mu.Unlock()
 	return b.removeAll()
 }

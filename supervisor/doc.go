@@ -25,6 +25,16 @@
 //
 // Workers lead their own process group and are killed as a group (SIGTERM, then SIGKILL after
 // [Config.StopGrace]); on Linux they also get a parent-death signal, so even a parent killed
-// with SIGKILL leaves none behind. [Pool.Close] returns once every worker is reaped and every
-// goroutine of the pool has ended.
+// with SIGKILL leaves none behind.
+//
+// Workers that die are replaced as the [RestartPolicy] says (restart intensity with a
+// decaying failure count, backoff with jitter, after thejerf/suture); a worker command that
+// cannot start, or exits at once, breaks the pool ([ErrPoolBroken]) instead of spinning.
+// [Config.EventHook] receives typed events (worker started, killed, exited, task retried,
+// restart backoff, pool broken), which are also logged with log/slog.
+//
+// Stopping: [Pool.Close] finishes every task submitted, queued or running; [Pool.Shutdown]
+// fails the queued ones, lets the running ones finish until its context ends, then cancels
+// them and kills workers still busy [Config.CancelGrace] later. Both return once every worker
+// is reaped and every goroutine of the pool has ended.
 package supervisor

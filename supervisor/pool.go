@@ -15,8 +15,8 @@ import (
 // Pool is a set of worker processes and the queue of tasks they share.
 //
 // Ownership: the pool owns its workers and the task queue. Each worker's owner goroutine
-// (worker.run) is counted in wg, as is each goroutine replacing a dead worker; Shutdown and
-// Close wait for wg, so no goroutine or process outlives them.
+// (worker.run) is counted in wg, as is each goroutine replacing a dead worker; Close and
+// Shutdown wait for wg, so no goroutine or process outlives them.
 type Pool struct {
 	cfg Config
 	log *slog.Logger
@@ -31,7 +31,6 @@ type Pool struct {
 	eventMu sync.Mutex   // one event at a time to Config.EventHook
 
 	mu      sync.Mutex
-	killing bool                 // Close: workers are killed, their tasks fail with ErrPoolClosed
 	broken  bool                 // see RestartPolicy: queued and later tasks fail
 	workers map[*worker]struct{} // live workers
 
@@ -41,8 +40,9 @@ type Pool struct {
 }
 
 // Start starts cfg.Workers workers and waits for each one's hello. If any fails to start, the
-// others are stopped and the error (a *StartError) is returned. Cancelling ctx closes the pool
-// as Close does.
+// others are stopped and the error (a *StartError) is returned. Cancelling ctx shuts the pool
+// down as Shutdown does once its context ends: queued tasks fail, running ones are cancelled,
+// and workers still busy CancelGrace later are killed.
 func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -76,7 +76,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			p.Close()
+			p.Shutdown(ctx)
 		case <-p.stopping:
 		}
 	}()
@@ -149,42 +149,59 @@ func (p *Pool) closeQueue() {
 	})
 }
 
-// Shutdown stops accepting tasks, lets the workers finish every task already submitted, closes
-// their stdin and waits for them to exit. If ctx ends first, it does what Close does and
-// returns ctx's error.
+// Close stops accepting tasks, lets the workers finish every task already submitted (queued
+// or running), closes their stdin and returns once every worker has exited. It is safe to call
+// more than once, and during or after Shutdown. To stop sooner, use Shutdown.
+func (p *Pool) Close() error {
+	p.closeQueue()
+	<-p.allExited()
+	p.finish()
+	return nil
+}
+
+// Shutdown stops accepting tasks and fails the queued ones that no worker has taken yet with
+// ErrPoolClosed. Tasks already sent to a worker (running, or pipelined behind the running one:
+// Config.InFlight) may finish until ctx ends. Then each of them is sent a cancel (a Go
+// handler's context is cancelled) and an answer within Config.CancelGrace is still delivered;
+// a worker still busy after that is killed with the kill ladder (SIGTERM to its process group,
+// then SIGKILL after Config.StopGrace), failing its tasks with ErrPoolClosed. Shutdown returns
+// once every worker is reaped: nil if all finished before ctx ended, else ctx's error.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.closeQueue()
+	for _, t := range p.backlog.fail(ErrPoolClosed) {
+		t.fail(nil, ErrPoolClosed)
+	}
+	exited := p.allExited()
+	var err error
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		err = ctx.Err()
+		p.mu.Lock()
+		for w := range p.workers {
+			w.cancelAll()
+		}
+		p.mu.Unlock()
+		<-exited
+	}
+	p.finish()
+	return err
+}
+
+// allExited returns a channel closed once every worker and every replacement has ended.
+func (p *Pool) allExited() <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
 		close(done)
 	}()
-	select {
-	case <-done:
-		p.spawner.stop()
-		p.drain()
-		return nil
-	case <-ctx.Done():
-		p.Close()
-		return ctx.Err()
-	}
+	return done
 }
 
-// Close stops the pool now: tasks not yet finished fail with ErrPoolClosed, workers are killed
-// (their whole process group), and Close returns once every worker is reaped. It is safe to
-// call more than once, and after Shutdown.
-func (p *Pool) Close() error {
-	p.closeQueue()
-	p.mu.Lock()
-	p.killing = true
-	for w := range p.workers {
-		w.kill()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
+// finish is the end of Close and Shutdown, once no worker is left.
+func (p *Pool) finish() {
 	p.spawner.stop()
 	p.drain()
-	return nil
 }
 
 // drain fails whatever is left in the backlog once no worker is left to take it.
@@ -208,7 +225,7 @@ func (p *Pool) exited(w *worker, ev EventWorkerExited, replace bool) {
 	}
 	p.mu.Lock()
 	delete(p.workers, w)
-	ev.Restart = replace && !p.killing && !p.broken && (!p.isStopping() || p.backlog.len() > 0)
+	ev.Restart = replace && !p.broken && (!p.isStopping() || p.backlog.len() > 0)
 	var broken error
 	if ev.Restart && ev.Failure {
 		broken = p.breakIfHopeless(ev.Err)
@@ -270,7 +287,7 @@ func (p *Pool) replace(wait time.Duration) {
 		wait, backoff = p.restart.failure(time.Now())
 		p.mu.Lock()
 		broken := p.breakIfHopeless(err)
-		giveUp := broken != nil || p.broken || p.killing
+		giveUp := broken != nil || p.broken
 		p.mu.Unlock()
 		if broken != nil {
 			p.emit(EventPoolBroken{Err: broken})

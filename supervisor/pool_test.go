@@ -40,8 +40,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startPool starts a pool of this test binary, recording its log and events, and, at cleanup, closes it and checks that its
-// workers are gone.
+// startPool starts a pool of this test binary, recording its log and events, and, at cleanup,
+// shuts it down and checks that its workers are gone.
 func startPool(t *testing.T, cfg supervisor.Config) (*supervisor.Pool, *poolLog) {
 	t.Helper()
 	logs := newPoolLog()
@@ -63,9 +63,11 @@ func startPool(t *testing.T, cfg supervisor.Config) (*supervisor.Pool, *poolLog)
 		for _, w := range p.Workers() {
 			pids = append(pids, w.Pid)
 		}
-		p.Close()
+		stopNow, cancel := context.WithCancel(context.Background())
+		cancel()
+		p.Shutdown(stopNow) // tasks still running are cancelled
 		if n := len(p.Workers()); n != 0 {
-			t.Errorf("%d workers listed after Close", n)
+			t.Errorf("%d workers listed after Shutdown", n)
 		}
 		assertGone(t, pids...)
 	})
@@ -265,7 +267,7 @@ func TestCancelRunningAndQueued(t *testing.T) {
 	}
 }
 
-func TestShutdownFinishesEverything(t *testing.T) {
+func TestCloseFinishesEverything(t *testing.T) {
 	p, _ := startPool(t, supervisor.Config{Workers: 2})
 	ctx := context.Background()
 	sleep := supervisor.Bind[int, int](p, "sleep")
@@ -273,20 +275,66 @@ func TestShutdownFinishesEverything(t *testing.T) {
 	for range 300 {
 		fs = append(fs, sleep.Submit(ctx, 1))
 	}
-	if err := p.Shutdown(ctx); err != nil {
+	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
 	for i, f := range fs {
+		select {
+		case <-f.Done():
+		default:
+			t.Fatalf("task %d has no outcome after Close", i)
+		}
 		if _, err := f.Get(ctx); err != nil {
 			t.Fatalf("task %d: %v", i, err)
 		}
 	}
 	if _, err := sleep.Call(ctx, 1); !errors.Is(err, supervisor.ErrPoolClosed) {
-		t.Fatalf("submit after shutdown: %v", err)
+		t.Fatalf("submit after Close: %v", err)
 	}
 }
 
-func TestCancellingStartContextClosesPool(t *testing.T) {
+// Shutdown: queued tasks fail at once; running ones finish until its context ends, then get a
+// cancel; one that ignores the cancel has its worker killed CancelGrace later.
+func TestShutdownCancelsRunningAndFailsQueued(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 3, InFlight: 1, CancelGrace: 200 * time.Millisecond, StopGrace: 100 * time.Millisecond})
+	ctx := context.Background()
+	listening, _, _ := blockOn(t, p, ctx, false)                       // honours its cancel
+	deaf, deafPid, _ := blockOnWith(t, p, ctx, blockInput{Deaf: true}) // ignores it
+	quick := supervisor.Bind[int, int](p, "deaf").Submit(ctx, 100)     // ends before the cancel
+	var queued []*supervisor.Future[int]
+	for range 5 {
+		queued = append(queued, supervisor.Bind[int, int](p, "square").Submit(ctx, 2))
+	}
+	sctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.Shutdown(sctx)
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown whose context ended first: %v", err)
+	}
+	if took < 400*time.Millisecond {
+		t.Fatalf("Shutdown returned after %v, before its context ended", took)
+	}
+	for i, f := range queued {
+		if _, err := f.Get(ctx); !errors.Is(err, supervisor.ErrPoolClosed) {
+			t.Fatalf("queued task %d: %v", i, err)
+		}
+	}
+	if v, err := quick.Get(ctx); err != nil || v != 100 {
+		t.Fatalf("a running task that ends in time: %v %v", v, err)
+	}
+	var re *supervisor.RemoteError
+	if _, err := listening.Get(ctx); !errors.Is(err, supervisor.ErrPoolClosed) || !errors.As(err, &re) || re.Type != "Canceled" {
+		t.Fatalf("a running task cancelled by Shutdown: %v", err)
+	}
+	if _, err := deaf.Get(ctx); !errors.Is(err, supervisor.ErrPoolClosed) || !strings.Contains(err.Error(), "worker killed") {
+		t.Fatalf("a running task that ignores Shutdown's cancel: %v", err)
+	}
+	assertGone(t, deafPid)
+}
+
+func TestCancellingStartContextShutsPoolDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := supervisor.Start(ctx, supervisor.Config{Workers: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -301,7 +349,7 @@ func TestCancellingStartContextClosesPool(t *testing.T) {
 	if _, err := long.Get(context.Background()); !errors.Is(err, supervisor.ErrPoolClosed) {
 		t.Fatalf("a running task after the pool's context was cancelled: %v", err)
 	}
-	p.Shutdown(context.Background()) // returns once every worker is reaped
+	p.Close() // returns once every worker is reaped
 	assertGone(t, pids...)
 }
 
@@ -311,27 +359,6 @@ func TestShutdownIdlePool(t *testing.T) {
 	defer cancel()
 	if err := p.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown of an idle pool: %v", err)
-	}
-}
-
-func TestCloseFailsWhatIsLeftExactlyOnce(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 2, InFlight: 2})
-	ctx := context.Background()
-	sleep := supervisor.Bind[int, int](p, "sleep")
-	var fs []*supervisor.Future[int]
-	for range 20 {
-		fs = append(fs, sleep.Submit(ctx, 60_000))
-	}
-	p.Close()
-	for i, f := range fs {
-		select {
-		case <-f.Done():
-		default:
-			t.Fatalf("task %d has no outcome after Close", i)
-		}
-		if _, err := f.Get(ctx); !errors.Is(err, supervisor.ErrPoolClosed) {
-			t.Fatalf("task %d: %v", i, err)
-		}
 	}
 }
 
@@ -398,7 +425,7 @@ func TestInputOverFrameLimit(t *testing.T) {
 	}
 }
 
-func TestCloseLeavesNoGoroutine(t *testing.T) {
+func TestShutdownLeavesNoGoroutine(t *testing.T) {
 	before := runtime.NumGoroutine()
 	p, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 2,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -414,13 +441,13 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	for _, w := range p.Workers() {
 		pids = append(pids, w.Pid)
 	}
-	p.Close()
+	p.Shutdown(ctx)
 	assertGone(t, pids...)
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+			t.Fatalf("%d goroutines before, %d after Shutdown:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		runtime.Gosched()
 		time.Sleep(time.Millisecond) // exiting goroutines need a moment to be counted out

@@ -30,6 +30,7 @@ type task struct {
 	runningSince time.Time // when its worker (probably) started it
 	cancelSent   time.Time // when a cancel went to its worker
 	timedOut     bool      // the cancel was for its soft time limit
+	closing      bool      // the cancel was Shutdown's
 
 	settled atomic.Bool
 	unwatch atomic.Pointer[func() bool] // stops the cancel watch (see watch)

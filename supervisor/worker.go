@@ -24,8 +24,9 @@ import (
 //   - run (the owner goroutine) reads stdout until EOF or a protocol error, then stops the
 //     sender, waits for the waiter, closes stdin, stdout and stderr, fails the tasks still held,
 //     and reports to the pool. It is the only goroutine that reads frames.
-//   - send is the only goroutine that writes frames (calls and cancels). It closes stdin itself
-//     when the queue is closed (Shutdown), which tells the worker to finish and exit.
+//   - send is the only goroutine that writes frames (calls and cancels). When it is to take no
+//     more calls (the queue is closed, the worker is recycled) it waits for the answers to those
+//     it sent, still sending cancels, then closes stdin, which tells the worker to exit.
 //   - wait calls cmd.Wait (exactly once), then kills what is left of the process group and sets a
 //     deadline on stdout and stderr, so that a grandchild holding a pipe cannot block the readers
 //     (what exec.Cmd.WaitDelay does for pipes it creates).
@@ -56,7 +57,6 @@ type worker struct {
 	stopping   atomic.Bool  // the pool asked it to finish (stdin closed): an exit is expected
 	recycled   atomic.Bool  // it was sent MaxTasksPerWorker calls: replace it once it exits
 	sentTotal  int          // calls sent so far; only the sender touches it
-	killed     atomic.Bool  // Close killed it: its tasks fail with ErrPoolClosed
 	lastSeen   atomic.Int64 // unix nanoseconds of the last frame received
 	killReason string       // guarded by mu: why the pool killed it (time limit, hung)
 	hung       bool         // guarded by mu
@@ -150,9 +150,6 @@ func (p *Pool) startWorker() (_ *worker, err error) {
 	rec.on = false
 
 	p.mu.Lock()
-	if p.killing { // Close ran while this worker started
-		w.kill()
-	}
 	p.workers[w] = struct{}{}
 	p.wg.Add(1)
 	p.mu.Unlock()
@@ -224,12 +221,6 @@ func (r *recorder) quote(f *os.File) []byte {
 		r.buf = append(r.buf, more[:n]...)
 	}
 	return r.buf
-}
-
-// kill stops the worker for Close: its tasks fail with ErrPoolClosed.
-func (w *worker) kill() {
-	w.killed.Store(true)
-	w.ladder()
 }
 
 // terminate kills the worker for breaking a limit; reason goes into the error of the tasks it
@@ -339,6 +330,7 @@ func (w *worker) check(now time.Time) {
 		}
 	}
 	timedOut := overdue != nil && overdue.timedOut
+	closing := overdue != nil && overdue.closing
 	w.mu.Unlock()
 	for _, id := range cancels {
 		select {
@@ -349,8 +341,13 @@ func (w *worker) check(now time.Time) {
 	if overdue == nil {
 		return
 	}
-	var err error = &TimeoutError{Limit: cfg.TaskTimeout, Hard: true}
-	if !timedOut {
+	var err error
+	switch {
+	case timedOut:
+		err = &TimeoutError{Limit: cfg.TaskTimeout, Hard: true}
+	case closing:
+		err = fmt.Errorf("%w: cancelled by Shutdown, and the call still ran %v later: worker killed", ErrPoolClosed, cfg.CancelGrace)
+	default:
 		err = fmt.Errorf("%w, and the call still ran %v later: worker killed", context.Cause(overdue.ctx), cfg.CancelGrace)
 	}
 	overdue.fail(w, err)
@@ -463,11 +460,27 @@ func (w *worker) send() {
 	}
 }
 
-// finish closes the worker's stdin: EOF asks it to answer the calls it holds and exit. Only
-// the sender calls it.
+// finish waits until the worker has answered every call it holds, still sending cancels
+// (time limits, Shutdown), then closes its stdin: EOF asks it to exit. Only the sender calls
+// it.
 func (w *worker) finish() {
+	for w.holding() {
+		select {
+		case <-w.room:
+		case id := <-w.cancels:
+			w.sendCancel(id)
+		case <-w.quit:
+			return
+		}
+	}
 	w.stopping.Store(true)
 	w.stdin.Close()
+}
+
+func (w *worker) holding() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.held) > 0
 }
 
 // free is how many more tasks the worker may be sent now.
@@ -490,6 +503,28 @@ func (w *worker) sendCancel(id uint64) {
 	w.mu.Unlock()
 	if held {
 		_ = w.conn.Send(channel.Message{Kind: channel.KindCancel, ID: id})
+	}
+}
+
+// cancelAll is Shutdown's cancel of every call the worker holds. The watchdog kills the worker
+// if any is still unanswered Config.CancelGrace later, even if the frame could not be sent.
+func (w *worker) cancelAll() {
+	w.mu.Lock()
+	ids := make([]uint64, 0, len(w.held))
+	now := time.Now()
+	for id, t := range w.held {
+		t.closing = true
+		if t.cancelSent.IsZero() {
+			t.cancelSent = now
+		}
+		ids = append(ids, id)
+	}
+	w.mu.Unlock()
+	for _, id := range ids {
+		select {
+		case w.cancels <- id:
+		default: // the sender is far behind; the hard limit still holds
+		}
 	}
 }
 
@@ -541,12 +576,8 @@ func (w *worker) run() {
 	w.held, w.sent = nil, nil
 	reason, hung, limit := w.killReason, w.hung, w.limit
 	w.mu.Unlock()
-	killed := w.killed.Load()
-	var cause error = &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
+	cause := &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
 		Protocol: protocol, Killed: reason, Hung: hung, Limit: limit, Stderr: w.tail.String()}
-	if killed {
-		cause = ErrPoolClosed
-	}
 	// The worker runs calls in the order sent, w.concurrency at a time: the first unanswered
 	// ones may have started and fail with the cause (unless a time limit failed one already);
 	// the rest never started and go back to the backlog for another worker.
@@ -556,9 +587,9 @@ func (w *worker) run() {
 	for _, t := range sent {
 		switch {
 		case held[t.id] != t: // answered
-		case started < w.concurrency || killed:
+		case started < w.concurrency:
 			started++
-			if t.retries > 0 && !killed && !t.settled.Load() { // at-least-once: again
+			if t.retries > 0 && !t.closing && !t.settled.Load() { // at-least-once: again
 				t.retries--
 				t.runningSince, t.cancelSent, t.timedOut = time.Time{}, time.Time{}, false
 				requeue = append(requeue, t)
@@ -573,21 +604,27 @@ func (w *worker) run() {
 		}
 	}
 	if len(requeue) > 0 {
-		w.p.backlog.pushFront(requeue)
+		if err := w.p.backlog.pushFront(requeue); err != nil { // shut down, or broken
+			for _, t := range requeue {
+				t.fail(nil, err)
+			}
+		} else {
+			ev.TasksRequeued = len(requeue)
+		}
 	}
-	ev.TasksRequeued = len(requeue)
 	clean := expected && ev.TasksFailed == 0 && w.state != nil && w.state.Success()
-	if !clean && !killed {
+	if !clean {
 		ev.Err = cause
-		// Killed for a time or memory limit: the task was at fault, not the worker.
+		// Killed for a time or memory limit, or by Shutdown: the task was at fault, or the
+		// caller asked for it, not the worker.
 		ev.Failure = reason == "" || hung
 	}
-	w.p.exited(w, ev, (!clean || w.recycled.Load()) && !killed)
+	w.p.exited(w, ev, !clean || w.recycled.Load())
 }
 
-// answered removes task id from those held and frees its slot. timedOut reports that the task
-// was cancelled for its time limit.
-func (w *worker) answered(id uint64) (t *task, timedOut bool) {
+// answered removes task id from those held and frees its slot. timedOut and closing report
+// that the task was cancelled for its time limit or by Shutdown.
+func (w *worker) answered(id uint64) (t *task, timedOut, closing bool) {
 	w.mu.Lock()
 	t = w.held[id]
 	delete(w.held, id)
@@ -609,7 +646,7 @@ func (w *worker) answered(id uint64) (t *task, timedOut bool) {
 		w.sent = live
 	}
 	if t != nil {
-		timedOut = t.timedOut
+		timedOut, closing = t.timedOut, t.closing
 		if w.p.cfg.TaskTimeout > 0 {
 			w.markRunning(time.Now())
 		}
@@ -619,7 +656,7 @@ func (w *worker) answered(id uint64) (t *task, timedOut bool) {
 	case w.room <- struct{}{}:
 	default:
 	}
-	return t, timedOut
+	return t, timedOut, closing
 }
 
 // answers reports whether msgs holds an answer to a call.
@@ -651,7 +688,7 @@ func (w *worker) read() error {
 					w.log.Error("supervise: worker reports an error", "err", m.Err)
 					continue
 				}
-				t, timedOut := w.answered(m.ID)
+				t, timedOut, closing := w.answered(m.ID)
 				if t == nil {
 					return fmt.Errorf("an answer (%s) to task %d, which this worker does not hold", m.Kind, m.ID)
 				}
@@ -664,6 +701,8 @@ func (w *worker) read() error {
 					t.settle(m.Payload, nil)
 				case timedOut: // the handler gave up when cancelled for its time limit
 					t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})
+				case closing:
+					t.fail(w, fmt.Errorf("%w: cancelled by Shutdown: %w", ErrPoolClosed, remote))
 				default:
 					t.fail(w, remote)
 				}

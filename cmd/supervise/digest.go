@@ -111,7 +111,12 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	// Cancelling ctx (a signal, or an early return) shuts the pool down: queued tasks fail,
+	// running ones are cancelled; Close then waits for the workers to exit.
+	defer func() {
+		cancel()
+		pool.Close()
+	}()
 	log.Debug("pool started", "workers", pf.workers, "took", time.Since(t0))
 	hash := supervisor.Bind[digestRequest, digestAnswer](pool, "digest")
 
@@ -235,7 +240,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		}
 		return interruptedError{left: left, total: len(items)}
 	}
-	if err := pool.Shutdown(ctx); err != nil {
+	if err := pool.Close(); err != nil {
 		return err
 	}
 	if failed {

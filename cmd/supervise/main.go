@@ -129,7 +129,8 @@ running and is replaced.`,
 }
 
 // withSignals returns a context that the first SIGINT or SIGTERM cancels (the command stops
-// cleanly: the pool is closed with its kill ladder) and a function that says which signal it
+// cleanly: the pool shuts down, cancelling running tasks, with the kill ladder for workers
+// still busy --cancel-grace later) and a function that says which signal it
 // was. A second signal exits at once with status 128+signal; the workers follow through their
 // parent-death signal and stdin EOF. stop releases the signals.
 func withSignals(parent context.Context) (ctx context.Context, caught func() syscall.Signal, stop func()) {

@@ -38,7 +38,7 @@ func main() {
 		}
 		fmt.Println(reply...)
 	}
-	if err := pool.Shutdown(ctx); err != nil {
+	if err := pool.Close(); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -46,7 +46,7 @@ func Serve() error {
 	}
 	defer frames.Close()
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
-	takeGroupDownOnSIGTERM()
+	takeGroupDownOnSignals()
 	return serve(os.Stdin, frames)
 }
 

@@ -11,28 +11,33 @@ import (
 	"github.com/supervise-dev/supervise/internal/handshake"
 )
 
-// takeGroupDownOnSIGTERM makes a SIGTERM end the worker's whole process group, when the worker
-// leads it (the pool starts it so): the worker passes the SIGTERM on to the group and exits.
+// takeGroupDownOnSignals makes the worker end its whole process group, when it leads it (the
+// pool starts it so), on two signals:
 //
-// The pool's kill ladder signals the group itself; this is for the parent-death signal (a
-// SIGTERM the kernel sends to the worker alone when the parent dies, even by SIGKILL), so that
-// the worker's own children do not outlive it. If the parent is gone, nobody else will finish
-// the ladder: the worker waits the stop grace and sends SIGKILL to the group, itself included.
-func takeGroupDownOnSIGTERM() {
+//   - SIGHUP is the parent-death signal: the kernel sends it to the worker alone when the
+//     parent dies, even by SIGKILL (Linux). Nobody else will take the worker's children down,
+//     so it does the kill ladder itself: SIGTERM to the group, then SIGKILL to the group (itself
+//     included) after the stop grace, so that children that ignore SIGTERM die too.
+//   - SIGTERM (the pool's kill ladder signals the whole group; another supervisor may signal the
+//     worker alone) is passed on to the group, and the worker exits at once: the parent is alive
+//     and sends the SIGKILL if it must.
+//
+// Two signals rather than one because a worker cannot tell who sent a SIGTERM, and must not
+// linger for the grace on every kill the pool makes.
+func takeGroupDownOnSignals() {
 	if syscall.Getpgrp() != os.Getpid() {
 		return // not our group to kill
 	}
-	parent := os.Getppid()
 	grace := time.Duration(handshake.IntEnv(handshake.StopGraceKey, 2000)) * time.Millisecond
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
-		<-sigs
-		_ = syscall.Kill(0, syscall.SIGTERM) // the group: grandchildren, and this process (caught)
-		if os.Getppid() != parent {
+		sig := <-sigs
+		_ = syscall.Kill(0, syscall.SIGTERM) // the group: children, and this process (ignored now)
+		if sig == syscall.SIGHUP {
 			time.Sleep(grace)
 			_ = syscall.Kill(0, syscall.SIGKILL)
 		}
-		os.Exit(128 + int(syscall.SIGTERM))
+		os.Exit(128 + int(sig.(syscall.Signal)))
 	}()
 }

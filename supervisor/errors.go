@@ -133,7 +133,17 @@ func (e *WorkerError) Is(target error) bool {
 	return target == ErrWorkerDied || (target == ErrHung && e.Hung)
 }
 
-func (e *WorkerError) Unwrap() error { return e.Limit }
+// Unwrap gives errors.Is and errors.As the limit it was killed for and its protocol error
+// (a *channel.FrameError: channel.ErrFrameTooLarge, channel.ErrDecode, ...).
+func (e *WorkerError) Unwrap() []error {
+	var errs []error
+	for _, err := range []error{e.Limit, e.Protocol} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
 
 // StartError is a worker that could not be started or whose handshake failed. Received quotes
 // the first bytes it wrote to stdout, when they were not a hello.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/supervise-dev/supervise/internal/pooltest"
 	"github.com/supervise-dev/supervise/supervisor"
 )
 
@@ -52,9 +53,9 @@ func TestHardTimeLimitKillsWorker(t *testing.T) {
 			t.Fatalf("call %d beside the overdue one: %v %v", i, v, err)
 		}
 	}
-	waitForReplacement(t, events, te2.Pid)
+	events.WaitForReplacement(t, te2.Pid)
 	assertGone(t, te2.Pid)
-	events.waitFor(t, 0, "worker killed for a time limit", func(e supervisor.Event) bool {
+	events.WaitFor(t, 0, "worker killed for a time limit", func(e supervisor.Event) bool {
 		k, ok := e.(supervisor.EventWorkerKilled)
 		return ok && k.Pid == te2.Pid && errors.As(k.Err, &te) && strings.Contains(k.String(), "after its cancel")
 	})
@@ -69,7 +70,7 @@ func TestCancelledCallIgnoringCancelKillsWorker(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "worker killed") {
 		t.Fatalf("%v", err)
 	}
-	waitForReplacement(t, events, pid)
+	events.WaitForReplacement(t, pid)
 	assertGone(t, pid)
 }
 
@@ -86,7 +87,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) || we.Pid != pid || !strings.Contains(err.Error(), "hung") {
 		t.Fatalf("the stopped worker's call: %v", err)
 	}
-	waitForReplacement(t, events, pid)
+	events.WaitForReplacement(t, pid)
 	assertGone(t, pid)
 	// The other worker kept beating: it was not taken for hung.
 	if v, err := supervisor.Bind[int, int](p, "square").Call(ctx, 7); err != nil || v != 49 {
@@ -136,7 +137,7 @@ func TestRetriesOnlyWhenAskedFor(t *testing.T) {
 	if err != nil || v != "ok" {
 		t.Fatalf("with one retry: %q %v", v, err)
 	}
-	if n := count[supervisor.EventTaskRetried](events.Events()); n != 1 {
+	if n := pooltest.Count[supervisor.EventTaskRetried](events); n != 1 {
 		t.Fatalf("%d retry events, want 1: %v", n, events.Events())
 	}
 

@@ -120,6 +120,10 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Fprintf(f, "%d %d\n", os.Getpid(), gpid)
 		f.Close()
+		if in.Finish > 0 {
+			time.Sleep(in.Finish)
+			return int(in.Finish.Milliseconds()), nil
+		}
 		if in.Deaf {
 			time.Sleep(time.Minute)
 		}
@@ -174,6 +178,7 @@ var kept [][]byte // memory the eat handler keeps
 type blockInput struct {
 	FIFO        string
 	Spawn, Deaf bool
+	Finish      time.Duration // return this long after writing the pids
 }
 
 // assertGone fails unless the processes, and their groups, are gone.

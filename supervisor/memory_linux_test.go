@@ -20,14 +20,14 @@ func TestMemoryHardLimitKillsWorker(t *testing.T) {
 		me.RSS <= 150<<20 || !strings.Contains(err.Error(), "MiB over the hard limit of 150.0 MiB") {
 		t.Fatalf("the call of a worker over its hard memory limit: %v", err)
 	}
-	waitForReplacement(t, events, te.Pid)
+	events.WaitForReplacement(t, te.Pid)
 	assertGone(t, te.Pid)
 	// Killed for a limit: an event says why, and it is no failure of the worker (RestartPolicy).
-	events.waitFor(t, 0, "worker killed for its memory", func(e supervisor.Event) bool {
+	events.WaitFor(t, 0, "worker killed for its memory", func(e supervisor.Event) bool {
 		k, ok := e.(supervisor.EventWorkerKilled)
 		return ok && k.Pid == te.Pid && errors.As(k.Err, &me)
 	})
-	events.waitFor(t, 0, "worker exited, no failure", func(e supervisor.Event) bool {
+	events.WaitFor(t, 0, "worker exited, no failure", func(e supervisor.Event) bool {
 		x, ok := e.(supervisor.EventWorkerExited)
 		return ok && x.Pid == te.Pid && !x.Failure && x.TasksFailed == 1 && errors.Is(x.Err, supervisor.ErrMemoryLimit)
 	})
@@ -43,7 +43,7 @@ func TestMemorySoftLimitRecyclesWorker(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the call that went over the soft limit must succeed: %v", err)
 	}
-	waitForReplacement(t, events, pid) // recycled once sampled
+	events.WaitForReplacement(t, pid) // recycled once sampled
 	assertGone(t, pid)
 	now, err := supervisor.Bind[struct{}, int](p, "pid").Call(ctx, struct{}{})
 	if err != nil || now == pid {

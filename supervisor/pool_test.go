@@ -13,44 +13,20 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/pooltest"
 	"github.com/supervise-dev/supervise/supervisor"
 )
 
-// syncBuffer is a log sink safe for the pool's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startPool starts a pool of this test binary, recording its log and events, and, at cleanup,
 // shuts it down and checks that its workers are gone.
-func startPool(t *testing.T, cfg supervisor.Config) (*supervisor.Pool, *poolLog) {
+func startPool(t *testing.T, cfg supervisor.Config) (*supervisor.Pool, *pooltest.Recorder) {
 	t.Helper()
-	logs := newPoolLog()
-	if cfg.EventHook == nil {
-		cfg.EventHook = logs.hook
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	logs := pooltest.Attach(&cfg)
 	p, err := supervisor.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +215,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 			t.Fatalf("task %d beside the killed one: %v %v", i, v, err)
 		}
 	}
-	waitForReplacement(t, events, pid)
+	events.WaitForReplacement(t, pid)
 	assertGone(t, pid, grandchild) // the worker's group went with it
 	for _, w := range p.Workers() {
 		if w.Pid == pid {
@@ -298,9 +274,9 @@ func TestCloseFinishesEverything(t *testing.T) {
 func TestShutdownCancelsRunningAndFailsQueued(t *testing.T) {
 	p, _ := startPool(t, supervisor.Config{Workers: 3, InFlight: 1, CancelGrace: 200 * time.Millisecond, StopGrace: 100 * time.Millisecond})
 	ctx := context.Background()
-	listening, _, _ := blockOn(t, p, ctx, false)                       // honours its cancel
-	deaf, deafPid, _ := blockOnWith(t, p, ctx, blockInput{Deaf: true}) // ignores it
-	quick := supervisor.Bind[int, int](p, "deaf").Submit(ctx, 100)     // ends before the cancel
+	listening, _, _ := blockOn(t, p, ctx, false)                                      // honours its cancel
+	deaf, deafPid, _ := blockOnWith(t, p, ctx, blockInput{Deaf: true})                // ignores it
+	quick, _, _ := blockOnWith(t, p, ctx, blockInput{Finish: 100 * time.Millisecond}) // ends in time
 	var queued []*supervisor.Future[int]
 	for range 5 {
 		queued = append(queued, supervisor.Bind[int, int](p, "square").Submit(ctx, 2))

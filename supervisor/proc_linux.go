@@ -8,11 +8,12 @@ import (
 )
 
 // sysProcAttr makes the worker lead its own process group (so the group can be killed as one)
-// and asks the kernel to send it SIGTERM if the parent dies (see spawner for the thread that
-// must stay alive). SIGTERM rather than SIGKILL lets a worker of ours take its process group
-// down with it (child.Main does); any other command just dies of it.
+// and asks the kernel to send it SIGHUP if the parent dies (see spawner for the thread that
+// must stay alive). A signal of its own, not SIGKILL nor SIGTERM, tells a worker of ours that
+// its parent is gone, so it takes its process group down with the whole kill ladder (child.Main
+// does); any other command just dies of it (docs/protocol.md, section 1).
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
 }
 
 // growPipe raises a pipe's capacity (64 KiB by default on Linux) so that a large frame crosses

@@ -11,18 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/supervise-dev/supervise/internal/pooltest"
 	"github.com/supervise-dev/supervise/supervisor"
 )
-
-func count[E supervisor.Event](events []supervisor.Event) int {
-	n := 0
-	for _, e := range events {
-		if _, ok := e.(E); ok {
-			n++
-		}
-	}
-	return n
-}
 
 // A worker that starts and exits at once does not make the pool spin: after
 // RestartPolicy.MaxStartFailures such workers in a row the pool is broken, and its tasks fail
@@ -31,13 +22,12 @@ func TestWorkerThatExitsAtOnceBreaksPool(t *testing.T) {
 	self, _ := os.Executable()
 	p, events := startPool(t, supervisor.Config{Workers: 1, Command: []string{self},
 		Env: []string{"SUPERVISE_TEST_MODE=exit-after-hello"}})
-	events.waitFor(t, 0, "pool broken", func(e supervisor.Event) bool {
+	events.WaitFor(t, 0, "pool broken", func(e supervisor.Event) bool {
 		_, ok := e.(supervisor.EventPoolBroken)
 		return ok
 	})
-	evs := events.Events()
-	if started, exited := count[supervisor.EventWorkerStarted](evs), count[supervisor.EventWorkerExited](evs); started != 5 || exited != 5 {
-		t.Fatalf("%d workers started and %d exited before the pool gave up, want 5 (MaxStartFailures): %v", started, exited, evs)
+	if started, exited := pooltest.Count[supervisor.EventWorkerStarted](events), pooltest.Count[supervisor.EventWorkerExited](events); started != 5 || exited != 5 {
+		t.Fatalf("%d workers started and %d exited before the pool gave up, want 5 (MaxStartFailures): %v", started, exited, events.Events())
 	}
 	_, err := supervisor.Bind[int, int](p, "square").Call(context.Background(), 3)
 	if !errors.Is(err, supervisor.ErrPoolBroken) || !errors.Is(err, supervisor.ErrWorkerDied) ||
@@ -79,7 +69,7 @@ func TestMissingCommandBreaksPoolWithoutSpinning(t *testing.T) {
 		t.Fatalf("the queued call: %v", err)
 	}
 	// One crash and four failed starts make five failures in a row.
-	if n := count[supervisor.EventStartFailed](events.Events()); n != 4 {
+	if n := pooltest.Count[supervisor.EventStartFailed](events); n != 4 {
 		t.Fatalf("%d start attempts, want 4: %v", n, events.Events())
 	}
 }
@@ -100,11 +90,11 @@ func TestRestartBackoff(t *testing.T) {
 		}
 		f.Get(ctx)
 	}
-	i := events.waitFor(t, 0, "restart backoff", func(e supervisor.Event) bool {
+	i := events.WaitFor(t, 0, "restart backoff", func(e supervisor.Event) bool {
 		b, ok := e.(supervisor.EventRestartBackoff)
 		return ok && b.Wait == backoff
 	})
-	waitForReplacement(t, events, pids[1])
+	events.WaitForReplacement(t, pids[1])
 	evs := events.Events()
 	if _, ok := evs[i-1].(supervisor.EventWorkerExited); !ok {
 		t.Fatalf("the backoff follows the second exit: %v", evs)

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/pooltest"
+	"github.com/supervise-dev/supervise/internal/proctest"
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+var workerBinary string // this example, built: the workers of every pool here
+
+func TestMain(m *testing.M) {
+	var cleanup func()
+	var err error
+	if workerBinary, cleanup, err = proctest.Build("."); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+// matrixConfig is the pool of the fault matrix: Config's, with shorter limits.
+func matrixConfig() supervisor.Config {
+	cfg := Config()
+	cfg.Command = []string{workerBinary}
+	cfg.TaskTimeout, cfg.CancelGrace, cfg.StopGrace = 300*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	cfg.MemoryHardLimit, cfg.MemoryInterval = 128<<20, 20*time.Millisecond
+	return cfg
+}
+
+var grandchildrenLine = regexp.MustCompile(`misbehave: grandchildren (\d+) (\d+)`)
+
+// The fault matrix: for each way a worker goes wrong, the faulty task fails with its typed
+// error, the 30 tasks beside it complete, the pool is back to its 3 workers, and once it is
+// closed no process of it, nor any of their descendants, is left.
+func TestFaultMatrix(t *testing.T) {
+	cases := []struct {
+		kind  string
+		cfg   func(*supervisor.Config)
+		check func(t *testing.T, err error)
+	}{
+		{kind: "crash", check: func(t *testing.T, err error) {
+			var we *supervisor.WorkerError
+			if !errors.As(err, &we) || we.State == nil || we.State.ExitCode() != 3 || !strings.Contains(we.Stderr, "crashing on purpose") {
+				t.Fatalf("want a *WorkerError with exit status 3 and the stderr tail, got %v", err)
+			}
+		}},
+		{kind: "spin", check: wantHardTimeout},
+		{kind: "sleep", check: wantHardTimeout},
+		{kind: "freeze", cfg: func(c *supervisor.Config) {
+			c.TaskTimeout, c.HangTimeout, c.Heartbeat = 0, 300*time.Millisecond, 30*time.Millisecond
+		},
+			check: func(t *testing.T, err error) {
+				var we *supervisor.WorkerError
+				if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) || !we.Hung {
+					t.Fatalf("want ErrHung, got %v", err)
+				}
+			}},
+		{kind: "eat", check: func(t *testing.T, err error) {
+			var me *supervisor.MemoryLimitError
+			if !errors.As(err, &me) || me.RSS <= me.Limit || me.Limit != 128<<20 {
+				t.Fatalf("want a *MemoryLimitError over 128 MiB, got %v", err)
+			}
+		}},
+		{kind: "garbage", check: func(t *testing.T, err error) {
+			var fe *channel.FrameError
+			if !errors.Is(err, channel.ErrDecode) || !errors.As(err, &fe) || fe.Frame == 0 {
+				t.Fatalf("want a protocol error (ErrDecode) naming the frame, got %v", err)
+			}
+		}},
+		{kind: "oversize", check: func(t *testing.T, err error) {
+			if !errors.Is(err, channel.ErrFrameTooLarge) || !strings.Contains(err.Error(), "1048577") {
+				t.Fatalf("want ErrFrameTooLarge quoting the length, got %v", err)
+			}
+		}},
+		{kind: "exit0", check: func(t *testing.T, err error) {
+			var we *supervisor.WorkerError
+			if !errors.As(err, &we) || we.State == nil || !we.State.Success() || !strings.Contains(err.Error(), "exit status 0") {
+				t.Fatalf("want a *WorkerError with exit status 0, got %v", err)
+			}
+		}},
+		{kind: "grandchildren", check: wantHardTimeout},
+	}
+	for _, c := range cases {
+		t.Run(c.kind, func(t *testing.T) {
+			cfg := matrixConfig()
+			if c.cfg != nil {
+				c.cfg(&cfg)
+			}
+			rec := pooltest.Attach(&cfg)
+			ctx := context.Background()
+			pool, err := supervisor.Start(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			call := supervisor.Bind[Fault, int](pool, "misbehave")
+			fault := call.Submit(ctx, Fault{Kind: c.kind})
+			var others []*supervisor.Future[int]
+			for i := range 30 {
+				others = append(others, call.Submit(ctx, Fault{Kind: "ok", N: i}))
+			}
+			_, err = fault.Get(ctx)
+			var te *supervisor.TaskError
+			if !errors.As(err, &te) || te.Pid == 0 {
+				t.Fatalf("want a *TaskError naming the worker, got %v", err)
+			}
+			c.check(t, err)
+			for i, f := range others {
+				if v, err := f.Get(ctx); err != nil || v != 2*i {
+					t.Errorf("task %d beside the fault: %v %v", i, v, err)
+				}
+			}
+			rec.WaitForReplacement(t, te.Pid)
+			if n := len(pool.Workers()); n != cfg.Workers {
+				t.Errorf("%d workers after the fault, want %d", n, cfg.Workers)
+			}
+			if err := pool.Close(); err != nil {
+				t.Fatal(err)
+			}
+			pids := rec.Pids()
+			if m := grandchildrenLine.FindStringSubmatch(rec.String()); m != nil {
+				for _, s := range m[1:] {
+					pid, _ := strconv.Atoi(s)
+					pids = append(pids, pid)
+				}
+			}
+			if c.kind == "grandchildren" && len(pids) != len(rec.Pids())+2 {
+				t.Fatalf("the grandchildren's pids are not in the log:\n%s", rec)
+			}
+			proctest.AssertGone(t, pids...)
+		})
+	}
+}
+
+func wantHardTimeout(t *testing.T, err error) {
+	t.Helper()
+	var te *supervisor.TimeoutError
+	if !errors.As(err, &te) || !te.Hard || !errors.Is(err, supervisor.ErrTimeout) {
+		t.Fatalf("want a hard *TimeoutError, got %v", err)
+	}
+}
+
+// The parent is SIGKILLed while both its workers run tasks whose children ignore SIGTERM:
+// nothing of the pool may be left.
+func TestParentKilled(t *testing.T) {
+	cmd := exec.Command(workerBinary, "-hold")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // should this test die first
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The parent logs its workers' stderr: wait for both lines of grandchildren.
+	var pids []int
+	sc := bufio.NewScanner(stderr)
+	for len(pids) < 4 && sc.Scan() {
+		if m := grandchildrenLine.FindStringSubmatch(sc.Text()); m != nil {
+			for _, s := range m[1:] {
+				pid, _ := strconv.Atoi(s)
+				pids = append(pids, pid)
+			}
+		}
+	}
+	go func() { // keep the parent's stderr drained until it dies
+		for sc.Scan() {
+		}
+	}()
+	if len(pids) != 4 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the parent reported grandchildren %v", pids)
+	}
+	workers := groupsOf(t, pids)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	all := append(workers, pids...)
+	deadline := time.Now().Add(10 * time.Second)
+	for !gone(all) {
+		if time.Now().After(deadline) {
+			break // AssertGone names what is left
+		}
+		time.Sleep(20 * time.Millisecond) // polling /proc: no event tells when another process's child dies
+	}
+	proctest.AssertGone(t, all...)
+}
+
+// groupsOf returns the process groups of pids: their workers.
+func groupsOf(t *testing.T, pids []int) []int {
+	var groups []int
+	for _, pid := range pids {
+		g, err := syscall.Getpgid(pid)
+		if err != nil {
+			t.Fatalf("grandchild %d: %v", pid, err)
+		}
+		groups = append(groups, g)
+	}
+	return groups
+}
+
+func gone(pids []int) bool {
+	for _, pid := range pids {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
+			return false
+		}
+	}
+	return true
+}

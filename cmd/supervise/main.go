@@ -143,12 +143,14 @@ func withSignals(parent context.Context) (ctx context.Context, caught func() sys
 		select {
 		case s := <-sigs:
 			got.Store(int32(s.(syscall.Signal)))
+			fmt.Fprintf(os.Stderr, "supervise: %v: stopping (a second signal exits at once)\n", s)
 			cancel()
 		case <-done:
 			return
 		}
 		select {
 		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "supervise: %v again: exiting now\n", s)
 			os.Exit(128 + int(s.(syscall.Signal)))
 		case <-done:
 		}

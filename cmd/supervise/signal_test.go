@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/supervise-dev/supervise/internal/proctest"
 )
@@ -58,4 +59,46 @@ func TestInterruptStopsCleanly(t *testing.T) {
 		}
 		proctest.AssertNoProcessRuns(t, binary)
 	}
+}
+
+// A second signal while digest is stopping exits at once, with 128+signal; the workers follow
+// their parent (parent-death signal, stdin EOF) and none is left.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 4 { // big enough that stopping, which waits for the file being hashed, takes seconds
+		f, err := os.Create(filepath.Join(dir, "f"+strconv.Itoa(i)))
+		must(t, err)
+		must(t, f.Truncate(16<<30))
+		f.Close()
+	}
+	cmd := exec.Command(binary, "--log-level", "debug", "--workers", "2", "--stop-grace", "100ms", "--cancel-grace", "1m", "digest", dir)
+	stderr, err := cmd.StderrPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	r := bufio.NewReader(stderr)
+	waitFor := func(what string) {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				cmd.Process.Kill()
+				t.Fatalf("stderr ended before %q: %v", what, err)
+			}
+			if strings.Contains(line, what) {
+				return
+			}
+		}
+	}
+	waitFor(`msg="pool started"`)
+	must(t, cmd.Process.Signal(syscall.SIGINT))
+	waitFor("stopping (a second signal exits at once)")
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	rest, _ := io.ReadAll(r)
+	var ee *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGTERM) {
+		t.Fatalf("%v, want exit status %d", err, 128+int(syscall.SIGTERM))
+	}
+	if !strings.Contains(string(rest), "terminated again: exiting now") || strings.Contains(string(rest), "interrupted:") {
+		t.Fatalf("the second signal did not take the immediate path:\n%s", rest)
+	}
+	proctest.AwaitNoProcessRuns(t, 10*time.Second, binary)
 }

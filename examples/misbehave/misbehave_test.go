@@ -190,15 +190,7 @@ func TestParentKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	all := append(workers, pids...)
-	deadline := time.Now().Add(10 * time.Second)
-	for !gone(all) {
-		if time.Now().After(deadline) {
-			break // AssertGone names what is left
-		}
-		time.Sleep(20 * time.Millisecond) // polling /proc: no event tells when another process's child dies
-	}
-	proctest.AssertGone(t, all...)
+	proctest.AwaitGone(t, 10*time.Second, append(workers, pids...)...)
 }
 
 // groupsOf returns the process groups of pids: their workers.
@@ -212,13 +204,4 @@ func groupsOf(t *testing.T, pids []int) []int {
 		groups = append(groups, g)
 	}
 	return groups
-}
-
-func gone(pids []int) bool {
-	for _, pid := range pids {
-		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
-			return false
-		}
-	}
-	return true
 }

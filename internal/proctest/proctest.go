@@ -4,6 +4,7 @@ package proctest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Build compiles the main package in dir (a path as `go build` takes it) into a temporary
@@ -76,33 +78,73 @@ func procs() []proc {
 // them (a worker's grandchildren), is alive. Zombies waiting for init to reap them count as gone.
 func AssertGone(t testing.TB, pids ...int) {
 	t.Helper()
+	for _, msg := range alive(pids) {
+		t.Error(msg)
+	}
+}
+
+// AwaitGone is AssertGone for processes that are on their way out (their parent died, say): it
+// waits up to within for them to go first.
+func AwaitGone(t testing.TB, within time.Duration, pids ...int) {
+	t.Helper()
+	await(within, func() bool { return len(alive(pids)) == 0 })
+	AssertGone(t, pids...)
+}
+
+func alive(pids []int) []string {
+	var msgs []string
 	live := procs()
 	for _, p := range live {
 		if p.state == "Z" {
 			continue
 		}
 		if slices.Contains(pids, p.pid) {
-			t.Errorf("process %d (%s) is still alive", p.pid, p.comm)
+			msgs = append(msgs, fmt.Sprintf("process %d (%s) is still alive", p.pid, p.comm))
 		} else if slices.Contains(pids, p.pgrp) {
-			t.Errorf("process %d (%s) of worker group %d is still alive", p.pid, p.comm, p.pgrp)
+			msgs = append(msgs, fmt.Sprintf("process %d (%s) of worker group %d is still alive", p.pid, p.comm, p.pgrp))
 		}
 	}
 	if len(live) > 0 {
-		return
+		return msgs
 	}
 	for _, pid := range pids { // where there is no /proc, at least the pids themselves
 		if err := syscall.Kill(pid, 0); err == nil {
-			t.Errorf("process %d is still alive", pid)
+			msgs = append(msgs, fmt.Sprintf("process %d is still alive", pid))
 		}
 	}
+	return msgs
 }
 
 // AssertNoProcessRuns fails if a live process runs the executable at path.
 func AssertNoProcessRuns(t testing.TB, path string) {
 	t.Helper()
+	for _, msg := range running(path) {
+		t.Error(msg)
+	}
+}
+
+// AwaitNoProcessRuns is AssertNoProcessRuns after waiting up to within for them to go.
+func AwaitNoProcessRuns(t testing.TB, within time.Duration, path string) {
+	t.Helper()
+	await(within, func() bool { return len(running(path)) == 0 })
+	AssertNoProcessRuns(t, path)
+}
+
+func running(path string) []string {
+	var msgs []string
 	for _, p := range procs() {
 		if exe, err := os.Readlink("/proc/" + strconv.Itoa(p.pid) + "/exe"); err == nil && exe == path && p.state != "Z" {
-			t.Errorf("process %d (%s) still runs %s", p.pid, p.comm, path)
+			msgs = append(msgs, fmt.Sprintf("process %d (%s) still runs %s", p.pid, p.comm, path))
 		}
+	}
+	return msgs
+}
+
+// await polls done until it holds or within has passed: nothing signals this process when a
+// process that is not its child exits.
+func await(within time.Duration, done func() bool) {
+	deadline := time.Now().Add(within)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 }

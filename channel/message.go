@@ -17,17 +17,19 @@ type Kind uint8
 
 // Message kinds (docs/protocol.md, section 3).
 const (
-	KindHello     Kind = 1 // worker -> parent, first message: Payload is a Hello
-	KindCall      Kind = 2 // parent -> worker: run handler Name on Payload as task ID
-	KindResult    Kind = 3 // worker -> parent: task ID succeeded with Payload
-	KindError     Kind = 4 // worker -> parent: task ID failed with Err (ID 0: the worker itself)
-	KindCancel    Kind = 5 // parent -> worker: stop task ID
-	KindHeartbeat Kind = 6 // worker -> parent: still alive
-	KindLog       Kind = 7 // worker -> parent: Payload is a log record map
-	KindShutdown  Kind = 8 // parent -> worker: answer what you hold, then exit
+	KindHello     Kind = 1  // worker -> parent, first message: Payload is a Hello
+	KindCall      Kind = 2  // parent -> worker: run handler Name on Payload as task ID
+	KindResult    Kind = 3  // worker -> parent: task ID succeeded with Payload
+	KindError     Kind = 4  // worker -> parent: task ID failed with Err (ID 0: the worker itself)
+	KindCancel    Kind = 5  // parent -> worker: stop task ID
+	KindHeartbeat Kind = 6  // worker -> parent: still alive
+	KindLog       Kind = 7  // worker -> parent: Payload is a log record map
+	KindShutdown  Kind = 8  // parent -> worker: answer what you hold, then exit
+	KindPut       Kind = 9  // worker -> parent: during task ID, put Payload on the queue ID came from
+	KindReport    Kind = 10 // worker -> parent: during task ID, a message for its caller (progress, ...)
 )
 
-var kindNames = [...]string{"invalid", "hello", "call", "result", "error", "cancel", "heartbeat", "log", "shutdown"}
+var kindNames = [...]string{"invalid", "hello", "call", "result", "error", "cancel", "heartbeat", "log", "shutdown", "put", "report"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

@@ -22,5 +22,7 @@
 //   - a panic in a handler becomes that task's error, with the stack, and the worker goes on;
 //   - os.Stdout (fd 1) is pointed at stderr, so a stray fmt.Println can never corrupt the
 //     frame stream; log with log/slog, whose records the parent forwards with their level;
-//   - a heartbeat is sent from a goroutine of its own, so a busy handler still beats.
+//   - a heartbeat is sent from a goroutine of its own, so a busy handler still beats;
+//   - [Report] sends the task's caller messages while it runs (progress, partial results), and
+//     [Put] puts follow-up work on the queue the task came from.
 package child

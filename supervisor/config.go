@@ -67,6 +67,11 @@ type Config struct {
 	// call may run more than once, so only use them for idempotent work. Handler errors and
 	// time limits are not retried.
 	Retries int
+	// Init, when its Handler is set, is called on every worker once it has started and before
+	// it is given any task (Python's Pool(initializer=...)): load a model, open a database. A
+	// worker whose Init fails or does not answer within StartTimeout is a failed start (see
+	// RestartPolicy); Start returns that error.
+	Init Init
 	// Restart is how dead workers are replaced: restart intensity, backoff, and when the pool
 	// gives up. The zero value means its documented defaults.
 	Restart RestartPolicy
@@ -77,6 +82,12 @@ type Config struct {
 	// Logger receives the pool's events and the workers' stderr, one record per line, tagged
 	// with worker and pid. Default: slog.Default().
 	Logger *slog.Logger
+}
+
+// Init is a call made on every worker before it takes tasks: Handler on Input.
+type Init struct {
+	Handler string
+	Input   any
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -130,6 +130,41 @@ func TestMain(m *testing.M) {
 		<-ctx.Done()
 		return 0, ctx.Err()
 	})
+	// tree puts two follow-ups of depth d-1 (child.Put) and returns d: a queue fed depth d
+	// runs 2^(d+1)-1 items.
+	child.Handle("tree", func(ctx context.Context, d int) (int, error) {
+		for range min(d, 1) * 2 {
+			if err := child.Put(ctx, d-1); err != nil {
+				return 0, err
+			}
+		}
+		return d, nil
+	})
+	// report sends its caller 0..n-1 (child.Report), then returns n.
+	child.Handle("report", func(ctx context.Context, n int) (int, error) {
+		for i := range n {
+			if err := child.Report(ctx, i); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
+	// crashpid crashes the worker whose pid it is given, and returns the pid of the others.
+	child.Handle("crashpid", func(_ context.Context, pid int) (int, error) {
+		if pid == os.Getpid() {
+			os.Exit(3)
+		}
+		return os.Getpid(), nil
+	})
+	var initialized string
+	child.Handle("init", func(_ context.Context, v string) (bool, error) {
+		if v == "refuse" {
+			return false, errors.New("init refused")
+		}
+		initialized = v
+		return true, nil
+	})
+	child.Handle("initialized", func(context.Context, struct{}) (string, error) { return initialized, nil })
 	child.Main()
 	if os.Getenv("SUPERVISE_TEST_MODE") == "orphan-parent" {
 		orphanParent()

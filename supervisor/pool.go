@@ -83,14 +83,26 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	return p, nil
 }
 
-// submit encodes in and queues a task for handler. It always returns a task that will be
-// settled exactly once.
-func (p *Pool) submit(ctx context.Context, handler string, in any, notify chan<- *task, index, retries int) *task {
-	if retries < 0 {
-		retries = p.cfg.Retries
+// taskOpts are the ways a task may differ from a plain Submit.
+type taskOpts struct {
+	notify  chan<- *task // receives the task once settled (MapUnordered)
+	index   int          // position in a Map's input, or in a queue
+	retries int          // -1: Config.Retries
+	queue   *queue       // the queue it came from
+	pin     *worker      // only this worker may run it (Broadcast)
+}
+
+// submit encodes in and queues a task for handler (for o.pin, on that worker). It always
+// returns a task that will be settled exactly once.
+func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *task {
+	switch {
+	case o.pin != nil:
+		o.retries = 0 // once on that worker, or not at all
+	case o.retries < 0:
+		o.retries = p.cfg.Retries
 	}
-	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: notify, index: index, retries: retries,
-		done: make(chan struct{})}
+	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
+		queue: o.queue, pinned: o.pin != nil, done: make(chan struct{})}
 	size := 0
 	if b, ok := in.([]byte); ok && b != nil {
 		t.bin, size = b, len(b)
@@ -110,7 +122,13 @@ func (p *Pool) submit(ctx context.Context, handler string, in any, notify chan<-
 		t.fail(nil, err)
 		return t
 	}
-	if err := p.backlog.push(t); err != nil {
+	var err error
+	if o.pin != nil {
+		err = o.pin.pin(t)
+	} else {
+		err = p.backlog.push(t)
+	}
+	if err != nil {
 		t.fail(nil, err)
 	}
 	return t

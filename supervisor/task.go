@@ -25,6 +25,11 @@ type task struct {
 	index   int          // position in a Map's input
 	retries int          // times it may still go to another worker if its worker dies
 	sends   int          // times it was sent to a worker
+	queue   *queue       // the queue it came from, if any: follow-up puts go there
+	pinned  bool         // for one worker only (Broadcast): never given to another
+	badPut  bool         // it put follow-up work but came from no queue (only its reader touches it)
+
+	reports reports // messages from its handler (child.Report)
 
 	// Guarded by the holding worker's mu:
 	runningSince time.Time // when its worker (probably) started it
@@ -49,8 +54,12 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		(*stop)()
 	}
 	close(t.done)
+	t.reports.end()
 	if t.notify != nil {
 		t.notify <- t
+	}
+	if t.queue != nil {
+		t.queue.settled(t)
 	}
 	return true
 }
@@ -121,7 +130,7 @@ func (f Func[In, Out]) WithRetries(n int) Func[In, Out] {
 // cancelled) if it has. An input of type []byte is sent from its own memory, without a copy:
 // do not modify it until the future is done.
 func (f Func[In, Out]) Submit(ctx context.Context, in In) *Future[Out] {
-	return &Future[Out]{f.pool.submit(ctx, f.name, in, nil, 0, f.retries)}
+	return &Future[Out]{f.pool.submit(ctx, f.name, in, taskOpts{retries: f.retries})}
 }
 
 // Call submits one call and waits for its outcome.
@@ -155,7 +164,7 @@ func (f Func[In, Out]) Map(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Re
 		}
 		i := 0
 		for in := range inputs {
-			pending = append(pending, f.pool.submit(ctx, f.name, in, nil, i, f.retries))
+			pending = append(pending, f.pool.submit(ctx, f.name, in, taskOpts{index: i, retries: f.retries}))
 			i++
 			if len(pending) >= window && !next() {
 				return
@@ -185,7 +194,7 @@ func (f Func[In, Out]) MapUnordered(ctx context.Context, inputs iter.Seq[In]) it
 		}
 		i := 0
 		for in := range inputs {
-			f.pool.submit(ctx, f.name, in, finished, i, f.retries)
+			f.pool.submit(ctx, f.name, in, taskOpts{notify: finished, index: i, retries: f.retries})
 			i++
 			outstanding++
 			if outstanding >= window && !next() {

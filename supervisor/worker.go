@@ -48,11 +48,13 @@ type worker struct {
 
 	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)
 
-	cancels chan uint64   // task ids to send cancels for
-	room    chan struct{} // capacity 1: an answer freed a slot
-	mu      sync.Mutex
-	held    map[uint64]*task // sent and not yet answered: at most Config.InFlight
-	sent    []*task          // the same tasks in the order they were sent (settled ones linger)
+	cancels  chan uint64   // task ids to send cancels for
+	room     chan struct{} // capacity 1: an answer freed a slot
+	mu       sync.Mutex
+	held     map[uint64]*task // sent and not yet answered: at most Config.InFlight; nil once it ended
+	pinned   []*task          // for this worker alone (Broadcast), not yet sent
+	draining bool             // the sender takes no more tasks, pinned ones included
+	sent     []*task          // the same tasks in the order they were sent (settled ones linger)
 
 	stopping   atomic.Bool  // the pool asked it to finish (stdin closed): an exit is expected
 	recycled   atomic.Bool  // it was sent MaxTasksPerWorker calls: replace it once it exits
@@ -136,9 +138,15 @@ func (p *Pool) startWorker() (_ *worker, err error) {
 		Peer: fmt.Sprintf("worker %d (pid %d)", w.id, w.pid)})
 	_ = w.stdout.SetReadDeadline(time.Now().Add(p.cfg.StartTimeout))
 	err = w.handshake()
+	if err == nil && p.cfg.Init.Handler != "" {
+		rec.on = false
+		err = w.initialize()
+	}
 	if err != nil {
 		e := startErr(err)
-		e.Received = rec.quote(w.stdout)
+		if rec.on {
+			e.Received = rec.quote(w.stdout)
+		}
 		killGroup(w.pid, syscall.SIGKILL)
 		<-w.waited
 		<-w.stderrDone
@@ -193,6 +201,36 @@ func (w *worker) handshake() error {
 	w.handlers = h.Handlers
 	w.concurrency = max(1, h.Concurrency)
 	return nil
+}
+
+// initialize runs Config.Init on the worker before it takes tasks: one call, whose answer must
+// be a result, within what is left of Config.StartTimeout.
+func (w *worker) initialize() error {
+	init := w.p.cfg.Init
+	payload, err := channel.Marshal(init.Input)
+	if err != nil {
+		return fmt.Errorf("encoding the input of Config.Init: %w", err)
+	}
+	id := w.p.nextTask.Add(1)
+	if err := w.conn.Send(channel.Message{Kind: channel.KindCall, ID: id, Name: init.Handler, Payload: payload}); err != nil {
+		return fmt.Errorf("sending Config.Init: %w", err)
+	}
+	for {
+		msgs, err := w.conn.Recv()
+		if err != nil {
+			return fmt.Errorf("waiting for Config.Init (%s): %w", init.Handler, err)
+		}
+		w.lastSeen.Store(time.Now().UnixNano())
+		for _, m := range msgs {
+			switch {
+			case m.ID != id:
+			case m.Kind == channel.KindResult:
+				return nil
+			case m.Kind == channel.KindError:
+				return fmt.Errorf("Config.Init (%s) failed: %w", init.Handler, m.Err)
+			}
+		}
+	}
 }
 
 // recorder keeps the first bytes read from a worker's stdout, to quote them in a start-up error.
@@ -398,8 +436,8 @@ func (w *worker) send() {
 		}
 		free := w.free()
 		closing := false
-		tasks = tasks[:0]
-		if free > 0 {
+		tasks = w.takePinned(tasks[:0], free)
+		if free -= len(tasks); free > 0 {
 			tasks, closing = w.p.backlog.take(tasks, free)
 		}
 		if len(tasks) == 0 && !closing {
@@ -460,11 +498,25 @@ func (w *worker) send() {
 	}
 }
 
+// takePinned moves up to n of the tasks pinned to this worker into dst.
+func (w *worker) takePinned(dst []*task, n int) []*task {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := min(n, len(w.pinned))
+	dst = append(dst, w.pinned[:k]...)
+	clear(w.pinned[:k])
+	w.pinned = w.pinned[k:]
+	return dst
+}
+
 // finish waits until the worker has answered every call it holds, still sending cancels
 // (time limits, Shutdown), then closes its stdin: EOF asks it to exit. Only the sender calls
 // it.
 func (w *worker) finish() {
-	for w.holding() {
+	w.mu.Lock()
+	w.draining = true // no more pinned tasks; those pinned already fail when it ends
+	w.mu.Unlock()
+	for w.busy() {
 		select {
 		case <-w.room:
 		case id := <-w.cancels:
@@ -477,10 +529,17 @@ func (w *worker) finish() {
 	w.stdin.Close()
 }
 
-func (w *worker) holding() bool {
+func (w *worker) busy() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.held) > 0
+}
+
+// holding returns the task with id if the worker holds it.
+func (w *worker) holding(id uint64) *task {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.held[id]
 }
 
 // free is how many more tasks the worker may be sent now.
@@ -572,8 +631,8 @@ func (w *worker) run() {
 	closeAll(w.stdout, w.stderr)
 
 	w.mu.Lock()
-	sent, held := w.sent, w.held
-	w.held, w.sent = nil, nil
+	sent, held, pinned := w.sent, w.held, w.pinned
+	w.held, w.sent, w.pinned = nil, nil, nil
 	reason, hung, limit := w.killReason, w.hung, w.limit
 	w.mu.Unlock()
 	cause := &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
@@ -599,9 +658,14 @@ func (w *worker) run() {
 			if t.fail(w, cause) {
 				ev.TasksFailed++
 			}
+		case t.pinned: // sent, not started: it was for this worker alone
+			t.fail(w, cause)
 		case !t.settled.Load():
 			requeue = append(requeue, t)
 		}
+	}
+	for _, t := range pinned { // never sent
+		t.fail(w, cause)
 	}
 	if len(requeue) > 0 {
 		if err := w.p.backlog.pushFront(requeue); err != nil { // shut down, or broken
@@ -697,6 +761,8 @@ func (w *worker) read() error {
 					remote = &RemoteError{Type: "error", Message: "the worker reported an error without details"}
 				}
 				switch {
+				case t.badPut:
+					t.fail(w, errors.New("the handler put follow-up work (child.Put), but the task did not come from a queue"))
 				case m.Kind == channel.KindResult:
 					t.settle(m.Payload, nil)
 				case timedOut: // the handler gave up when cancelled for its time limit
@@ -705,6 +771,19 @@ func (w *worker) read() error {
 					t.fail(w, fmt.Errorf("%w: cancelled by Shutdown: %w", ErrPoolClosed, remote))
 				default:
 					t.fail(w, remote)
+				}
+			case channel.KindPut, channel.KindReport:
+				t := w.holding(m.ID)
+				if t == nil {
+					return fmt.Errorf("a %s for task %d, which this worker does not hold", m.Kind, m.ID)
+				}
+				switch {
+				case m.Kind == channel.KindReport:
+					t.reports.add(m.Payload)
+				case t.queue != nil:
+					t.queue.followUp(t, m.Payload)
+				default:
+					t.badPut = true
 				}
 			case channel.KindHello:
 				return errors.New("a second hello")

@@ -1,0 +1,199 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrQueueClosed: Put on a queue after its Close.
+var ErrQueueClosed = errors.New("supervise: queue is closed")
+
+// QueueConfig describes a Queue. The zero value is an unbounded queue whose items are done
+// when their handler returns.
+type QueueConfig struct {
+	// Capacity bounds the items put by the caller and not yet done: Put blocks while it is
+	// reached (backpressure). Follow-ups that handlers put (child.Put) count too but are never
+	// refused: a worker must not wait on its own queue. Zero: unbounded.
+	Capacity int
+	// ManualDone: an item is done when the caller calls TaskDone for it (after taking its
+	// outcome from Results, say), not when its handler returns.
+	ManualDone bool
+	// Retries as Func.WithRetries, for every item. Zero: Config.Retries.
+	Retries int
+}
+
+// Queue is a joinable queue of inputs for one handler, served by the pool's workers, as
+// Python's multiprocessing.JoinableQueue: Put adds an item, an item is done when its handler
+// returns (or when TaskDone says so, with QueueConfig.ManualDone), and Join waits until every
+// item put is done, follow-ups put by handlers with child.Put included. Every item's outcome
+// comes out of Results exactly once. Items and results are kept in the parent, never in a pipe
+// buffer, so large items cannot deadlock it.
+type Queue[In, Out any] struct{ q *queue }
+
+// NewQueue returns a queue of inputs for the handler called name on p's workers.
+func NewQueue[In, Out any](p *Pool, name string, cfg QueueConfig) *Queue[In, Out] {
+	retries := cfg.Retries
+	if retries == 0 {
+		retries = -1
+	}
+	return &Queue[In, Out]{&queue{pool: p, handler: name, cfg: cfg, retries: retries, changed: make(chan struct{})}}
+}
+
+// queue is the part of a Queue that does not depend on its types.
+type queue struct {
+	pool    *Pool
+	handler string
+	cfg     QueueConfig
+	retries int
+
+	mu         sync.Mutex
+	unfinished int     // put and not yet done
+	puts       int     // items put so far: the next one's index
+	results    []*task // settled, not yet yielded by Results
+	closed     bool
+	changed    chan struct{} // closed and replaced on every change
+}
+
+func (q *queue) wake() { // with mu held
+	close(q.changed)
+	q.changed = make(chan struct{})
+}
+
+// Put adds an item, blocking while the queue is at its capacity; ctx bounds only that wait
+// (the item, once put, runs to its end).
+func (q *Queue[In, Out]) Put(ctx context.Context, in In) error {
+	qq := q.q
+	qq.mu.Lock()
+	for {
+		if qq.closed {
+			qq.mu.Unlock()
+			return ErrQueueClosed
+		}
+		if qq.cfg.Capacity <= 0 || qq.unfinished < qq.cfg.Capacity {
+			break
+		}
+		wait := qq.changed
+		qq.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		qq.mu.Lock()
+	}
+	index := qq.enter()
+	qq.mu.Unlock()
+	qq.pool.submit(context.WithoutCancel(ctx), qq.handler, in, taskOpts{index: index, retries: qq.retries, queue: qq})
+	return nil
+}
+
+// enter counts a new item and returns its index. Called with mu held.
+func (q *queue) enter() int {
+	q.unfinished++
+	q.puts++
+	return q.puts - 1
+}
+
+// followUp puts an item a handler sent with child.Put while running parent. The worker's
+// reader calls it before it reads parent's answer, so Join cannot see the queue empty between.
+func (q *queue) followUp(parent *task, payload msgpack.RawMessage) {
+	q.mu.Lock()
+	index := q.enter()
+	q.mu.Unlock()
+	q.pool.submit(context.WithoutCancel(parent.ctx), q.handler, payload, taskOpts{index: index, retries: q.retries, queue: q})
+}
+
+// settled takes the outcome of one of its items.
+func (q *queue) settled(t *task) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.results = append(q.results, t)
+	if !q.cfg.ManualDone {
+		q.unfinished--
+	}
+	q.wake()
+}
+
+// TaskDone marks one item done, with QueueConfig.ManualDone. Calling it more times than items
+// were put is an error, as in Python.
+func (q *Queue[In, Out]) TaskDone() error {
+	qq := q.q
+	qq.mu.Lock()
+	defer qq.mu.Unlock()
+	if !qq.cfg.ManualDone {
+		return errors.New("supervise: TaskDone on a queue without ManualDone: items are done when their handler returns")
+	}
+	if qq.unfinished == 0 {
+		return errors.New("supervise: TaskDone called more times than items were put")
+	}
+	qq.unfinished--
+	qq.wake()
+	return nil
+}
+
+// Join waits until every item put so far, and every follow-up they put, is done, or until ctx
+// ends.
+func (q *Queue[In, Out]) Join(ctx context.Context) error {
+	qq := q.q
+	for {
+		qq.mu.Lock()
+		n, wait := qq.unfinished, qq.changed
+		qq.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return fmt.Errorf("joining queue %q with %d items not done: %w", qq.handler, n, ctx.Err())
+		}
+	}
+}
+
+// Close says no more items will be Put by the caller (handlers may still put follow-ups while
+// items run). Results ends once the queue is closed and every item is done.
+func (q *Queue[In, Out]) Close() {
+	q.q.mu.Lock()
+	defer q.q.mu.Unlock()
+	q.q.closed = true
+	q.q.wake()
+}
+
+// Results yields the outcome of every item as it completes; Index is the item's number in the
+// order put (follow-ups numbered as they are put). It ends when ctx ends, or once the queue is
+// closed, every item is done and every outcome was yielded. Each outcome is yielded once, to
+// one caller.
+func (q *Queue[In, Out]) Results(ctx context.Context) iter.Seq[Result[Out]] {
+	qq := q.q
+	return func(yield func(Result[Out]) bool) {
+		for {
+			qq.mu.Lock()
+			if len(qq.results) > 0 {
+				t := qq.results[0]
+				qq.results[0] = nil
+				qq.results = qq.results[1:]
+				qq.mu.Unlock()
+				v, err := decode[Out](t)
+				if !yield(Result[Out]{Index: t.index, Value: v, Err: err}) {
+					return
+				}
+				continue
+			}
+			finished, wait := qq.closed && qq.unfinished == 0, qq.changed
+			qq.mu.Unlock()
+			if finished {
+				return
+			}
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}

@@ -148,3 +148,21 @@ func await(within time.Duration, done func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// RunMain builds the main package in dir, runs it with no arguments and returns what it wrote
+// to stdout and stderr. The test fails if it does not exit 0 or leaves a process running it
+// (its workers) behind.
+func RunMain(t testing.TB, dir string) string {
+	t.Helper()
+	bin, cleanup, err := Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	out, err := exec.Command(bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", dir, err, out)
+	}
+	AssertNoProcessRuns(t, bin)
+	return string(out)
+}

@@ -33,6 +33,11 @@
 // [Config.EventHook] receives typed events (worker started, killed, exited, task retried,
 // restart backoff, pool broken), which are also logged with log/slog.
 //
+// Beyond map: [NewQueue] makes a joinable queue (Put with backpressure, Join, Results, and
+// follow-up items that handlers put with child.Put); child.Report sends a running task's
+// caller messages, read with [Future.Reports]; [Func.Broadcast] runs a handler once on every
+// worker, and [Config.Init] on every worker before its first task.
+//
 // Stopping: [Pool.Close] finishes every task submitted, queued or running; [Pool.Shutdown]
 // fails the queued ones, lets the running ones finish until its context ends, then cancels
 // them and kills workers still busy [Config.CancelGrace] later. Both return once every worker

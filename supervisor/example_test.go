@@ -61,3 +61,27 @@ func ExampleTaskError() {
 	}
 	// Output: error disk full
 }
+
+// A joinable queue: put items, join, then read every outcome once. Handlers can put follow-up
+// items with child.Put; Join waits for those too.
+func ExampleQueue() {
+	ctx := context.Background()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 2})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	q := supervisor.NewQueue[int, int](pool, "square", supervisor.QueueConfig{Capacity: 4})
+	for i := 1; i <= 10; i++ {
+		q.Put(ctx, i) // blocks while 4 items are outstanding
+	}
+	q.Join(ctx)
+	q.Close()
+	sum := 0
+	for r := range q.Results(ctx) {
+		sum += r.Value
+	}
+	fmt.Println(sum)
+	// Output: 385
+}

@@ -434,10 +434,10 @@ func (w *worker) send() {
 			w.finish()
 			return
 		}
-		free := w.free()
+		var free int
+		tasks, free = w.takePinned(tasks[:0])
 		closing := false
-		tasks = w.takePinned(tasks[:0], free)
-		if free -= len(tasks); free > 0 {
+		if free > 0 {
 			tasks, closing = w.p.backlog.take(tasks, free)
 		}
 		if len(tasks) == 0 && !closing {
@@ -498,15 +498,17 @@ func (w *worker) send() {
 	}
 }
 
-// takePinned moves up to n of the tasks pinned to this worker into dst.
-func (w *worker) takePinned(dst []*task, n int) []*task {
+// takePinned moves as many of the tasks pinned to this worker as it has free slots into dst,
+// and returns how many slots are left for the backlog.
+func (w *worker) takePinned(dst []*task) ([]*task, int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	k := min(n, len(w.pinned))
+	free := w.freeLocked()
+	k := max(0, min(free, len(w.pinned)))
 	dst = append(dst, w.pinned[:k]...)
 	clear(w.pinned[:k])
 	w.pinned = w.pinned[k:]
-	return dst
+	return dst, free - k
 }
 
 // finish waits until the worker has answered every call it holds, still sending cancels
@@ -542,10 +544,8 @@ func (w *worker) holding(id uint64) *task {
 	return w.held[id]
 }
 
-// free is how many more tasks the worker may be sent now.
-func (w *worker) free() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// freeLocked is how many more tasks the worker may be sent now. Called with mu held.
+func (w *worker) freeLocked() int {
 	free := w.p.cfg.InFlight - len(w.held)
 	if max := w.p.cfg.MaxTasksPerWorker; max > 0 {
 		free = min(free, max-w.sentTotal)

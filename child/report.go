@@ -42,8 +42,5 @@ func send(ctx context.Context, kind channel.Kind, v any) error {
 	if err != nil {
 		return err
 	}
-	r.w.send(channel.Message{Kind: kind, ID: r.id, Payload: payload})
-	r.w.wmu.Lock()
-	defer r.w.wmu.Unlock()
-	return r.w.writeErr
+	return r.w.send(channel.Message{Kind: kind, ID: r.id, Payload: payload})
 }

@@ -241,13 +241,15 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 	return answer
 }
 
-// send writes one frame. After a failed write (the parent is gone) it does nothing.
-func (w *worker) send(m channel.Message) {
+// send writes one frame and returns the first write error so far. After a failed write (the
+// parent is gone) it writes nothing.
+func (w *worker) send(m channel.Message) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if w.writeErr == nil {
 		w.writeErr = w.conn.Send(m)
 	}
+	return w.writeErr
 }
 
 // beat sends a heartbeat every period until ctx ends, from a goroutine of its own so that a

@@ -149,19 +149,22 @@ func await(within time.Duration, done func() bool) {
 	}
 }
 
-// RunMain builds the main package in dir, runs it with no arguments and returns what it wrote
-// to stdout and stderr. The test fails if it does not exit 0 or leaves a process running it
-// (its workers) behind.
-func RunMain(t testing.TB, dir string) string {
+// RunMain builds the main package in dir, runs it with args and returns what it wrote to
+// stdout. The test fails, quoting its stderr, if it does not exit 0 or leaves a process running
+// it (its workers) behind.
+func RunMain(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	bin, cleanup, err := Build(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	out, err := exec.Command(bin).CombinedOutput()
+	var stderr strings.Builder
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", dir, err, out)
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", dir, strings.Join(args, " "), err, out, stderr.String())
 	}
 	AssertNoProcessRuns(t, bin)
 	return string(out)

@@ -79,6 +79,10 @@ type Config struct {
 	// restart backoff, pool broken), one at a time, in order, from the pool's goroutines. It must
 	// return quickly and must not call Shutdown or Close.
 	EventHook func(Event)
+	// StatsInterval is the span Stats's utilization figures cover: the pool samples CPU and
+	// memory this often while someone watches (Pool.WatchStats) or asks (Pool.Stats), and not
+	// at all otherwise. Default: 1s.
+	StatsInterval time.Duration
 	// Logger receives the pool's events and the workers' stderr, one record per line, tagged
 	// with worker and pid. Default: slog.Default().
 	Logger *slog.Logger
@@ -121,6 +125,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MemoryInterval <= 0 {
 		c.MemoryInterval = 250 * time.Millisecond
+	}
+	if c.StatsInterval <= 0 {
+		c.StatsInterval = time.Second
 	}
 	if c.StopGrace <= 0 {
 		c.StopGrace = 2 * time.Second

@@ -35,6 +35,12 @@ func TestMain(m *testing.M) {
 		_ = c.Send(channel.Message{Kind: channel.KindHello, Payload: hello})
 		_, _ = c.Recv() // until EOF
 		os.Exit(0)
+	case "spin": // a grandchild that keeps a core busy (see the spin handler)
+		ms, _ := strconv.Atoi(os.Getenv("SUPERVISE_TEST_SPIN_MS"))
+		if spin(time.Duration(ms)*time.Millisecond) < 1 {
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "exit-after-hello": // a worker that starts, then exits at once
 		c := channel.NewConn(os.Stdin, os.Stdout, channel.Options{})
 		hello, _ := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: []string{"square"}})
@@ -43,6 +49,28 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	child.Handle("echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
+	// spin keeps a core busy for Ms milliseconds, pinned to CPU if it is not negative, or,
+	// with Child, has a child process of its own do it while it waits. It reports "spinning"
+	// to its caller when it starts.
+	child.Handle("spin", func(ctx context.Context, in spinInput) (float64, error) {
+		if err := child.Report(ctx, "spinning"); err != nil {
+			return 0, err
+		}
+		d := time.Duration(in.Ms) * time.Millisecond
+		if in.Child {
+			cmd := exec.CommandContext(ctx, os.Args[0])
+			cmd.Env = append(os.Environ(), "SUPERVISE_TEST_MODE=spin", "SUPERVISE_TEST_SPIN_MS="+strconv.Itoa(in.Ms))
+			return 0, cmd.Run()
+		}
+		if in.CPU >= 0 {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if err := pinToCPU(in.CPU); err != nil {
+				return 0, err
+			}
+		}
+		return spin(d), nil
+	})
 	child.Handle("square", func(_ context.Context, x int) (int, error) { return x * x, nil })
 	child.Handle("pid", func(context.Context, struct{}) (int, error) { return os.Getpid(), nil })
 	child.Handle("fail", func(_ context.Context, msg string) (int, error) { return 0, errors.New(msg) })
@@ -201,6 +229,23 @@ func orphanParent() {
 	}
 	os.RemoveAll(dir)
 	select {}
+}
+
+type spinInput struct {
+	CPU   int // pin to this CPU; -1: anywhere
+	Ms    int
+	Child bool
+}
+
+// spin keeps the CPU busy for d and returns a figure that depends on the work done.
+func spin(d time.Duration) float64 {
+	x := 1.0
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		for range 10000 {
+			x = x*1.0000001 + 1e-9
+		}
+	}
+	return x
 }
 
 type eatInput struct {

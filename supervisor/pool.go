@@ -26,6 +26,7 @@ type Pool struct {
 	nextWorker atomic.Int64
 	stopping   chan struct{} // closed by the first Shutdown or Close
 
+	sampler sampler
 	restart restarter
 	streak  atomic.Int32 // failures in a row with no call answered in between (RestartPolicy)
 	eventMu sync.Mutex   // one event at a time to Config.EventHook
@@ -57,13 +58,14 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		spawner:  newSpawner(),
 		restart:  restarter{policy: cfg.Restart},
 	}
+	p.sampler.init(cfg.Workers)
 	errs := make([]error, cfg.Workers)
 	var started sync.WaitGroup
 	for i := range cfg.Workers {
 		started.Add(1)
 		go func() {
 			defer started.Done()
-			_, errs[i] = p.startWorker()
+			_, errs[i] = p.startWorker(i)
 		}()
 	}
 	started.Wait()
@@ -218,6 +220,7 @@ func (p *Pool) allExited() <-chan struct{} {
 
 // finish is the end of Close and Shutdown, once no worker is left.
 func (p *Pool) finish() {
+	p.stopSampler()
 	p.spawner.stop()
 	p.drain()
 }
@@ -262,7 +265,7 @@ func (p *Pool) exited(w *worker, ev EventWorkerExited, replace bool) {
 		if backoff != nil {
 			p.emit(*backoff)
 		}
-		go p.replace(wait)
+		go p.replace(w.slot, wait)
 	}
 }
 
@@ -282,9 +285,9 @@ func (p *Pool) breakIfHopeless(last error) error {
 	return err
 }
 
-// replace starts a worker in place of one that exited, after waiting as the restart policy
-// says, and tries again while starts fail and the pool is not broken.
-func (p *Pool) replace(wait time.Duration) {
+// replace starts a worker in slot, in place of one that exited, after waiting as the restart
+// policy says, and tries again while starts fail and the pool is not broken.
+func (p *Pool) replace(slot int, wait time.Duration) {
 	defer p.wg.Done()
 	for {
 		if wait > 0 {
@@ -296,8 +299,9 @@ func (p *Pool) replace(wait time.Duration) {
 				return
 			}
 		}
-		_, err := p.startWorker()
+		_, err := p.startWorker(slot)
 		if err == nil {
+			p.workerReplaced(slot)
 			return
 		}
 		p.streak.Add(1)

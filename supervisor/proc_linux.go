@@ -23,3 +23,12 @@ func growPipe(f *os.File, size int) {
 		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size) })
 	}
 }
+
+// exitMaxRSS is the peak resident memory the kernel reported for a reaped process (or for the
+// largest of the children it reaped), in bytes: Linux counts it in KiB.
+func exitMaxRSS(state *os.ProcessState) uint64 {
+	if ru, ok := state.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > 0 {
+		return uint64(ru.Maxrss) * 1024
+	}
+	return 0
+}

@@ -12,3 +12,12 @@ import (
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 func growPipe(*os.File, int) {}
+
+// exitMaxRSS is the peak resident memory the kernel reported for a reaped process, in bytes
+// (macOS counts it in bytes).
+func exitMaxRSS(state *os.ProcessState) uint64 {
+	if ru, ok := state.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > 0 {
+		return uint64(ru.Maxrss)
+	}
+	return 0
+}

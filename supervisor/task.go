@@ -32,6 +32,7 @@ type task struct {
 	reports reports // messages from its handler (child.Report)
 
 	// Guarded by the holding worker's mu:
+	sentAt       time.Time // when it was last sent
 	runningSince time.Time // when its worker (probably) started it
 	cancelSent   time.Time // when a cancel went to its worker
 	timedOut     bool      // the cancel was for its soft time limit
@@ -69,7 +70,13 @@ func (t *task) fail(w *worker, err error) bool {
 	if w != nil {
 		te.WorkerID, te.Pid = w.id, w.pid
 	}
-	return t.settle(nil, te)
+	if !t.settle(nil, te) {
+		return false
+	}
+	if w != nil {
+		w.tasksFailed.Add(1)
+	}
+	return true
 }
 
 // Future is the pending outcome of one submitted task.

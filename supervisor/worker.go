@@ -38,6 +38,7 @@ type worker struct {
 	p        *Pool
 	log      *slog.Logger
 	id, pid  int
+	slot     int // its place among Config.Workers; a replacement takes it over (Stats)
 	cmd      *exec.Cmd
 	handlers []string
 	started  time.Time
@@ -66,6 +67,13 @@ type worker struct {
 	recycleReq atomic.Bool  // over the soft memory limit: the sender stops feeding it
 	lastMem    time.Time    // only the watchdog touches it
 
+	// Figures for Stats.
+	tasksDone   atomic.Int64
+	tasksFailed atomic.Int64
+	maxRSS      atomic.Uint64
+	lastAnswer  time.Time    // only the reader touches it
+	slowest     []TaskTiming // guarded by mu: its slowest calls
+
 	quit       chan struct{} // closed by run: the sender stops
 	senderDone chan struct{}
 	stderrDone chan struct{}
@@ -75,10 +83,11 @@ type worker struct {
 }
 
 // startWorker starts one worker process, checks its hello and puts it to work.
-func (p *Pool) startWorker() (_ *worker, err error) {
+func (p *Pool) startWorker(slot int) (_ *worker, err error) {
 	w := &worker{
 		p:          p,
 		id:         int(p.nextWorker.Add(1)),
+		slot:       slot,
 		cancels:    make(chan uint64, 64),
 		room:       make(chan struct{}, 1),
 		held:       map[uint64]*task{},
@@ -457,6 +466,7 @@ func (w *worker) send() {
 			continue
 		}
 		batch = batch[:0]
+		now := time.Now()
 		w.mu.Lock()
 		for _, t := range tasks {
 			if err := t.ctx.Err(); err != nil { // cancelled while queued: never sent
@@ -466,10 +476,11 @@ func (w *worker) send() {
 			w.held[t.id] = t
 			w.sent = append(w.sent, t)
 			t.sends++
+			t.sentAt = now
 			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
 		}
 		if w.p.cfg.TaskTimeout > 0 {
-			w.markRunning(time.Now())
+			w.markRunning(now)
 		}
 		w.mu.Unlock()
 		if len(batch) > 0 {
@@ -683,12 +694,13 @@ func (w *worker) run() {
 		// caller asked for it, not the worker.
 		ev.Failure = reason == "" || hung
 	}
+	w.p.workerExited(w)
 	w.p.exited(w, ev, !clean || w.recycled.Load())
 }
 
 // answered removes task id from those held and frees its slot. timedOut and closing report
 // that the task was cancelled for its time limit or by Shutdown.
-func (w *worker) answered(id uint64) (t *task, timedOut, closing bool) {
+func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing bool) {
 	w.mu.Lock()
 	t = w.held[id]
 	delete(w.held, id)
@@ -712,8 +724,16 @@ func (w *worker) answered(id uint64) (t *task, timedOut, closing bool) {
 	if t != nil {
 		timedOut, closing = t.timedOut, t.closing
 		if w.p.cfg.TaskTimeout > 0 {
-			w.markRunning(time.Now())
+			w.markRunning(now)
 		}
+		// It could start once sent and once the call before it was answered (calls run in
+		// order; with concurrency above 1 this counts its wait behind the others too).
+		start := t.sentAt
+		if w.concurrency == 1 && w.lastAnswer.After(start) {
+			start = w.lastAnswer
+		}
+		w.lastAnswer = now
+		w.slowest = keepSlowest(w.slowest, TaskTiming{ID: t.id, Handler: t.handler, WorkerID: w.id, Took: now.Sub(start)})
 	}
 	w.mu.Unlock()
 	select {
@@ -740,7 +760,8 @@ func (w *worker) read() error {
 		if err != nil {
 			return err
 		}
-		w.lastSeen.Store(time.Now().UnixNano())
+		now := time.Now()
+		w.lastSeen.Store(now.UnixNano())
 		if w.p.streak.Load() != 0 && answers(msgs) {
 			w.p.streak.Store(0) // the pool makes progress: see RestartPolicy
 		}
@@ -752,7 +773,7 @@ func (w *worker) read() error {
 					w.log.Error("supervise: worker reports an error", "err", m.Err)
 					continue
 				}
-				t, timedOut, closing := w.answered(m.ID)
+				t, timedOut, closing := w.answered(m.ID, now)
 				if t == nil {
 					return fmt.Errorf("an answer (%s) to task %d, which this worker does not hold", m.Kind, m.ID)
 				}
@@ -764,7 +785,9 @@ func (w *worker) read() error {
 				case t.badPut:
 					t.fail(w, errors.New("the handler put follow-up work (child.Put), but the task did not come from a queue"))
 				case m.Kind == channel.KindResult:
-					t.settle(m.Payload, nil)
+					if t.settle(m.Payload, nil) {
+						w.tasksDone.Add(1)
+					}
 				case timedOut: // the handler gave up when cancelled for its time limit
 					t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})
 				case closing:

@@ -1,0 +1,396 @@
+package supervisor
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"iter"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/cpu"
+	"github.com/shirou/gopsutil/v4/process"
+	"github.com/supervise-dev/supervise/internal/procfs"
+)
+
+// Stats is a snapshot of the machine's cores and of the pool's workers. Utilization figures
+// are deltas over Interval, the span since the sample before (never averages over a process's
+// whole life, which is what gopsutil's Process.CPUPercent gives).
+type Stats struct {
+	Taken    time.Time
+	Interval time.Duration
+	Cores    []CoreStats   // one per logical CPU of the machine, in order
+	Workers  []WorkerStats // one per slot (Config.Workers), in slot order
+	Slowest  []TaskTiming  // the slowest tasks answered so far, slowest first (at most 10)
+}
+
+// CoreStats is one logical CPU's time over the interval, as shares that sum to 1: User (user
+// and nice), System (system, irq and softirq), Idle (idle and iowait) and Other (steal: a
+// virtual machine's CPU taken by its host).
+type CoreStats struct {
+	User, System, Idle, Other float64
+}
+
+// Busy is the share of the interval the core was not idle.
+func (c CoreStats) Busy() float64 { return 1 - c.Idle }
+
+// WorkerState is what a worker slot's process is doing.
+type WorkerState string
+
+const (
+	WorkerIdle     WorkerState = "idle"     // no task sent to it
+	WorkerBusy     WorkerState = "busy"     // running a task, or holding some
+	WorkerStopping WorkerState = "stopping" // finishing its tasks before it exits
+	WorkerDown     WorkerState = "down"     // no process: being replaced, or the pool stopped
+)
+
+// WorkerStats describes one worker slot. A worker that is replaced leaves its slot to its
+// replacement: the first fields describe the process in the slot now, the totals every process
+// that held it.
+type WorkerStats struct {
+	Slot      int
+	ID, Pid   int // 0 when the slot is down
+	State     WorkerState
+	Started   time.Time
+	Uptime    time.Duration
+	Processes int // the worker and its descendants, now
+	// Utilization is the CPU time the worker and its descendants used over the interval,
+	// divided by the interval: 1 is one core kept busy.
+	Utilization float64
+	RSS         uint64 // resident memory of the worker and its descendants, bytes
+
+	Tasks    int           // answered with a result
+	Failed   int           // failed on this slot (errors, panics, time limits, crashes)
+	CPU      time.Duration // user and system time, descendants included
+	MaxRSS   uint64        // the most seen in samples, or reported by the kernel at exit
+	Restarts int           // processes that took the slot after the first
+}
+
+// TaskTiming is how long a task ran on its worker: from when the worker could start it (sent,
+// and the worker's previous call answered) to its answer.
+type TaskTiming struct {
+	ID       uint64
+	Handler  string
+	WorkerID int
+	Took     time.Duration
+}
+
+const slowestKept = 10
+
+// keepSlowest adds t to list (slowest first, at most slowestKept long) if it is among the
+// slowest, and returns the list.
+func keepSlowest(list []TaskTiming, t TaskTiming) []TaskTiming {
+	if len(list) == slowestKept && t.Took <= list[len(list)-1].Took {
+		return list
+	}
+	i, _ := slices.BinarySearchFunc(list, t, func(a, b TaskTiming) int { return cmp.Compare(b.Took, a.Took) })
+	list = slices.Insert(list, i, t)
+	return list[:min(len(list), slowestKept)]
+}
+
+// slotTotals are the figures of the processes that held a slot and have exited.
+type slotTotals struct {
+	restarts, tasks, failed int
+	cpu                     time.Duration
+	maxRSS                  uint64
+}
+
+// sampler takes Stats. It samples in a goroutine of its own, every Config.StatsInterval, only
+// while someone watches (WatchStats) or asked (Stats) within the last two intervals.
+type sampler struct {
+	mu       sync.Mutex // guards everything below but sampleMu's
+	running  bool
+	watchers int
+	lastAsk  time.Time
+	latest   Stats
+	changed  chan struct{} // closed and replaced at every sample
+	slots    []slotTotals
+	slowest  []TaskTiming // of exited workers
+	stopped  chan struct{}
+	wg       sync.WaitGroup
+
+	sampleMu  sync.Mutex // one sample at a time; guards the previous sample's figures
+	prevAt    time.Time
+	prevCores []cpu.TimesStat
+	prevCPU   map[int]time.Duration // by worker id
+}
+
+func (s *sampler) init(slots int) {
+	s.slots = make([]slotTotals, slots)
+	s.changed = make(chan struct{})
+	s.stopped = make(chan struct{})
+	s.prevAt = time.Now()
+	s.prevCores, _ = cpu.Times(true)
+	s.prevCPU = map[int]time.Duration{}
+}
+
+// Stats returns a snapshot of the machine's cores and the pool's workers. While the pool
+// samples on its own (see WatchStats, and below) it is the latest sample, over the last
+// Config.StatsInterval; else it samples now, over the span since the sample before (since
+// Start for the first one), and the pool samples on its own for two intervals after, so that
+// a caller asking every interval gets regular figures without sampling itself.
+func (p *Pool) Stats() Stats {
+	s := &p.sampler
+	s.mu.Lock()
+	s.lastAsk = time.Now()
+	if s.running && !s.latest.Taken.IsZero() {
+		st := s.latest
+		s.mu.Unlock()
+		return st
+	}
+	s.mu.Unlock()
+	st := p.sample()
+	p.runSampler()
+	return st
+}
+
+// WatchStats yields a fresh snapshot every Config.StatsInterval until ctx ends or the loop
+// stops. The pool samples only while someone watches (or asked Stats lately): with nobody
+// listening no goroutine is left sampling.
+func (p *Pool) WatchStats(ctx context.Context) iter.Seq[Stats] {
+	return func(yield func(Stats) bool) {
+		s := &p.sampler
+		s.mu.Lock()
+		s.watchers++
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.watchers--
+			s.mu.Unlock()
+		}()
+		p.runSampler()
+		for {
+			s.mu.Lock()
+			changed := s.changed
+			s.mu.Unlock()
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			case <-s.stopped:
+				return
+			}
+			s.mu.Lock()
+			st := s.latest
+			s.mu.Unlock()
+			if !yield(st) {
+				return
+			}
+		}
+	}
+}
+
+// runSampler starts the sampling goroutine unless it runs, or the pool has finished.
+func (p *Pool) runSampler() {
+	s := &p.sampler
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.stopped:
+		return
+	default:
+	}
+	if s.running {
+		return
+	}
+	s.running = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(p.cfg.StatsInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+			case <-s.stopped:
+				s.mu.Lock()
+				s.running = false
+				s.mu.Unlock()
+				return
+			}
+			p.sample()
+			s.mu.Lock()
+			if s.watchers == 0 && time.Since(s.lastAsk) > 2*p.cfg.StatsInterval {
+				s.running = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+		}
+	}()
+}
+
+// stopSampler ends the sampling goroutine, once the pool has finished; Stats still samples
+// on demand after.
+func (p *Pool) stopSampler() {
+	s := &p.sampler
+	s.mu.Lock()
+	select {
+	case <-s.stopped:
+	default:
+		close(s.stopped)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// sample takes a snapshot, stores it as the latest and wakes the watchers.
+func (p *Pool) sample() Stats {
+	s := &p.sampler
+	s.sampleMu.Lock()
+	defer s.sampleMu.Unlock()
+	now := time.Now()
+	st := Stats{Taken: now, Interval: now.Sub(s.prevAt)}
+	if cores, err := cpu.Times(true); err == nil {
+		st.Cores = coreShares(s.prevCores, cores)
+		s.prevCores = cores
+	}
+
+	p.mu.Lock()
+	live := make([]*worker, 0, len(p.workers))
+	for w := range p.workers {
+		live = append(live, w)
+	}
+	p.mu.Unlock()
+
+	st.Workers = make([]WorkerStats, p.cfg.Workers)
+	for i := range st.Workers {
+		st.Workers[i] = WorkerStats{Slot: i, State: WorkerDown}
+	}
+	cpuNow := make(map[int]time.Duration, len(live))
+	var slowest []TaskTiming
+	for _, w := range live {
+		ws := &st.Workers[w.slot]
+		ws.ID, ws.Pid, ws.Started, ws.Uptime = w.id, w.pid, w.started, now.Sub(w.started)
+		ws.Tasks, ws.Failed = int(w.tasksDone.Load()), int(w.tasksFailed.Load())
+		w.mu.Lock()
+		switch {
+		case w.draining || w.stopping.Load():
+			ws.State = WorkerStopping
+		case len(w.held) > 0:
+			ws.State = WorkerBusy
+		default:
+			ws.State = WorkerIdle
+		}
+		for _, t := range w.slowest {
+			slowest = keepSlowest(slowest, t)
+		}
+		w.mu.Unlock()
+		tree := treeFigures(w.pid)
+		ws.Processes, ws.RSS, ws.CPU = tree.processes, tree.rss, tree.cpu
+		ws.MaxRSS = max(w.maxRSS.Load(), tree.rss)
+		w.maxRSS.Store(ws.MaxRSS)
+		cpuNow[w.id] = tree.cpu
+		if span := min(st.Interval, ws.Uptime); span > 0 {
+			ws.Utilization = float64(tree.cpu-s.prevCPU[w.id]) / float64(span)
+		}
+	}
+	s.prevAt, s.prevCPU = now, cpuNow
+
+	s.mu.Lock()
+	for i := range st.Workers {
+		ws, done := &st.Workers[i], s.slots[i]
+		ws.Tasks += done.tasks
+		ws.Failed += done.failed
+		ws.CPU += done.cpu
+		ws.MaxRSS = max(ws.MaxRSS, done.maxRSS)
+		ws.Restarts = done.restarts
+	}
+	for _, t := range s.slowest {
+		slowest = keepSlowest(slowest, t)
+	}
+	st.Slowest = slowest
+	s.latest = st
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	return st
+}
+
+// workerExited folds an exited worker's figures into its slot's totals.
+func (p *Pool) workerExited(w *worker) {
+	s := &p.sampler
+	var cpuTime time.Duration
+	maxRSS := w.maxRSS.Load()
+	if w.state != nil {
+		cpuTime = w.state.UserTime() + w.state.SystemTime() // its own and its reaped children's
+		maxRSS = max(maxRSS, exitMaxRSS(w.state))
+	}
+	w.mu.Lock()
+	slow := slices.Clone(w.slowest)
+	w.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := &s.slots[w.slot]
+	t.tasks += int(w.tasksDone.Load())
+	t.failed += int(w.tasksFailed.Load())
+	t.cpu += cpuTime
+	t.maxRSS = max(t.maxRSS, maxRSS)
+	for _, x := range slow {
+		s.slowest = keepSlowest(s.slowest, x)
+	}
+}
+
+// workerReplaced counts a restart of slot.
+func (p *Pool) workerReplaced(slot int) {
+	p.sampler.mu.Lock()
+	p.sampler.slots[slot].restarts++
+	p.sampler.mu.Unlock()
+}
+
+// coreShares turns two readings of the per-CPU time counters into shares of the interval.
+func coreShares(prev, now []cpu.TimesStat) []CoreStats {
+	out := make([]CoreStats, 0, len(now))
+	for i, c := range now {
+		var d cpu.TimesStat
+		if i < len(prev) {
+			d = prev[i]
+		}
+		user := c.User + c.Nice - d.User - d.Nice // guest time is counted in user already
+		system := c.System + c.Irq + c.Softirq - d.System - d.Irq - d.Softirq
+		idle := c.Idle + c.Iowait - d.Idle - d.Iowait
+		other := c.Steal - d.Steal
+		total := user + system + idle + other
+		if total <= 0 {
+			out = append(out, CoreStats{Idle: 1})
+			continue
+		}
+		out = append(out, CoreStats{User: user / total, System: system / total, Idle: idle / total, Other: other / total})
+	}
+	return out
+}
+
+type treeSample struct {
+	processes int
+	rss       uint64
+	cpu       time.Duration
+}
+
+// treeFigures sums the figures of a worker's process tree: each live process's own CPU time
+// and the time of the children it has reaped (so a grandchild's work counts while it runs and
+// after it ends), and its resident memory. A process that ends while being read is skipped.
+// The CPU times come from one read of /proc/PID/stat on Linux: gopsutil's Process.Times leaves
+// out the reaped children's time, and a second read for it doubled the cost of a sample.
+func treeFigures(pid int) treeSample {
+	var out treeSample
+	for _, id := range procfs.Tree(pid) {
+		proc := &process.Process{Pid: int32(id)}
+		own, reaped, err := procfs.CPU(id)
+		if errors.Is(err, errors.ErrUnsupported) {
+			var times *cpu.TimesStat
+			if times, err = proc.Times(); err == nil {
+				own = time.Duration((times.User + times.System) * float64(time.Second))
+			}
+		}
+		if err != nil {
+			continue
+		}
+		out.processes++
+		out.cpu += own + reaped
+		if mem, err := proc.MemoryInfo(); err == nil {
+			out.rss += mem.RSS
+		}
+	}
+	return out
+}

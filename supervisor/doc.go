@@ -38,6 +38,11 @@
 // caller messages, read with [Future.Reports]; [Func.Broadcast] runs a handler once on every
 // worker, and [Config.Init] on every worker before its first task.
 //
+// Watching: [Pool.Stats] and [Pool.WatchStats] give the machine's per-core utilization and,
+// per worker slot, the process's state, CPU time and utilization (its whole process tree's,
+// grandchildren included), memory, tasks and restarts, with the slowest tasks so far. Figures
+// are deltas over [Config.StatsInterval], sampled only while someone asks.
+//
 // Stopping: [Pool.Close] finishes every task submitted, queued or running; [Pool.Shutdown]
 // fails the queued ones, lets the running ones finish until its context ends, then cancels
 // them and kills workers still busy [Config.CancelGrace] later. Both return once every worker

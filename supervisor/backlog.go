@@ -55,11 +55,15 @@ func (b *backlog) pushFront(ts []*task) error {
 	return nil
 }
 
-// take removes up to n tasks into dst. closed reports that the backlog is closed and empty.
-func (b *backlog) take(dst []*task, n int) (out []*task, closed bool) {
+// take removes up to n tasks into dst, and no more than a fair share of those queued when
+// workers take them: 1/workers, rounded up. Without that limit the first worker to wake takes
+// a whole short queue of long tasks (32 of them at the default InFlight) and the others idle.
+// closed reports that the backlog is closed and empty.
+func (b *backlog) take(dst []*task, n, workers int) (out []*task, closed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	k := min(n, len(b.items)-b.head)
+	queued := len(b.items) - b.head
+	k := min(n, queued, (queued+workers-1)/max(1, workers))
 	dst = append(dst, b.items[b.head:b.head+k]...)
 	clear(b.items[b.head : b.head+k])
 	b.head += k

@@ -447,7 +447,7 @@ func (w *worker) send() {
 		tasks, free = w.takePinned(tasks[:0])
 		closing := false
 		if free > 0 {
-			tasks, closing = w.p.backlog.take(tasks, free)
+			tasks, closing = w.p.backlog.take(tasks, free, w.p.cfg.Workers)
 		}
 		if len(tasks) == 0 && !closing {
 			var ready, done <-chan struct{} // nil, and never ready, while the worker is full

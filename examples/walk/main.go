@@ -3,10 +3,11 @@
 // the parent joins the queue, which returns once every directory, found ones included, is
 // listed. It prints how many directories, files and bytes are under each path.
 //
-//	go run ./examples/walk [-workers N] [-serial] [-top N] DIR...
+//	go run ./examples/walk [-workers N] [-serial] [-names] [-top N] DIR...
 //
 // -serial walks in the parent alone (filepath.WalkDir), for comparison; the time either way
-// goes to stderr. -top N also prints the N directories holding the most bytes of files.
+// goes to stderr. -names counts files without a stat each (no bytes): the walk that
+// `supervise digest` does. -top N also prints the N directories holding the most bytes.
 package main
 
 import (
@@ -33,28 +34,37 @@ type Listing struct {
 	Bytes int64
 }
 
+// Dir is a queue item: a directory to list, and whether to stat its files for their sizes.
+type Dir struct {
+	Path  string
+	Sizes bool
+}
+
 // list reads one directory, puts its subdirectories on the queue and counts its regular files.
 // Symbolic links are not followed.
-func list(ctx context.Context, dir string) (Listing, error) {
-	l := Listing{Dir: dir}
-	entries, err := os.ReadDir(dir)
+func list(ctx context.Context, dir Dir) (Listing, error) {
+	l := Listing{Dir: dir.Path}
+	entries, err := os.ReadDir(dir.Path)
 	if err != nil {
 		return l, err
 	}
 	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
+		path := filepath.Join(dir.Path, e.Name())
 		switch {
 		case e.IsDir():
-			if err := child.Put(ctx, path); err != nil {
+			if err := child.Put(ctx, Dir{Path: path, Sizes: dir.Sizes}); err != nil {
 				return l, err
 			}
 			l.Dirs++
 		case e.Type().IsRegular():
+			l.Files++
+			if !dir.Sizes {
+				continue
+			}
 			info, err := e.Info()
 			if err != nil {
 				return l, err
 			}
-			l.Files++
 			l.Bytes += info.Size()
 		}
 	}
@@ -67,6 +77,7 @@ func main() {
 
 	workers := flag.Int("workers", 0, "worker processes (0: one per core)")
 	serial := flag.Bool("serial", false, "walk in this process alone, for comparison")
+	names := flag.Bool("names", false, "count files without a stat each (no bytes)")
 	top := flag.Int("top", 0, "also print the `N` directories holding the most bytes")
 	flag.Parse()
 	if flag.NArg() == 0 {
@@ -82,10 +93,10 @@ func main() {
 		var listings []Listing
 		var errs []error
 		if *serial {
-			listings, errs = walkSerial(root)
+			listings, errs = walkSerial(Dir{Path: root, Sizes: !*names})
 		} else {
 			var err error
-			listings, errs, err = walkPool(ctx, *workers, root)
+			listings, errs, err = walkPool(ctx, *workers, Dir{Path: root, Sizes: !*names})
 			if err != nil {
 				log.Fatal(err)
 			}
@@ -112,13 +123,13 @@ func main() {
 }
 
 // walkPool walks root with a pool of worker processes and a joinable queue of directories.
-func walkPool(ctx context.Context, workers int, root string) ([]Listing, []error, error) {
+func walkPool(ctx context.Context, workers int, root Dir) ([]Listing, []error, error) {
 	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: workers})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer pool.Close()
-	q := supervisor.NewQueue[string, Listing](pool, "list", supervisor.QueueConfig{})
+	q := supervisor.NewQueue[Dir, Listing](pool, "list", supervisor.QueueConfig{})
 	type outcome struct {
 		listings []Listing
 		errs     []error
@@ -148,11 +159,11 @@ func walkPool(ctx context.Context, workers int, root string) ([]Listing, []error
 
 // walkSerial does the same work as the pool's workers, in this process, one directory at a
 // time.
-func walkSerial(root string) ([]Listing, []error) {
+func walkSerial(root Dir) ([]Listing, []error) {
 	var listings []Listing
 	var errs []error
 	byDir := map[string]int{}
-	err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root.Path, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			errs = append(errs, err)
 			return nil
@@ -160,18 +171,21 @@ func walkSerial(root string) ([]Listing, []error) {
 		parent := byDir[filepath.Dir(path)]
 		switch {
 		case e.IsDir():
-			if path != root {
+			if path != root.Path {
 				listings[parent].Dirs++
 			}
 			byDir[path] = len(listings)
 			listings = append(listings, Listing{Dir: path})
 		case e.Type().IsRegular():
+			listings[parent].Files++
+			if !root.Sizes {
+				return nil
+			}
 			info, err := e.Info()
 			if err != nil {
 				errs = append(errs, err)
 				return nil
 			}
-			listings[parent].Files++
 			listings[parent].Bytes += info.Size()
 		}
 		return nil

@@ -83,8 +83,9 @@ type task struct {
 
 type taskDone struct {
 	task
-	ans digestAnswer
-	err error
+	ans      digestAnswer
+	err      error
+	reported int64 // bytes already counted from the task's progress reports
 }
 
 // digest runs the whole job. The walk streams batches of paths in walk order; each batch is
@@ -100,12 +101,22 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t0 := time.Now()
+	view := pf.liveView(stderr)
+	defer view.stop() // before the pool closes: the bars go first
+	msgs := view.above(stderr)
 	walked := make(chan []walkItem, 64)
-	go walk(ctx, paths, max(1, b.files), walked) // while the pool starts
+	go walk(ctx, paths, max(1, b.files), view != nil, walked) // while the pool starts
 
 	cfg, err := pf.config(log)
 	if err != nil {
 		return err
+	}
+	var means *coreMeans
+	if pf.report || pf.reportJSON != "" {
+		means = &coreMeans{}
+	}
+	if view != nil {
+		cfg.StatsInterval = viewRefresh
 	}
 	pool, err := supervisor.Start(ctx, cfg)
 	if err != nil {
@@ -119,6 +130,10 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	}()
 	log.Debug("pool started", "workers", pf.workers, "took", time.Since(t0))
 	hash := supervisor.Bind[digestRequest, digestAnswer](pool, "digest")
+	watching, stopWatching := context.WithCancel(ctx)
+	waitWatching := monitor(watching, pool, view, means)
+	defer waitWatching()
+	defer stopWatching()
 
 	var (
 		items   []walkItem // every path so far, in walk order
@@ -130,7 +145,9 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		pending = 0
 		done    = make(chan taskDone, window)
 		printed = 0
-		failed  = false
+		failed  = 0
+		hashed  = int64(0)
+		what    = map[uint64]string{} // task id -> its files, for the report's slowest tasks
 	)
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	submit := func(t task) {
@@ -138,11 +155,25 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		for k, i := range t.files {
 			req.Paths[k] = items[i].path
 		}
+		req.Progress = view != nil && t.whole
 		f := hash.Submit(ctx, req)
 		pending++
+		if means != nil {
+			what[f.ID()] = describeTask(req.Paths)
+		}
 		go func() {
+			var reported int64 // a big file's bytes, as they are read
+			if req.Progress {
+				for r := range f.Reports(context.Background()) {
+					var n int64
+					if r.Decode(&n) == nil {
+						view.hashed(0, n-reported)
+						reported = n
+					}
+				}
+			}
 			ans, err := f.Get(context.Background()) // every task ends, even when ctx is cancelled
-			done <- taskDone{t, ans, err}
+			done <- taskDone{t, ans, err, reported}
 		}()
 	}
 	printReady := func() {
@@ -150,8 +181,8 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 			it := &items[printed]
 			if it.err != "" {
 				out.Flush() // keep stdout and stderr in walk order on a terminal
-				fmt.Fprintf(stderr, "supervise: %s: %s\n", it.path, it.err)
-				failed = true
+				fmt.Fprintf(msgs, "supervise: %s: %s\n", it.path, it.err)
+				failed++
 				continue
 			}
 			out.Write(sumLine(sums[printed], it.path))
@@ -177,22 +208,28 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		case batch, ok := <-walked:
 			if !ok {
 				walked = nil
+				view.walked()
 				log.Debug("walked", "files", len(items), "took", time.Since(t0))
 				continue
 			}
 			var t task
+			var bytes int64
 			for _, it := range batch {
 				if it.err == "" {
 					t.files = append(t.files, len(items))
+					bytes += max(0, it.size)
 				}
 				items = append(items, it)
 				sums = append(sums, nil)
 			}
+			view.found(len(t.files), bytes)
 			if len(t.files) > 0 {
 				waiting = append(waiting, t)
 			}
 		case d := <-done:
 			pending--
+			hashed += d.ans.Bytes
+			view.hashed(0, d.ans.Bytes-d.reported)
 			if d.err != nil && ctx.Err() != nil {
 				continue // interrupted: these files are left undone, not failed
 			}
@@ -207,7 +244,9 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 					d.files = d.files[:d.ans.Done]
 				}
 			}
+			finished := 0
 			for k, i := range d.files {
+				finished++
 				switch {
 				case d.err != nil:
 					items[i].err = taskFailure(d.err)
@@ -219,14 +258,17 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 					sizes[i] = d.ans.Deferred[k]
 					at, _ := slices.BinarySearchFunc(big, sizes[i], func(j int, size int64) int { return cmp.Compare(size, sizes[j]) })
 					big = slices.Insert(big, at, i)
+					finished--
 				default:
 					sums[i] = d.ans.Sums[k*sha512.Size : (k+1)*sha512.Size]
 				}
 			}
+			view.hashed(finished, 0)
 			printReady()
 		}
 	}
 	printReady()
+	view.stop()
 	log.Debug("hashed", "files", len(items), "big", len(sizes), "took", time.Since(t0))
 	if err := out.Flush(); err != nil {
 		return err
@@ -243,10 +285,34 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	if err := pool.Close(); err != nil {
 		return err
 	}
-	if failed {
+	stopWatching()
+	waitWatching()
+	if means != nil {
+		r := newReport("digest", pool, time.Since(t0), means, func(id uint64) string { return what[id] })
+		r.Items, r.Bytes, r.Failed = len(items), hashed, failed
+		if pf.report {
+			if err := r.writeText(stderr); err != nil {
+				return err
+			}
+		}
+		if pf.reportJSON != "" {
+			if err := r.writeJSON(pf.reportJSON); err != nil {
+				return fmt.Errorf("--report-json: %w", err)
+			}
+		}
+	}
+	if failed > 0 {
 		return exitError{1}
 	}
 	return nil
+}
+
+// describeTask names a digest task's files in a few words.
+func describeTask(paths []string) string {
+	if len(paths) == 1 {
+		return paths[0]
+	}
+	return fmt.Sprintf("%s and %d more files", paths[0], len(paths)-1)
 }
 
 // interruptedError is a digest stopped by a signal before every file was hashed.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/supervise-dev/supervise/child"
 )
 
 // digestRequest is one task of `supervise digest`: files to hash, in walk order.
@@ -20,6 +22,9 @@ type digestRequest struct {
 	// not attempted are left to another task (digestAnswer.Done says where it stopped), so
 	// that a batch of many files of unknown size cannot run for long.
 	Budget int64 `msgpack:"b,omitempty"`
+	// Progress asks for a report (child.Report) of the bytes hashed so far every
+	// progressEvery bytes of a big file, for the live view.
+	Progress bool `msgpack:"r,omitempty"`
 }
 
 // digestAnswer is the worker's answer: one 64-byte SHA-512 per path, in order (zeros where
@@ -29,7 +34,11 @@ type digestAnswer struct {
 	Sums     []byte         `msgpack:"s"`
 	Failed   map[int]string `msgpack:"f,omitempty"`
 	Deferred map[int]int64  `msgpack:"d,omitempty"`
+	Bytes    int64          `msgpack:"y"` // bytes hashed
 }
+
+// progressEvery is how many bytes of a big file a worker hashes between progress reports.
+const progressEvery = 16 << 20
 
 // bigFile is the size from which a file is hashed in a task of its own.
 const bigFile = 1 << 20
@@ -42,7 +51,10 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 	bufp := readBuffers.Get().(*[]byte)
 	defer readBuffers.Put(bufp)
 	ans := digestAnswer{Sums: make([]byte, 0, sha512.Size*len(req.Paths))}
-	hs := hashers{small: goSHA512{sha512.New()}}
+	hs := hashers{ctx: ctx, small: goSHA512{sha512.New()}}
+	if req.Progress {
+		hs.progress = func(n int64) { _ = child.Report(ctx, n) }
+	}
 	defer hs.close()
 	var dirs dirCache
 	defer dirs.close()
@@ -56,6 +68,9 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 		}
 		ans.Done++
 		h, size, err := hs.file(&dirs, p, *bufp, req.Whole)
+		if ctxErr := ctx.Err(); ctxErr != nil && err != nil { // cancelled inside a big file
+			return digestAnswer{}, ctxErr
+		}
 		switch {
 		case err != nil:
 			if ans.Failed == nil {
@@ -74,13 +89,18 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 			hashed += size
 		}
 	}
+	ans.Bytes = hashed
 	return ans, nil
 }
 
 // hashers are the two SHA-512s of a worker: Go's for files that fit in one read (a call into
 // libcrypto costs more than it saves on a few KiB), and the fastest there is for the rest,
 // made on first use (loading libcrypto takes milliseconds a tree of small files need not pay).
-type hashers struct{ small, big digester }
+type hashers struct {
+	ctx        context.Context // checked every progressEvery bytes of a big file: a cancel stops it
+	small, big digester
+	progress   func(bytes int64) // called every progressEvery bytes of a big file, if set
+}
 
 func (hs *hashers) close() {
 	if hs.big != nil {
@@ -128,6 +148,14 @@ func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h 
 	for {
 		h.write(buf[:n])
 		size += int64(n)
+		if size%progressEvery < int64(n) {
+			if err := hs.ctx.Err(); err != nil {
+				return nil, 0, err
+			}
+			if hs.progress != nil {
+				hs.progress(size)
+			}
+		}
 		if n < len(buf) {
 			return h, size, nil
 		}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -26,6 +27,7 @@ import (
 	"github.com/supervise-dev/supervise/child"
 	"github.com/supervise-dev/supervise/internal/handshake"
 	"github.com/supervise-dev/supervise/supervisor"
+	"golang.org/x/term"
 )
 
 // exitError carries an exit status out of a command whose failures were already reported.
@@ -49,6 +51,24 @@ type poolFlags struct {
 	memSoft     string
 	logLevel    string
 	cpuProfile  string
+
+	progress   bool   // live view even when stderr is not a terminal
+	quiet      bool   // no live view
+	report     bool   // print a report on stderr after the job
+	reportJSON string // write the report as JSON to this file
+}
+
+// liveView returns the live view on stderr if there should be one: --progress, or stderr is
+// a terminal and --quiet is not set. Otherwise nil, a view that shows nothing.
+func (pf *poolFlags) liveView(stderr io.Writer) *liveView {
+	if pf.quiet {
+		return nil
+	}
+	f, ok := stderr.(*os.File)
+	if !pf.progress && (!ok || !term.IsTerminal(int(f.Fd()))) {
+		return nil
+	}
+	return newLiveView(stderr, runtime.NumCPU())
 }
 
 // profileEnv passes --cpuprofile to the workers.
@@ -102,6 +122,10 @@ running and is replaced.`,
 	root.PersistentFlags().StringVar(&pf.logLevel, "log-level", "warn", "log level of the pool and its workers: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().BoolVar(&pf.progress, "progress", false, "show the live view (job progress, a bar per core) on stderr even when it is not a terminal")
+	root.PersistentFlags().BoolVarP(&pf.quiet, "quiet", "q", false, "no live view, even on a terminal")
+	root.PersistentFlags().BoolVar(&pf.report, "report", false, "print a report on stderr after the job: wall and CPU time, efficiency, per-core and per-worker use, slowest tasks")
+	root.PersistentFlags().StringVar(&pf.reportJSON, "report-json", "", "write the report as JSON to `FILE` (schema: docs/report.schema.json)")
 	root.AddCommand(digestCommand(&pf))
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if pf.cpuProfile == "" {
@@ -143,7 +167,8 @@ func withSignals(parent context.Context) (ctx context.Context, caught func() sys
 		select {
 		case s := <-sigs:
 			got.Store(int32(s.(syscall.Signal)))
-			fmt.Fprintf(os.Stderr, "supervise: %v: stopping (a second signal exits at once)\n", s)
+			// "\r": a terminal echoes ^C where the cursor is; start the line over it.
+			fmt.Fprintf(console, "\rsupervise: %v: stopping (a second signal exits at once)\n", s)
 			cancel()
 		case <-done:
 			return
@@ -192,5 +217,5 @@ func (pf *poolFlags) logger() (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(pf.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+	return slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: level})), nil
 }

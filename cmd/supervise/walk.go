@@ -14,6 +14,7 @@ import (
 type walkItem struct {
 	path string
 	err  string
+	size int64 // -1: not known (the walk stats files only when asked)
 }
 
 // walk lists the regular files under roots in sorted walk order and sends them on out in
@@ -25,20 +26,21 @@ type walkItem struct {
 // (find -H), as sha512sum would follow a file named on its command line. Paths that cannot be
 // read are listed with their error, in their place in the order.
 //
-// The walk only reads directories (their entries carry the file type): it stats nothing but
-// the roots, and leaves opening files, and learning their sizes, to the workers.
-func walk(ctx context.Context, roots []string, batch int, out chan<- []walkItem) {
+// The walk only reads directories (their entries carry the file type): unless sizes is set
+// (for the live view's byte count) it stats nothing but the roots, and leaves opening files,
+// and learning their sizes, to the workers.
+func walk(ctx context.Context, roots []string, batch int, sizes bool, out chan<- []walkItem) {
 	defer close(out)
-	w := walker{ctx: ctx, out: out, batch: batch}
+	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes}
 	for _, root := range roots {
 		var st unix.Stat_t
 		if err := unix.Stat(root, &st); err != nil {
-			w.add(walkItem{path: root, err: describe(err)})
+			w.add(walkItem{path: root, err: describe(err), size: -1})
 			continue
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
-			w.add(walkItem{path: root})
+			w.add(walkItem{path: root, size: st.Size})
 		case unix.S_IFDIR:
 			w.dir(root)
 		}
@@ -50,6 +52,7 @@ type walker struct {
 	ctx   context.Context
 	out   chan<- []walkItem
 	batch int
+	sizes bool
 	cur   []walkItem
 }
 
@@ -77,14 +80,14 @@ func (w *walker) dir(dir string) {
 	}
 	fd, err := retry(func() (int, error) { return openDir(dir) })
 	if err != nil {
-		w.add(walkItem{path: dir, err: describe(err)})
+		w.add(walkItem{path: dir, err: describe(err), size: -1})
 		return
 	}
 	d := os.NewFile(uintptr(fd), dir)
 	entries, err := d.ReadDir(-1)
 	d.Close()
 	if err != nil {
-		w.add(walkItem{path: dir, err: describe(err)})
+		w.add(walkItem{path: dir, err: describe(err), size: -1})
 		return
 	}
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
@@ -97,7 +100,13 @@ func (w *walker) dir(dir string) {
 		case t.IsDir():
 			w.dir(prefix + e.Name())
 		case t.IsRegular():
-			w.add(walkItem{path: prefix + e.Name()})
+			size := int64(-1)
+			if w.sizes {
+				if info, err := e.Info(); err == nil {
+					size = info.Size()
+				}
+			}
+			w.add(walkItem{path: prefix + e.Name(), size: size})
 		}
 	}
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+// jobReport is what --report prints and --report-json writes after a job; its JSON form is
+// described by docs/report.schema.json (kept in step by TestReportJSONSchema).
+type jobReport struct {
+	Command    string         `json:"command"`
+	Workers    int            `json:"workers"`
+	Cores      int            `json:"cores"`
+	Wall       float64        `json:"wall_seconds"`
+	CPU        float64        `json:"cpu_seconds"`         // parent and workers
+	ParentCPU  float64        `json:"parent_cpu_seconds"`  // this process
+	WorkersCPU float64        `json:"workers_cpu_seconds"` // every worker process, and their children
+	Efficiency float64        `json:"parallel_efficiency"` // CPU / (wall x cores)
+	CoreBusy   []float64      `json:"core_busy"`           // mean busy share of each core over the job
+	Items      int            `json:"items"`               // files, for digest
+	Bytes      int64          `json:"bytes"`
+	Failed     int            `json:"failed"` // items that ended in an error
+	PerWorker  []workerReport `json:"per_worker"`
+	Slowest    []slowTask     `json:"slowest_tasks"`
+}
+
+type workerReport struct {
+	Slot     int     `json:"slot"`
+	Tasks    int     `json:"tasks"`
+	Failed   int     `json:"failed"`
+	CPU      float64 `json:"cpu_seconds"`
+	MaxRSS   uint64  `json:"max_rss_bytes"`
+	Restarts int     `json:"restarts"`
+}
+
+type slowTask struct {
+	Task    uint64  `json:"task"`
+	Worker  int     `json:"worker"`
+	Seconds float64 `json:"seconds"`
+	What    string  `json:"what"` // the files it hashed, for digest
+}
+
+// coreMeans averages each core's busy share over the snapshots it is given, weighted by their
+// intervals.
+type coreMeans struct {
+	busy []float64
+	span time.Duration
+}
+
+func (m *coreMeans) add(st supervisor.Stats) {
+	if m.busy == nil {
+		m.busy = make([]float64, len(st.Cores))
+	}
+	for i, c := range st.Cores[:min(len(st.Cores), len(m.busy))] {
+		m.busy[i] += c.Busy() * st.Interval.Seconds()
+	}
+	m.span += st.Interval
+}
+
+func (m *coreMeans) means() []float64 {
+	out := make([]float64, len(m.busy))
+	for i, b := range m.busy {
+		out[i] = b / m.span.Seconds()
+	}
+	return out
+}
+
+// monitor feeds the live view's core bars and the report's per-core means from the pool's
+// snapshots until ctx ends. It samples only when one of them wants it.
+func monitor(ctx context.Context, pool *supervisor.Pool, view *liveView, means *coreMeans) (wait func()) {
+	done := make(chan struct{})
+	if view == nil && means == nil {
+		close(done)
+		return func() {}
+	}
+	go func() {
+		defer close(done)
+		for st := range pool.WatchStats(ctx) {
+			busy := make([]float64, len(st.Cores))
+			for i, c := range st.Cores {
+				busy[i] = c.Busy()
+			}
+			view.coreUse(busy)
+			if means != nil {
+				means.add(st)
+			}
+		}
+	}()
+	return func() { <-done }
+}
+
+// newReport puts together the report of a job that has ended, from the closed pool's final
+// figures. what names a task by id (nil: tasks are named by id alone).
+func newReport(command string, pool *supervisor.Pool, wall time.Duration, means *coreMeans, what func(uint64) string) *jobReport {
+	st := pool.Stats() // the pool is closed: final figures, over the span since the last sample
+	means.add(st)
+	r := &jobReport{Command: command, Workers: len(st.Workers), Cores: len(st.Cores), Wall: wall.Seconds(),
+		CoreBusy: means.means(), ParentCPU: selfCPU().Seconds(), PerWorker: []workerReport{}, Slowest: []slowTask{}}
+	for _, w := range st.Workers {
+		r.PerWorker = append(r.PerWorker, workerReport{Slot: w.Slot, Tasks: w.Tasks, Failed: w.Failed,
+			CPU: w.CPU.Seconds(), MaxRSS: w.MaxRSS, Restarts: w.Restarts})
+		r.WorkersCPU += w.CPU.Seconds()
+	}
+	r.CPU = r.ParentCPU + r.WorkersCPU
+	if r.Wall > 0 && r.Cores > 0 {
+		r.Efficiency = r.CPU / (r.Wall * float64(r.Cores))
+	}
+	for _, t := range st.Slowest[:min(5, len(st.Slowest))] {
+		s := slowTask{Task: t.ID, Worker: t.WorkerID, Seconds: t.Took.Seconds()}
+		if what != nil {
+			s.What = what(t.ID)
+		}
+		r.Slowest = append(r.Slowest, s)
+	}
+	return r
+}
+
+// selfCPU is this process's CPU time so far, user and system.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeText prints the report as a short table.
+func (r *jobReport) writeText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s: %d items, %s, %d failed\n", r.Command, r.Items, humanize.IBytes(uint64(r.Bytes)), r.Failed)
+	fmt.Fprintf(tw, "wall %.3fs  cpu %.3fs (workers %.3fs, parent %.3fs)  parallel efficiency %.0f%% of %d cores\n",
+		r.Wall, r.CPU, r.WorkersCPU, r.ParentCPU, 100*r.Efficiency, r.Cores)
+	fmt.Fprint(tw, "core busy:")
+	for i, b := range r.CoreBusy {
+		fmt.Fprintf(tw, "  cpu%d %.0f%%", i, 100*b)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "worker\ttasks\tfailed\tcpu\tmax rss\trestarts")
+	for _, p := range r.PerWorker {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.3fs\t%s\t%d\n", p.Slot, p.Tasks, p.Failed, p.CPU, humanize.IBytes(p.MaxRSS), p.Restarts)
+	}
+	if len(r.Slowest) > 0 {
+		fmt.Fprintln(tw, "slowest tasks\tworker\ttook\twhat")
+		for _, s := range r.Slowest {
+			fmt.Fprintf(tw, "%d\t%d\t%.3fs\t%s\n", s.Task, s.Worker, s.Seconds, s.What)
+		}
+	}
+	return tw.Flush()
+}
+
+// writeJSON writes the report to path.
+func (r *jobReport) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

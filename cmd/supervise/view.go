@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+)
+
+// liveView is the live view on a terminal's stderr: one bar for the job (bytes done of the
+// total, files, rate, ETA) and one per core (its busy share over the last sample), drawn by
+// mpb a few times a second. Every bar is removed when the view stops, on success, error or
+// Ctrl-C alike, so the terminal is left as it was but for the lines the job printed.
+//
+// A nil *liveView is a view that shows nothing: every method does nothing.
+type liveView struct {
+	progress *mpb.Progress
+	job      *mpb.Bar
+	cores    []*mpb.Bar
+	busy     []atomic.Int64 // per core, per mille
+	files    atomic.Int64   // hashed
+	total    atomic.Int64   // files found so far
+	bytes    atomic.Int64   // bytes found so far
+	walking  atomic.Bool
+	stopOnce sync.Once
+}
+
+// console is stderr for messages (log records, signals, files that cannot be read): while a
+// live view shows on stderr, lines written here are printed above its bars instead of being
+// drawn over at the next refresh.
+var console = &consoleWriter{out: os.Stderr}
+
+type consoleWriter struct {
+	mu   sync.Mutex
+	out  io.Writer
+	view *mpb.Progress // set while a live view shows on out
+}
+
+func (c *consoleWriter) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	view := c.view
+	c.mu.Unlock()
+	if view != nil {
+		if n, err := view.Write(b); err == nil {
+			return n, nil
+		}
+	}
+	return c.out.Write(b)
+}
+
+// above returns a writer for lines about the job: above the bars while the view shows, to w
+// otherwise.
+func (v *liveView) above(w io.Writer) io.Writer {
+	if v == nil {
+		return w
+	}
+	return &consoleWriter{out: w, view: v.progress}
+}
+
+func (c *consoleWriter) attach(view *mpb.Progress) {
+	c.mu.Lock()
+	c.view = view
+	c.mu.Unlock()
+}
+
+// viewRefresh is how often the bars are drawn; the per-core figures are sampled as often.
+const viewRefresh = 250 * time.Millisecond
+
+// perMille scales a core's busy share to the range of its bar, kept below the bar's total:
+// mpb treats a full bar as done.
+const perMille = 1000
+
+func newLiveView(w io.Writer, cores int) *liveView {
+	v := &liveView{
+		// WithAutoRefresh: --progress draws even when w is not a terminal.
+		progress: mpb.New(mpb.WithOutput(w), mpb.WithAutoRefresh(), mpb.WithRefreshRate(viewRefresh), mpb.WithWidth(40)),
+		busy:     make([]atomic.Int64, cores),
+	}
+	v.walking.Store(true)
+	if w == os.Stderr {
+		console.attach(v.progress)
+	}
+	v.job = v.progress.AddBar(0,
+		mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(
+			decor.Name("digest ", decor.WC{W: 8, C: decor.DindentRight}),
+			decor.Any(func(decor.Statistics) string {
+				more := ""
+				if v.walking.Load() {
+					more = "+"
+				}
+				return fmt.Sprintf("%d/%d%s files", v.files.Load(), v.total.Load(), more)
+			}, decor.WC{W: 22, C: decor.DindentRight}),
+		),
+		mpb.AppendDecorators(
+			decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WC{W: 24}),
+			decor.AverageSpeed(decor.SizeB1024(0), " % .1f", decor.WC{W: 14}),
+			decor.Name(" ETA "),
+			decor.AverageETA(decor.ET_STYLE_GO),
+		),
+	)
+	for i := range cores {
+		v.cores = append(v.cores, v.progress.AddBar(perMille+1,
+			mpb.BarRemoveOnComplete(),
+			mpb.PrependDecorators(decor.Name(fmt.Sprintf("cpu%-3d", i), decor.WC{W: 8, C: decor.DindentRight})),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
+				return fmt.Sprintf("%3d%%", (v.busy[i].Load()+5)/10)
+			})),
+		))
+	}
+	return v
+}
+
+// found counts files the walk found, and their bytes.
+func (v *liveView) found(files int, bytes int64) {
+	if v == nil {
+		return
+	}
+	v.total.Add(int64(files))
+	v.job.SetTotal(v.bytes.Add(bytes), false)
+}
+
+// walked says the walk has ended: the totals are final.
+func (v *liveView) walked() {
+	if v == nil {
+		return
+	}
+	v.walking.Store(false)
+}
+
+// hashed counts files done and bytes read (a big file's bytes come as they are read).
+func (v *liveView) hashed(files int, bytes int64) {
+	if v == nil {
+		return
+	}
+	v.files.Add(int64(files))
+	v.job.IncrInt64(bytes)
+}
+
+// coreUse shows each core's busy share.
+func (v *liveView) coreUse(busy []float64) {
+	if v == nil {
+		return
+	}
+	for i, b := range busy[:min(len(busy), len(v.cores))] {
+		v.busy[i].Store(int64(b * perMille))
+		v.cores[i].SetCurrent(int64(b * perMille))
+	}
+}
+
+// stop removes every bar and waits until the terminal shows none.
+func (v *liveView) stop() {
+	if v == nil {
+		return
+	}
+	v.stopOnce.Do(func() {
+		console.attach(nil)
+		v.job.Abort(true)
+		for _, b := range v.cores {
+			b.Abort(true)
+		}
+		v.progress.Wait()
+	})
+}

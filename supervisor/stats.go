@@ -33,7 +33,7 @@ type CoreStats struct {
 }
 
 // Busy is the share of the interval the core was not idle.
-func (c CoreStats) Busy() float64 { return 1 - c.Idle }
+func (c CoreStats) Busy() float64 { return min(1, max(0, 1-c.Idle)) }
 
 // WorkerState is what a worker slot's process is doing.
 type WorkerState string

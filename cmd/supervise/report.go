@@ -69,7 +69,7 @@ func (m *coreMeans) add(st supervisor.Stats) {
 func (m *coreMeans) means() []float64 {
 	out := make([]float64, len(m.busy))
 	for i, b := range m.busy {
-		out[i] = b / m.span.Seconds()
+		out[i] = min(1, max(0, b/m.span.Seconds())) // within rounding of 0 and 1 already
 	}
 	return out
 }

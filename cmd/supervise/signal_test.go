@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,10 +63,12 @@ func TestInterruptStopsCleanly(t *testing.T) {
 }
 
 // A second signal while digest is stopping exits at once, with 128+signal; the workers follow
-// their parent (parent-death signal, stdin EOF) and none is left.
+// their parent (parent-death signal, stdin EOF) and none is left. The workers are stopped
+// (SIGSTOP) before the first signal, so they cannot answer its cancel and stopping would wait
+// for --cancel-grace.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	dir := t.TempDir()
-	for i := range 4 { // big enough that stopping, which waits for the file being hashed, takes seconds
+	for i := range 4 {
 		f, err := os.Create(filepath.Join(dir, "f"+strconv.Itoa(i)))
 		must(t, err)
 		must(t, f.Truncate(16<<30))
@@ -76,6 +79,8 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	must(t, err)
 	must(t, cmd.Start())
 	r := bufio.NewReader(stderr)
+	var workers []int
+	started := regexp.MustCompile(`msg="supervise: worker started" worker=\d+ pid=(\d+)`)
 	waitFor := func(what string) {
 		for {
 			line, err := r.ReadString('\n')
@@ -83,12 +88,27 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 				cmd.Process.Kill()
 				t.Fatalf("stderr ended before %q: %v", what, err)
 			}
+			if m := started.FindStringSubmatch(line); m != nil {
+				pid, _ := strconv.Atoi(m[1])
+				workers = append(workers, pid)
+			}
 			if strings.Contains(line, what) {
 				return
 			}
 		}
 	}
 	waitFor(`msg="pool started"`)
+	if len(workers) != 2 {
+		t.Fatalf("workers %v", workers)
+	}
+	for _, pid := range workers {
+		must(t, syscall.Kill(pid, syscall.SIGSTOP))
+	}
+	defer func() { // to die of their parent-death signal, they must run
+		for _, pid := range workers {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
 	must(t, cmd.Process.Signal(syscall.SIGINT))
 	waitFor("stopping (a second signal exits at once)")
 	must(t, cmd.Process.Signal(syscall.SIGTERM))
@@ -99,6 +119,9 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 	if !strings.Contains(string(rest), "terminated again: exiting now") || strings.Contains(string(rest), "interrupted:") {
 		t.Fatalf("the second signal did not take the immediate path:\n%s", rest)
+	}
+	for _, pid := range workers {
+		syscall.Kill(pid, syscall.SIGCONT)
 	}
 	proctest.AwaitNoProcessRuns(t, 10*time.Second, binary)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 
 	"github.com/supervise-dev/supervise/supervisor"
@@ -84,4 +85,33 @@ func ExampleQueue() {
 	}
 	fmt.Println(sum)
 	// Output: 385
+}
+
+// Stats after a job: per worker slot, what it did; per core, how busy it was. Once the pool is
+// closed the figures are final.
+func ExamplePool_Stats() {
+	ctx := context.Background()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 2})
+	if err != nil {
+		panic(err)
+	}
+	square := supervisor.Bind[int, int](pool, "square")
+	for r := range square.Map(ctx, slices.Values([]int{1, 2, 3, 4, 5, 6})) {
+		if r.Err != nil {
+			panic(r.Err)
+		}
+	}
+	pool.Close()
+
+	st := pool.Stats()
+	tasks := 0
+	for _, w := range st.Workers {
+		tasks += w.Tasks
+		fmt.Printf("slot %d: %s, %d restarts\n", w.Slot, w.State, w.Restarts)
+	}
+	fmt.Printf("%d tasks; a figure for each of the machine's cores: %v\n", tasks, len(st.Cores) == runtime.NumCPU())
+	// Output:
+	// slot 0: down, 0 restarts
+	// slot 1: down, 0 restarts
+	// 6 tasks; a figure for each of the machine's cores: true
 }

@@ -49,8 +49,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	child.Handle("echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
-	// spin keeps a core busy for Ms milliseconds, pinned to CPU if it is not negative, or,
-	// with Child, has a child process of its own do it while it waits. It reports "spinning"
+	// spin keeps a core busy for Ms milliseconds of CPU time, pinned to CPU if it is not
+	// negative, or, with Child, has a child process of its own do it while it waits. It reports "spinning"
 	// to its caller when it starts.
 	child.Handle("spin", func(ctx context.Context, in spinInput) (float64, error) {
 		if err := child.Report(ctx, "spinning"); err != nil {
@@ -237,15 +237,23 @@ type spinInput struct {
 	Child bool
 }
 
-// spin keeps the CPU busy for d and returns a figure that depends on the work done.
+// spin keeps a CPU busy until this process has used d of CPU time (not of wall time: on a
+// loaded machine it takes longer), and returns a figure that depends on the work done.
 func spin(d time.Duration) float64 {
 	x := 1.0
-	for end := time.Now().Add(d); time.Now().Before(end); {
-		for range 10000 {
+	for cpuTime() < d {
+		for range 100000 {
 			x = x*1.0000001 + 1e-9
 		}
 	}
 	return x
+}
+
+// cpuTime is the user and system time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type eatInput struct {

@@ -68,7 +68,8 @@ type WorkerStats struct {
 }
 
 // TaskTiming is how long a task ran on its worker: from when the worker could start it (sent,
-// and the worker's previous call answered) to its answer.
+// and the worker's previous call answered) to its answer, as the parent saw them happen (so a
+// little short, by the time an answer takes to arrive, when calls were pipelined).
 type TaskTiming struct {
 	ID       uint64
 	Handler  string
@@ -259,10 +260,11 @@ func (p *Pool) sample() Stats {
 		st.Workers[i] = WorkerStats{Slot: i, State: WorkerDown}
 	}
 	cpuNow := make(map[int]time.Duration, len(live))
-	var slowest []TaskTiming
-	for _, w := range live {
-		ws := &st.Workers[w.slot]
-		ws.ID, ws.Pid, ws.Started, ws.Uptime = w.id, w.pid, w.started, now.Sub(w.started)
+	liveStats := make([]WorkerStats, len(live))
+	liveSlow := make([][]TaskTiming, len(live))
+	for i, w := range live {
+		ws := &liveStats[i]
+		ws.Slot, ws.ID, ws.Pid, ws.Started, ws.Uptime = w.slot, w.id, w.pid, w.started, now.Sub(w.started)
 		ws.Tasks, ws.Failed = int(w.tasksDone.Load()), int(w.tasksFailed.Load())
 		w.mu.Lock()
 		switch {
@@ -273,9 +275,7 @@ func (p *Pool) sample() Stats {
 		default:
 			ws.State = WorkerIdle
 		}
-		for _, t := range w.slowest {
-			slowest = keepSlowest(slowest, t)
-		}
+		liveSlow[i] = slices.Clone(w.slowest)
 		w.mu.Unlock()
 		tree := treeFigures(w.pid)
 		ws.Processes, ws.RSS, ws.CPU = tree.processes, tree.rss, tree.cpu
@@ -288,7 +288,19 @@ func (p *Pool) sample() Stats {
 	}
 	s.prevAt, s.prevCPU = now, cpuNow
 
+	var slowest []TaskTiming
 	s.mu.Lock()
+	for i, w := range live {
+		// A worker whose figures were folded into its slot's totals since it was listed
+		// would count twice.
+		if w.folded {
+			continue
+		}
+		st.Workers[w.slot] = liveStats[i]
+		for _, t := range liveSlow[i] {
+			slowest = keepSlowest(slowest, t)
+		}
+	}
 	for i := range st.Workers {
 		ws, done := &st.Workers[i], s.slots[i]
 		ws.Tasks += done.tasks
@@ -322,6 +334,7 @@ func (p *Pool) workerExited(w *worker) {
 	w.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	w.folded = true
 	t := &s.slots[w.slot]
 	t.tasks += int(w.tasksDone.Load())
 	t.failed += int(w.tasksFailed.Load())

@@ -81,10 +81,12 @@ func TestStatsCoreAndWorkerUtilization(t *testing.T) {
 	if busy.Pid == 0 || idle.Pid == 0 || idle.State != supervisor.WorkerIdle {
 		t.Fatalf("want one busy and one idle worker: %+v", st.Workers)
 	}
-	if busy.Utilization < 0.3 || busy.Utilization > 1.3 { // about 1 unless others share core 0
-		t.Errorf("spinning worker at %.2f cores, want about 1", busy.Utilization)
+	// About 1 core, less when other processes share core 0 (the tests of other packages run
+	// beside these): only clearly above the idle one is certain.
+	if busy.Utilization < idle.Utilization+0.1 || busy.Utilization > 1.3 {
+		t.Errorf("spinning worker at %.2f cores, the idle one at %.2f", busy.Utilization, idle.Utilization)
 	}
-	if idle.Utilization > 0.2 {
+	if idle.Utilization > 0.05 {
 		t.Errorf("idle worker at %.2f cores", idle.Utilization)
 	}
 	if busySum < busy.Utilization-0.15 || busySum > float64(len(st.Cores)) {
@@ -105,9 +107,9 @@ func TestStatsCountGrandchildren(t *testing.T) {
 	f := spinning(t, p, spinInput{Ms: 1500, Child: true})
 	st := sampleAfter(t, p, time.Now())
 	w := st.Workers[0]
-	// About 1 core on a quiet machine; tests of other packages share this one's 2 cores. The
-	// worker itself, waiting, uses next to nothing.
-	if w.Processes != 2 || w.Utilization < 0.2 {
+	// About 1 core on a quiet machine; tests of other packages share this one's cores. The
+	// worker itself, waiting, uses next to nothing (under 0.01).
+	if w.Processes != 2 || w.Utilization < 0.05 {
 		t.Errorf("a worker waiting for its spinning child: %d processes at %.2f cores; want 2 at about 1", w.Processes, w.Utilization)
 	}
 	if _, err := f.Get(context.Background()); err != nil {
@@ -150,8 +152,9 @@ func TestStatsTasksRestartsAndSlowest(t *testing.T) {
 	if len(st.Slowest) < 3 || st.Slowest[0].ID != fs[1].ID() || st.Slowest[1].ID != fs[3].ID() || st.Slowest[0].Handler != "sleep" {
 		t.Fatalf("slowest %+v; want task %d (80 ms) then %d (40 ms)", st.Slowest, fs[1].ID(), fs[3].ID())
 	}
-	// Pipelined behind the 5 ms call, the 80 ms one is timed from that call's answer.
-	if took := st.Slowest[0].Took; took < 80*time.Millisecond || took > 80*time.Millisecond+time.Second {
+	// Pipelined behind the 5 ms call, the 80 ms one is timed from that call's answer, as the
+	// parent saw it arrive: it may look shorter by what an answer takes to come.
+	if took := st.Slowest[0].Took; took < 60*time.Millisecond || took > 80*time.Millisecond+time.Second {
 		t.Errorf("the 80 ms task took %v", took)
 	}
 }

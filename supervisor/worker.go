@@ -73,6 +73,7 @@ type worker struct {
 	maxRSS      atomic.Uint64
 	lastAnswer  time.Time    // only the reader touches it
 	slowest     []TaskTiming // guarded by mu: its slowest calls
+	folded      bool         // guarded by the pool's sampler.mu: its figures are in its slot's totals
 
 	quit       chan struct{} // closed by run: the sender stops
 	senderDone chan struct{}

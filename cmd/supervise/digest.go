@@ -229,7 +229,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		case d := <-done:
 			pending--
 			hashed += d.ans.Bytes
-			view.hashed(0, d.ans.Bytes-d.reported)
+			view.hashed(0, max(0, d.ans.Bytes-d.reported)) // a failed task: counted as far as read
 			if d.err != nil && ctx.Err() != nil {
 				continue // interrupted: these files are left undone, not failed
 			}

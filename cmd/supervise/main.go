@@ -127,6 +127,7 @@ running and is replaced.`,
 	root.PersistentFlags().BoolVar(&pf.report, "report", false, "print a report on stderr after the job: wall and CPU time, efficiency, per-core and per-worker use, slowest tasks")
 	root.PersistentFlags().StringVar(&pf.reportJSON, "report-json", "", "write the report as JSON to `FILE` (schema: docs/report.schema.json)")
 	root.AddCommand(digestCommand(&pf))
+	root.AddCommand(conformanceCommand())
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if pf.cpuProfile == "" {
 			return nil

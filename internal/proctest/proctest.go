@@ -169,3 +169,64 @@ func RunMain(t testing.TB, dir string, args ...string) string {
 	AssertNoProcessRuns(t, bin)
 	return string(out)
 }
+
+// AwaitNoProcessWithArg waits up to within for every process that has arg among its
+// arguments to go, then fails for each that remains. For workers run by an interpreter
+// (python3 worker.py), whose executable says nothing about them: give the script a path of
+// its own, such as a copy in a temporary directory.
+func AwaitNoProcessWithArg(t testing.TB, within time.Duration, arg string) {
+	t.Helper()
+	await(within, func() bool { return len(withArg(arg)) == 0 })
+	for _, msg := range withArg(arg) {
+		t.Error(msg)
+	}
+}
+
+func withArg(arg string) []string {
+	var msgs []string
+	for _, p := range procs() {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/cmdline")
+		if err == nil && p.state != "Z" && slices.Contains(strings.Split(string(b), "\x00"), arg) {
+			msgs = append(msgs, fmt.Sprintf("process %d (%s) still runs with argument %s", p.pid, p.comm, arg))
+		}
+	}
+	return msgs
+}
+
+// Python returns a python3 that can import msgpack, for tests of Python workers: $SUPERVISE_PYTHON,
+// else python3 on PATH, else /usr/bin/python3 (where Debian's python3-msgpack installs). With
+// none, the test is skipped, or fails if SUPERVISE_REQUIRE_PYTHON is set (as CI sets it).
+func Python(t testing.TB) string {
+	t.Helper()
+	candidates := []string{os.Getenv("SUPERVISE_PYTHON"), "python3", "/usr/bin/python3"}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if path, err := exec.LookPath(c); err == nil && exec.Command(path, "-c", "import msgpack").Run() == nil {
+			return path
+		}
+	}
+	msg := "no python3 with msgpack (apt-get install python3-msgpack, or set SUPERVISE_PYTHON)"
+	if os.Getenv("SUPERVISE_REQUIRE_PYTHON") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// CopyFiles copies the named files into a new temporary directory of the test, and returns it.
+func CopyFiles(t testing.TB, files ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

@@ -1,0 +1,500 @@
+"""Write supervise workers in Python.
+
+A worker is a program that a supervise pool starts and feeds tasks over its stdin, with answers
+on its stdout, framed and encoded with msgpack (docs/protocol.md in the supervise repository).
+This module speaks that protocol; you write the handlers:
+
+    import supervise_worker as worker
+
+    @worker.handler
+    def upper(line):
+        return line.upper()
+
+    if __name__ == "__main__":
+        worker.main()
+
+and run them from the shell (`supervise run --call upper -- python3 upper.py < lines.txt`) or
+from a Go program (`supervisor.Config{Command: []string{"python3", "upper.py"}}`).
+
+What the module does for you:
+
+- the handshake: it refuses to run without the pool's magic cookie, and says hello with the
+  names of your handlers;
+- `print()` and anything else written to stdout inside a handler goes to stderr (the pool logs
+  it), never into the frame stream;
+- heartbeats from a thread of their own, so a handler busy for minutes is not taken for hung;
+- cancellation (a task past the pool's time limit, or cancelled by its caller): by default
+  `Cancelled` is raised inside the handler, even in the middle of `time.sleep` or a blocking
+  read; a handler declared with `cancel="poll"` is not interrupted and polls `cancelled()`;
+- an exception in a handler becomes that task's error, with its type, message and traceback,
+  and the worker goes on serving;
+- `put(item)` (a follow-up item for the queue the task came from) and `report(value)` (a
+  message for the task's caller, such as progress) while a handler runs;
+- the parent's death: the worker takes its whole process group down (SIGTERM, then SIGKILL
+  after the pool's stop grace), so nothing it started is left behind.
+
+Handlers run one at a time, in the main thread, in the order the calls arrive. Payloads are
+msgpack values: None, bool, int, float, str, bytes, list, dict, msgpack.ExtType and
+msgpack.Timestamp arrive as such, and a handler returns any of them.
+
+Needs Python 3.9 or later and the msgpack package (Debian: python3-msgpack; pip: msgpack).
+"""
+
+import collections
+import fcntl
+import io
+import os
+import signal
+import struct
+import sys
+import threading
+import traceback
+
+import msgpack
+
+__all__ = [
+    "handler",
+    "main",
+    "serve",
+    "cancelled",
+    "put",
+    "report",
+    "Cancelled",
+    "TaskError",
+    "NotAWorker",
+    "PROTOCOL",
+]
+
+PROTOCOL = 1
+"""The version of the protocol this module speaks."""
+
+COOKIE_KEY = "SUPERVISE_MAGIC_COOKIE"
+COOKIE_VALUE = "5b0d7a7e2c1f4f0c9d3f3b1e8a6c4d21"
+NOT_WORKER_MESSAGE = (
+    "this program is a supervise worker: start it from a supervise pool "
+    "(the SUPERVISE_MAGIC_COOKIE environment variable is not set)"
+)
+DEFAULT_MAX_FRAME = 64 << 20
+
+# Message kinds (docs/protocol.md, section 3).
+HELLO, CALL, RESULT, ERROR, CANCEL, HEARTBEAT, LOG, SHUTDOWN, PUT, REPORT = range(1, 11)
+
+# The signal the reader thread sends the main thread to interrupt a cancelled handler.
+CANCEL_SIGNAL = signal.SIGUSR2
+
+
+class Cancelled(BaseException):
+    """Raised inside a handler whose task was cancelled (its time limit passed, or its caller
+    gave up). It derives from BaseException, as asyncio.CancelledError does, so that a handler's
+    `except Exception:` does not swallow it. Let it propagate: the task's answer is then an error
+    of type "Canceled". A handler that catches it and goes on is killed after the pool's cancel
+    grace."""
+
+
+class TaskError(Exception):
+    """Raise it to fail a task with an error type of your choosing (default: the exception's
+    class name): `raise TaskError("no such user", type="not_found")`."""
+
+    def __init__(self, message, type="error"):
+        super().__init__(message)
+        self.type = type
+
+
+class NotAWorker(RuntimeError):
+    """serve() was called in a process that no supervise pool started."""
+
+
+_handlers = {}  # name -> (function, cancel mode)
+
+
+def handler(name=None, *, cancel="raise"):
+    """Register a function as the handler called `name` (default: the function's name). The
+    function takes the task's payload and returns its result.
+
+        @handler
+        def echo(x): return x
+
+        @handler("resize", cancel="poll")
+        def resize_images(paths): ...
+
+    cancel="raise" (the default) raises Cancelled inside the handler when its task is
+    cancelled; cancel="poll" leaves the handler alone, and it checks cancelled() itself."""
+    if cancel not in ("raise", "poll"):
+        raise ValueError('cancel must be "raise" or "poll", not %r' % (cancel,))
+
+    def register(fn, as_name):
+        as_name = as_name or fn.__name__
+        if not isinstance(as_name, str) or not as_name:
+            raise ValueError("a handler needs a non-empty name, got %r" % (as_name,))
+        _handlers[as_name] = (fn, cancel)
+        return fn
+
+    if callable(name):  # @handler without arguments
+        return register(name, None)
+    return lambda fn: register(fn, name)
+
+
+class _Task:
+    __slots__ = ("id", "name", "payload", "cancelled", "raise_on_cancel", "raised")
+
+    def __init__(self, id, name, payload):
+        self.id = id
+        self.name = name
+        self.payload = payload
+        self.cancelled = False
+        self.raise_on_cancel = False
+        self.raised = False
+
+
+_worker = None  # the one _Worker of this process, while serve() runs
+
+
+def _running():
+    w = _worker
+    t = w.current if w is not None else None
+    if t is None:
+        raise RuntimeError("supervise_worker: not called from inside a handler")
+    return w, t
+
+
+def cancelled():
+    """Whether the running task was cancelled. For handlers registered with cancel="poll"
+    (the others get Cancelled raised in them); call it from the handler's own thread or any
+    thread it started."""
+    return _running()[1].cancelled
+
+
+def put(item):
+    """Put item on the queue the running task came from, as a follow-up for the same handler;
+    the queue's join waits for it too. If the task did not come from a queue, the task fails.
+    Does not wait for the parent."""
+    w, t = _running()
+    w.send([PUT, t.id, None, item])
+
+
+def report(value):
+    """Send value (progress such as {"done": 3, "total": 10}, a log line, a partial result) to
+    the caller of the running task, who receives a task's reports in order, before its result.
+    Does not wait for the parent."""
+    w, t = _running()
+    w.send([REPORT, t.id, None, value])
+
+
+def _env_int(key, default):
+    try:
+        v = int(os.environ.get(key, ""))
+    except ValueError:
+        return default
+    return v if v > 0 else default
+
+
+def _error(type_, message, tb=""):
+    e = {"type": type_, "message": message}
+    if tb:
+        e["traceback"] = tb
+    return e
+
+
+class _ProtocolError(Exception):
+    pass
+
+
+class _Worker:
+    """The state of serve(). Threads: the main thread runs handlers and writes their answers;
+    the reader thread reads frames and queues calls; the beat thread writes heartbeats; the
+    signal thread acts on SIGTERM and SIGHUP. Every frame write holds wlock."""
+
+    def __init__(self, rfile, wfd):
+        self.rfile = rfile
+        self.wfd = wfd
+        self.max_frame = _env_int("SUPERVISE_MAX_FRAME", DEFAULT_MAX_FRAME)
+        self.packer_lock = threading.Lock()
+        self.wlock = threading.Lock()
+        self.write_failed = False
+        self.cond = threading.Condition()
+        self.queue = collections.deque()  # calls received, not started
+        self.by_id = {}  # id -> _Task, for calls received and not answered
+        self.current = None  # the _Task the main thread runs
+        self.eof = False
+        self.fatal = None  # a broken stream: the reason
+        self.main_thread = threading.get_ident()
+
+    # Writing.
+
+    def send(self, *messages):
+        """Write one frame holding messages. A value msgpack cannot encode raises TypeError
+        before anything is written."""
+        data = msgpack.packb(list(messages), use_bin_type=True, unicode_errors="surrogateescape")
+        if len(data) > self.max_frame:
+            raise ValueError(
+                "message of %d bytes exceeds the %d-byte frame limit (SUPERVISE_MAX_FRAME)"
+                % (len(data), self.max_frame)
+            )
+        chunks = [struct.pack(">I", len(data)), data]
+        with self.wlock:
+            if self.write_failed:
+                return
+            try:
+                _write_all(self.wfd, chunks)
+            except OSError:
+                self.write_failed = True  # the parent is gone; stdin EOF will end the worker
+
+    # Reading.
+
+    def read_frames(self):
+        """Runs in the reader thread until EOF, shutdown or a broken stream."""
+        n = 0
+        try:
+            while True:
+                head = self.rfile.read(4)
+                if not head:
+                    break
+                n += 1
+                if len(head) < 4:
+                    raise _ProtocolError("frame %d: truncated length (%d of 4 bytes)" % (n, len(head)))
+                (size,) = struct.unpack(">I", head)
+                if size == 0 or size > self.max_frame:
+                    raise _ProtocolError(
+                        "frame %d: length %d is outside 1..%d (SUPERVISE_MAX_FRAME)" % (n, size, self.max_frame)
+                    )
+                body = self.rfile.read(size)
+                if len(body) < size:
+                    raise _ProtocolError("frame %d: truncated: %d of %d bytes" % (n, len(body), size))
+                try:
+                    msgs = msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+                except Exception as e:
+                    raise _ProtocolError("frame %d: not msgpack: %s" % (n, e))
+                if not isinstance(msgs, list):
+                    raise _ProtocolError("frame %d: not an array of messages" % n)
+                if self.handle(msgs, n):
+                    break
+        except _ProtocolError as e:
+            self.stop(str(e))
+            return
+        except Exception as e:
+            self.stop("reading frames: %s" % e)
+            return
+        self.stop(None)
+
+    def handle(self, msgs, n):
+        """Acts on the messages of frame n; returns True on shutdown."""
+        calls = []
+        shutdown = False
+        for m in msgs:
+            if not isinstance(m, list) or not m or not isinstance(m[0], int):
+                raise _ProtocolError("frame %d: a message is not [kind, id, name, payload, error]" % n)
+            kind = m[0]
+            if kind == CALL:
+                if len(m) < 3 or not isinstance(m[1], int) or not isinstance(m[2], str):
+                    raise _ProtocolError("frame %d: a call without an id or a handler name" % n)
+                calls.append(_Task(m[1], m[2], m[3] if len(m) > 3 else None))
+            elif kind == CANCEL and len(m) > 1:
+                if calls:
+                    self.enqueue(calls)
+                    calls = []
+                self.cancel(m[1])
+            elif kind == SHUTDOWN:
+                shutdown = True
+                break
+            # Other kinds are not for a worker: ignored (docs/protocol.md, section 3).
+        if calls:
+            self.enqueue(calls)
+        return shutdown
+
+    def enqueue(self, calls):
+        with self.cond:
+            for t in calls:
+                self.by_id[t.id] = t
+            self.queue.extend(calls)
+            self.cond.notify()
+
+    def cancel(self, id):
+        with self.cond:
+            t = self.by_id.get(id)
+            if t is None or t.cancelled:
+                return  # answered already, or cancelled twice
+            t.cancelled = True
+            interrupt = t is self.current and t.raise_on_cancel
+        if interrupt:
+            signal.pthread_kill(self.main_thread, CANCEL_SIGNAL)
+
+    def stop(self, fatal):
+        with self.cond:
+            self.eof = True
+            self.fatal = fatal
+            if fatal is not None:  # the parent is gone or broke the protocol: stop everything
+                for t in self.queue:
+                    t.cancelled = True
+                cur = self.current
+                if cur is not None:
+                    cur.cancelled = True
+            self.cond.notify()
+        if fatal is not None and self.current is not None and self.current.raise_on_cancel:
+            signal.pthread_kill(self.main_thread, CANCEL_SIGNAL)
+
+    # Running.
+
+    def on_cancel_signal(self, signum, frame):
+        """The Python-level handler of CANCEL_SIGNAL, run in the main thread between two
+        bytecodes of whatever it is doing (a blocking sleep or read returns early for it)."""
+        t = self.current
+        if t is not None and t.cancelled and t.raise_on_cancel and not t.raised:
+            t.raised = True
+            raise Cancelled("task %d was cancelled" % t.id)
+
+    def run(self):
+        """The main thread's loop: one call at a time, in arrival order. Each answer is written
+        before the next call starts (docs/protocol.md, section 4, concurrency)."""
+        while True:
+            with self.cond:
+                while not self.queue and not self.eof:
+                    self.cond.wait()
+                if not self.queue:
+                    return
+                t = self.queue.popleft()
+            answer = self.execute(t)
+            try:
+                self.send(answer)
+            except Exception as e:  # the result cannot be encoded, or is too big
+                self.send([ERROR, t.id, None, None, _error("encode", "the result of %r: %s" % (t.name, e))])
+            with self.cond:
+                self.by_id.pop(t.id, None)
+
+    def execute(self, t):
+        entry = _handlers.get(t.name)
+        if entry is None:
+            return [ERROR, t.id, None, None,
+                    _error("unknown_handler", "no handler %r in this worker (it serves %s)" % (t.name, sorted(_handlers)))]
+        fn, mode = entry
+        try:
+            try:
+                # Set inside the try: a Cancelled raised from here on is caught below.
+                t.raise_on_cancel = mode == "raise"
+                self.current = t
+                if t.cancelled:
+                    raise Cancelled("task %d was cancelled before it started" % t.id)
+                out = fn(t.payload)
+            finally:
+                self.current = None  # from here on the cancel signal raises nothing
+        except Cancelled as e:
+            return [ERROR, t.id, None, None, _error("Canceled", str(e) or "cancelled")]
+        except TaskError as e:
+            return [ERROR, t.id, None, None, _error(e.type, str(e), traceback.format_exc())]
+        except BaseException as e:  # SystemExit and KeyboardInterrupt included: the worker goes on
+            return [ERROR, t.id, None, None, _error(type(e).__name__, str(e), traceback.format_exc())]
+        return [RESULT, t.id, None, out]
+
+    def beat(self, period, stopped):
+        while not stopped.wait(period):
+            try:
+                self.send([HEARTBEAT])
+            except Exception:
+                return
+
+
+def _write_all(fd, chunks):
+    views = [memoryview(c) for c in chunks]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
+def _take_group_down_on_signals():
+    """SIGHUP is the parent-death signal (Linux): nobody else will take this worker's children
+    down, so it does the kill ladder itself: SIGTERM to its process group, then SIGKILL after
+    the stop grace. SIGTERM is passed on to the group and the worker exits at once. A thread of
+    its own acts on them (through signal.set_wakeup_fd), so a handler busy in C code does not
+    delay it. Only when the worker leads its group, as a pool starts it."""
+    if os.getpgrp() != os.getpid():
+        return
+    grace = _env_int("SUPERVISE_STOP_GRACE_MS", 2000) / 1000.0
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, lambda signum, frame: None)  # the work is done by the thread below
+    signal.set_wakeup_fd(w)
+
+    def act():
+        while True:
+            try:
+                got = os.read(r, 64)
+            except InterruptedError:
+                continue
+            for b in got:
+                if b in (signal.SIGTERM, signal.SIGHUP):
+                    os.killpg(0, signal.SIGTERM)  # children, and this process (a no-op here)
+                    if b == signal.SIGHUP:
+                        threading.Event().wait(grace)
+                        os.killpg(0, signal.SIGKILL)
+                    os._exit(128 + b)
+
+    threading.Thread(target=act, name="supervise-signals", daemon=True).start()
+
+
+def serve():
+    """Serve the registered handlers over stdin and stdout until stdin reaches EOF or the
+    parent sends a shutdown; every call received is answered first. Returns normally, or
+    raises NotAWorker if no pool started this process, or RuntimeError if the parent broke the
+    protocol (the message says which frame)."""
+    global _worker
+    if os.environ.get(COOKIE_KEY) != COOKIE_VALUE:
+        raise NotAWorker(NOT_WORKER_MESSAGE)
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("supervise_worker.serve must run in the main thread")
+
+    # The frame stream moves to a private descriptor; fd 1, and sys.stdout, become stderr.
+    sys.stdout.flush()
+    wfd = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    # Likewise stdin: a handler that reads it (input(), a child process) reads /dev/null.
+    rfd = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = io.open(0, "r", closefd=False)
+    rfile = io.open(rfd, "rb", buffering=1 << 16)
+
+    w = _Worker(rfile, wfd)
+    _worker = w
+    signal.signal(CANCEL_SIGNAL, w.on_cancel_signal)
+    _take_group_down_on_signals()
+
+    w.send([HELLO, 0, None, {
+        "protocol": PROTOCOL,
+        "pid": os.getpid(),
+        "language": "python",
+        "handlers": sorted(_handlers),
+        "concurrency": 1,
+    }])
+    stopped = threading.Event()
+    period = _env_int("SUPERVISE_HEARTBEAT_MS", 1000) / 1000.0
+    beat = threading.Thread(target=w.beat, args=(period, stopped), name="supervise-heartbeat", daemon=True)
+    beat.start()
+    threading.Thread(target=w.read_frames, name="supervise-reader", daemon=True).start()
+    try:
+        w.run()
+    finally:
+        stopped.set()
+        beat.join()
+        _worker = None
+    if w.fatal is not None:
+        raise RuntimeError(w.fatal)
+
+
+def main():
+    """Serve and exit if a supervise pool started this process; otherwise print why not and
+    exit with status 1. Call it last, after the handlers are registered."""
+    try:
+        serve()
+    except NotAWorker as e:
+        print(e, file=sys.stderr)
+        sys.exit(1)
+    except RuntimeError as e:
+        print("supervise worker: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,48 @@
+// Command conformance-worker is a Go worker serving the handlers that `supervise conformance`
+// exercises (echo, fail, sleep, report), written with the child package:
+//
+//	go build -o /tmp/cw ./examples/conformance-worker
+//	supervise conformance -- /tmp/cw
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/supervise-dev/supervise/child"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func main() {
+	// echo returns its input unchanged, whatever msgpack value it is.
+	child.Handle("echo", func(_ context.Context, in msgpack.RawMessage) (msgpack.RawMessage, error) {
+		return in, nil
+	})
+	child.Handle("fail", func(_ context.Context, msg string) (struct{}, error) {
+		return struct{}{}, errors.New(msg)
+	})
+	child.Handle("sleep", func(ctx context.Context, seconds float64) (float64, error) {
+		select {
+		case <-time.After(time.Duration(seconds * float64(time.Second))):
+			return seconds, nil
+		case <-ctx.Done(): // cancelled: answered with an error of type "Canceled"
+			return 0, ctx.Err()
+		}
+	})
+	child.Handle("report", func(ctx context.Context, n int) (int, error) {
+		for i := range n {
+			if err := child.Report(ctx, i); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
+	// Only a worker: Serve refuses, with the protocol's message, when no pool started us.
+	if err := child.Serve(); err != nil {
+		fmt.Fprintln(os.Stderr, "conformance-worker:", err)
+		os.Exit(1)
+	}
+}

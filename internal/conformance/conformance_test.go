@@ -1,0 +1,138 @@
+package conformance
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/internal/proctest"
+)
+
+// outcomes runs the battery and returns each check's status, logging every result.
+func outcomes(t *testing.T, command ...string) map[string]Result {
+	t.Helper()
+	got := map[string]Result{}
+	for r := range Checks(context.Background(), command) {
+		t.Logf("%s %s: %s (%v)", r.Status, r.Check, r.Detail, r.Took)
+		got[r.Check] = r
+	}
+	return got
+}
+
+func assertAllPass(t *testing.T, got map[string]Result) {
+	t.Helper()
+	if len(got) != len(battery) {
+		t.Errorf("%d results, want one per check (%d)", len(got), len(battery))
+	}
+	for name, r := range got {
+		if r.Status != Pass {
+			t.Errorf("%s: %s %s", name, r.Status, r.Detail)
+		}
+	}
+}
+
+func TestGoSDKConforms(t *testing.T) {
+	bin, cleanup, err := proctest.Build("../../examples/conformance-worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	assertAllPass(t, outcomes(t, bin))
+	proctest.AwaitNoProcessRuns(t, 5*time.Second, bin)
+}
+
+// pythonWorker copies the Python library and a worker script (with extra lines appended
+// before its last line, worker.main()) into a directory of its own, and returns the command.
+func pythonWorker(t *testing.T, extra string) []string {
+	t.Helper()
+	py := proctest.Python(t)
+	dir := proctest.CopyFiles(t, "../../child/python/supervise_worker.py", "../../child/python/conformance_worker.py")
+	script := filepath.Join(dir, "conformance_worker.py")
+	if extra != "" {
+		b, err := os.ReadFile(script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const main = "if __name__ == \"__main__\":"
+		s := strings.Replace(string(b), main, extra+"\n\n"+main, 1)
+		if err := os.WriteFile(script, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{py, script}
+}
+
+func TestPythonConforms(t *testing.T) {
+	cmd := pythonWorker(t, "")
+	assertAllPass(t, outcomes(t, cmd...))
+	proctest.AwaitNoProcessWithArg(t, 5*time.Second, cmd[1])
+}
+
+// The battery fails workers that break the protocol, each on the check that covers the fault.
+func TestBrokenWorkersFail(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		fails       []string
+	}{
+		{"no cookie check", `os.environ["SUPERVISE_MAGIC_COOKIE"] = worker.COOKIE_VALUE`, []string{"refuses without the cookie"}},
+		{"echo changes the value", `worker._handlers["echo"] = (lambda x: str(x), "raise")`, []string{"echo of every msgpack type"}},
+		{"cancel ignored", `worker._handlers["sleep"] = (sleep, "poll")`, []string{"cancel"}},
+		{"no heartbeats", `worker._Worker.beat = lambda *a: None`, []string{"heartbeat"}},
+		{"prints before hello", `print("hello world", file=sys.__stdout__, flush=True)`, []string{"hello"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := pythonWorker(t, tc.extra)
+			s := &suite{command: cmd, handlers: map[string]bool{"sleep": true}}
+			for _, name := range tc.fails {
+				i := slices.IndexFunc(battery, func(c check) bool { return c.name == name })
+				detail, err := battery[i].run(s)
+				if err == nil {
+					t.Errorf("%s: PASS (%s), want FAIL", name, detail)
+				} else {
+					t.Logf("%s: FAIL as it should: %v", name, err)
+				}
+			}
+			proctest.AwaitNoProcessWithArg(t, 5*time.Second, cmd[1])
+		})
+	}
+}
+
+// canonical renders two encodings of one value alike, and different values differently.
+func TestCanonical(t *testing.T) {
+	var e enc
+	same := [][2][]byte{
+		{e.b(0x05), e.b(0xd3).u64(5)},
+		{e.b(0xca).u32(0x3fc00000), e.b(0xcb).u64(0x3ff8000000000000)}, // 1.5
+		{e.str("ab", 0), e.str("ab", 0xdb)},
+		{e.mapHeader(2, 0).b(1, 2, 3, 4), e.mapHeader(2, 0xdf).b(3, 4, 1, 2)},
+		{nil, e.b(0xc0)},
+	}
+	for _, c := range same {
+		a, errA := canonical(c[0])
+		b, errB := canonical(c[1])
+		if errA != nil || errB != nil || a != b {
+			t.Errorf("% x and % x: %q (%v) vs %q (%v), want equal", c[0], c[1], a, errA, b, errB)
+		}
+	}
+	differ := [][2][]byte{
+		{e.b(0x05), e.b(0x06)},
+		{e.str("ab", 0), e.bin([]byte("ab"), 0xc4)},
+		{e.ext(1, []byte{1}), e.ext(2, []byte{1})},
+		{e.b(0xc2), e.b(0xc0)},
+	}
+	for _, c := range differ {
+		if a, _ := canonical(c[0]); a == func() string { b, _ := canonical(c[1]); return b }() {
+			t.Errorf("% x and % x both render %q", c[0], c[1], a)
+		}
+	}
+	for _, bad := range [][]byte{{0xc1}, {0x92, 0x01}, {0x01, 0x02}} {
+		if s, err := canonical(bad); err == nil {
+			t.Errorf("% x: %q, want an error", bad, s)
+		}
+	}
+}

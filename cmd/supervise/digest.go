@@ -101,7 +101,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t0 := time.Now()
-	view := pf.liveView(stderr)
+	view := pf.liveView(stderr, "digest", "files")
 	defer view.stop() // before the pool closes: the bars go first
 	msgs := view.above(stderr)
 	walked := make(chan []walkItem, 64)
@@ -290,15 +290,8 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	if means != nil {
 		r := newReport("digest", pool, time.Since(t0), means, func(id uint64) string { return what[id] })
 		r.Items, r.Bytes, r.Failed = len(items), hashed, failed
-		if pf.report {
-			if err := r.writeText(stderr); err != nil {
-				return err
-			}
-		}
-		if pf.reportJSON != "" {
-			if err := r.writeJSON(pf.reportJSON); err != nil {
-				return fmt.Errorf("--report-json: %w", err)
-			}
+		if err := writeReports(pf, r, stderr); err != nil {
+			return err
 		}
 	}
 	if failed > 0 {

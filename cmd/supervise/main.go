@@ -60,7 +60,7 @@ type poolFlags struct {
 
 // liveView returns the live view on stderr if there should be one: --progress, or stderr is
 // a terminal and --quiet is not set. Otherwise nil, a view that shows nothing.
-func (pf *poolFlags) liveView(stderr io.Writer) *liveView {
+func (pf *poolFlags) liveView(stderr io.Writer, job, items string) *liveView {
 	if pf.quiet {
 		return nil
 	}
@@ -68,7 +68,7 @@ func (pf *poolFlags) liveView(stderr io.Writer) *liveView {
 	if !pf.progress && (!ok || !term.IsTerminal(int(f.Fd()))) {
 		return nil
 	}
-	return newLiveView(stderr, runtime.NumCPU())
+	return newLiveView(stderr, runtime.NumCPU(), job, items)
 }
 
 // profileEnv passes --cpuprofile to the workers.
@@ -128,6 +128,7 @@ running and is replaced.`,
 	root.PersistentFlags().StringVar(&pf.reportJSON, "report-json", "", "write the report as JSON to `FILE` (schema: docs/report.schema.json)")
 	root.AddCommand(digestCommand(&pf))
 	root.AddCommand(conformanceCommand())
+	root.AddCommand(runCommand(&pf))
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if pf.cpuProfile == "" {
 			return nil

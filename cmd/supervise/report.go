@@ -165,3 +165,18 @@ func (r *jobReport) writeJSON(path string) error {
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
+
+// writeReports writes r as --report and --report-json ask.
+func writeReports(pf *poolFlags, r *jobReport, stderr io.Writer) error {
+	if pf.report {
+		if err := r.writeText(stderr); err != nil {
+			return err
+		}
+	}
+	if pf.reportJSON != "" {
+		if err := r.writeJSON(pf.reportJSON); err != nil {
+			return fmt.Errorf("--report-json: %w", err)
+		}
+	}
+	return nil
+}

@@ -13,7 +13,7 @@ import (
 )
 
 // liveView is the live view on a terminal's stderr: one bar for the job (bytes done of the
-// total, files, rate, ETA) and one per core (its busy share over the last sample), drawn by
+// total, items such as files or lines, rate, ETA) and one per core (its busy share over the last sample), drawn by
 // mpb a few times a second. Every bar is removed when the view stops, on success, error or
 // Ctrl-C alike, so the terminal is left as it was but for the lines the job printed.
 //
@@ -23,8 +23,8 @@ type liveView struct {
 	job      *mpb.Bar
 	cores    []*mpb.Bar
 	busy     []atomic.Int64 // per core, per mille
-	files    atomic.Int64   // hashed
-	total    atomic.Int64   // files found so far
+	files    atomic.Int64   // items done (files hashed, lines answered)
+	total    atomic.Int64   // items found so far
 	bytes    atomic.Int64   // bytes found so far
 	walking  atomic.Bool
 	refresh  chan any      // a value draws the bars
@@ -81,7 +81,8 @@ const perMille = 1000
 // The bars are drawn on our own ticks (mpb.WithManualRefresh), not mpb's: that draws them
 // whatever w is (--progress into a file), and lets stop remove them at once, where with mpb's
 // own ticker three aborted bars took 400 ms to go (each waits for a tick while others run).
-func newLiveView(w io.Writer, cores int) *liveView {
+// newLiveView starts the view of a job ("digest") on items of a kind ("files").
+func newLiveView(w io.Writer, cores int, job, items string) *liveView {
 	v := &liveView{
 		busy:    make([]atomic.Int64, cores),
 		refresh: make(chan any),
@@ -113,13 +114,13 @@ func newLiveView(w io.Writer, cores int) *liveView {
 	v.job = v.progress.AddBar(0,
 		mpb.BarRemoveOnComplete(),
 		mpb.PrependDecorators(
-			decor.Name("digest ", decor.WC{W: 8, C: decor.DindentRight}),
+			decor.Name(job+" ", decor.WC{W: 8, C: decor.DindentRight}),
 			decor.Any(func(decor.Statistics) string {
 				more := ""
 				if v.walking.Load() {
 					more = "+"
 				}
-				return fmt.Sprintf("%d/%d%s files", v.files.Load(), v.total.Load(), more)
+				return fmt.Sprintf("%d/%d%s %s", v.files.Load(), v.total.Load(), more, items)
 			}, decor.WC{W: 22, C: decor.DindentRight}),
 		),
 		mpb.AppendDecorators(

@@ -1,0 +1,418 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/supervisor"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// runFlags are the flags of supervise run.
+type runFlags struct {
+	call       string
+	json       bool
+	keepOrder  bool
+	tracebacks bool
+}
+
+func runCommand(pf *poolFlags) *cobra.Command {
+	var rf runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARGS...]",
+		Short: "Feed stdin, line by line, to a pool of workers started from any command",
+		Long: `run starts --workers copies of CMD, a worker that speaks the supervise protocol in any
+language (docs/protocol.md; child/python/supervise_worker.py for Python), and keeps them up:
+each line of stdin is one task for the handler named by --call, and each result is one line
+of stdout. It is GNU parallel with workers that stay up, so no process start per item.
+
+Input: each line of stdin, without its newline, is sent as a msgpack string (bytes, if the
+line is not UTF-8). With --json each non-empty line is one JSON value (JSON Lines), sent as
+the msgpack value it maps to (numbers as integers where they are whole).
+
+Output: results are printed one per line as tasks finish, or in input order with
+--keep-order. A result that is a string or bytes is printed as is; any other value as JSON.
+With --json every result is printed as JSON.
+
+Failures: a task that fails (the handler raised, its worker died, it ran past --timeout)
+prints "supervise: line N: ERROR" on stderr, naming its input line; with --tracebacks the
+worker's traceback or stderr tail follows, indented. Every line ends exactly once: a result
+on stdout or an error on stderr. All pool flags apply: --timeout, --cancel-grace,
+--memory-limit, --retries (which re-runs a task whose worker died: only for idempotent
+handlers), --max-tasks-per-worker, --hang-timeout.
+
+Exit status: 0 every line succeeded, 1 some failed, 2 the run itself failed (the worker
+could not start, bad input), 128+N on signal N.`,
+		Example: `  supervise run --call upper -- python3 worker.py < lines.txt
+  supervise --workers 8 --timeout 30s run --keep-order --call score -- python3 model.py < inputs.txt
+  jq -c '.items[]' data.json | supervise run --json --call price -- ./pricer`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, command []string) error {
+			if cmd.ArgsLenAtDash() != 0 {
+				return fmt.Errorf("run: put the worker command after --, as in: supervise run --call NAME -- python3 worker.py")
+			}
+			ctx, caught, stop := withSignals(cmd.Context())
+			defer stop()
+			err := runLines(ctx, pf, rf, command, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			var ie interruptedError
+			if errors.As(err, &ie) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "supervise: interrupted: %d of %d lines not done\n", ie.left, ie.total)
+				return exitError{128 + int(caught())}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&rf.call, "call", "", "the handler each line is a task for (default: the worker's only handler)")
+	cmd.Flags().BoolVar(&rf.json, "json", false, "each input line is a JSON value, and results are printed as JSON")
+	cmd.Flags().BoolVarP(&rf.keepOrder, "keep-order", "k", false, "print results in input order (default: as they finish)")
+	cmd.Flags().BoolVar(&rf.tracebacks, "tracebacks", false, "print each failed task's traceback (or its worker's stderr tail) under its error line")
+	return cmd
+}
+
+// inputLine is one line of stdin: its number, its payload, its size in bytes, or why it
+// cannot be a task.
+type inputLine struct {
+	n       int
+	payload msgpack.RawMessage
+	size    int
+	err     error // this line cannot be a task
+	fatal   bool  // err is a read error: no more lines
+}
+
+// readLines sends every line of in, made a payload, until EOF, a read error, or ctx ends.
+func readLines(ctx context.Context, in io.Reader, asJSON bool, out chan<- inputLine) {
+	defer close(out)
+	r := bufio.NewReaderSize(in, 256<<10)
+	for n := 1; ; n++ {
+		line, err := r.ReadBytes('\n')
+		if len(line) == 0 && err != nil {
+			if err != io.EOF {
+				out <- inputLine{n: n, err: fmt.Errorf("reading stdin at line %d: %w", n, err), fatal: true}
+			}
+			return
+		}
+		size := len(line)
+		line = bytes.TrimSuffix(line, []byte{'\n'})
+		it := inputLine{n: n, size: size}
+		if asJSON {
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			it.payload, it.err = jsonToMsgpack(line)
+		} else {
+			it.payload = stringPayload(line)
+		}
+		select {
+		case out <- it:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// stringPayload encodes a line as a msgpack str, or bin if it is not UTF-8.
+func stringPayload(line []byte) msgpack.RawMessage {
+	b := make([]byte, 0, len(line)+5)
+	switch n := len(line); {
+	case !utf8.Valid(line):
+		b = appendLenHeader(b, 0xc4, n)
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	default:
+		b = appendLenHeader(b, 0xd9, n)
+	}
+	return append(b, line...)
+}
+
+// appendLenHeader appends the header of a str (first = 0xd9) or bin (0xc4) of n bytes in its
+// smallest 8, 16 or 32-bit length form.
+func appendLenHeader(b []byte, first byte, n int) []byte {
+	switch {
+	case n < 1<<8:
+		return append(b, first, byte(n))
+	case n < 1<<16:
+		return append(b, first+1, byte(n>>8), byte(n))
+	default:
+		return append(b, first+2, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// jsonToMsgpack converts one JSON value; whole numbers become integers.
+func jsonToMsgpack(line []byte) (msgpack.RawMessage, error) {
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	if d.More() {
+		return nil, errors.New("not JSON: more than one value on the line")
+	}
+	return channel.Marshal(numbers(v))
+}
+
+func numbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return i
+		}
+		f, _ := v.Float64()
+		return f
+	case []any:
+		for i := range v {
+			v[i] = numbers(v[i])
+		}
+	case map[string]any:
+		for k := range v {
+			v[k] = numbers(v[k])
+		}
+	}
+	return v
+}
+
+// resultLine renders a result payload as one output line (without its newline).
+func resultLine(raw msgpack.RawMessage, asJSON bool) ([]byte, error) {
+	if len(raw) == 0 {
+		raw = msgpack.RawMessage{0xc0}
+	}
+	if !asJSON {
+		switch c := raw[0]; {
+		case c&0xe0 == 0xa0 || c == 0xd9 || c == 0xda || c == 0xdb || c == 0xc4 || c == 0xc5 || c == 0xc6:
+			var b []byte
+			err := channel.Unmarshal(raw, &b)
+			return b, err
+		}
+	}
+	var v any
+	if err := channel.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("the result cannot be printed as JSON: %w", err)
+	}
+	return b, nil
+}
+
+// runTask is one line on its way through the pool.
+type runTask struct {
+	line int
+	size int
+	f    *supervisor.Future[msgpack.RawMessage]
+}
+
+// runLines is supervise run: lines in, tasks through the pool, results out.
+func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	log, err := pf.logger()
+	if err != nil {
+		return err
+	}
+	cfg, err := pf.config(log)
+	if err != nil {
+		return err
+	}
+	cfg.Command = command
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t0 := time.Now()
+	view := pf.liveView(stderr, "run", "lines")
+	defer view.stop()
+	msgs := view.above(stderr)
+	var means *coreMeans
+	if pf.report || pf.reportJSON != "" {
+		means = &coreMeans{}
+	}
+	if view != nil {
+		cfg.StatsInterval = viewRefresh
+	}
+	pool, err := supervisor.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cancel()
+		pool.Close()
+	}()
+	if rf.call, err = pickHandler(pool, rf.call); err != nil {
+		return err
+	}
+	fn := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](pool, rf.call)
+	watching, stopWatching := context.WithCancel(ctx)
+	waitWatching := monitor(watching, pool, view, means)
+	defer waitWatching()
+	defer stopWatching()
+
+	lines := make(chan inputLine, 1024)
+	go readLines(ctx, stdin, rf.json, lines)
+
+	var (
+		window   = pf.workers*pf.inFlight*2 + pf.workers // lines submitted and not yet printed, at most
+		pending  []*runTask                              // in input order, for --keep-order
+		finished = make(chan *runTask, window)           // done, in the order they finished
+		out      = bufio.NewWriterSize(stdout, 256<<10)
+		total    = 0 // lines read
+		failed   = 0
+		notDone  = 0 // cut short by a signal
+		bytesIn  int64
+		inputErr error
+		what     = map[uint64]string{}
+	)
+	outstanding := 0
+	fail := func(line int, err error) {
+		failed++
+		out.Flush() // the error line after the results before it
+		first, rest, _ := strings.Cut(err.Error(), "\n")
+		var re *supervisor.RemoteError
+		if errors.As(err, &re) && re.Traceback != "" {
+			rest = re.Traceback
+		}
+		fmt.Fprintf(msgs, "supervise: line %d: %s\n", line, first)
+		if rf.tracebacks && strings.TrimSpace(rest) != "" {
+			fmt.Fprintf(msgs, "    %s\n", strings.ReplaceAll(strings.TrimRight(rest, "\n"), "\n", "\n    "))
+		}
+	}
+	emit := func(t *runTask) {
+		outstanding--
+		view.hashed(1, int64(t.size))
+		res, err := t.f.Get(context.Background())
+		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			notDone++ // interrupted: left undone, not failed
+			return
+		}
+		var text []byte
+		if err == nil {
+			text, err = resultLine(res, rf.json)
+		}
+		if err != nil {
+			fail(t.line, err)
+			return
+		}
+		out.Write(text)
+		out.WriteByte('\n')
+	}
+	interrupted := ctx.Done()
+	for lines != nil || outstanding > 0 {
+		var in chan inputLine
+		if outstanding < window {
+			in = lines // room for another line
+		}
+		var head <-chan struct{} // --keep-order: the oldest line's task
+		if len(pending) > 0 {
+			head = pending[0].f.Done()
+		}
+		select {
+		case it, ok := <-in:
+			if !ok {
+				lines = nil
+				view.walked()
+				break
+			}
+			if it.fatal {
+				inputErr = it.err
+				continue
+			}
+			total++
+			bytesIn += int64(it.size)
+			view.found(1, int64(it.size))
+			if it.err != nil {
+				view.hashed(1, int64(it.size))
+				fail(it.n, it.err)
+				break
+			}
+			t := &runTask{line: it.n, size: it.size, f: fn.Submit(ctx, it.payload)}
+			if means != nil {
+				what[t.f.ID()] = fmt.Sprintf("line %d", it.n)
+			}
+			outstanding++
+			if rf.keepOrder {
+				pending = append(pending, t)
+			} else {
+				go func() {
+					<-t.f.Done()
+					finished <- t // never blocks: at most window tasks are outstanding
+				}()
+			}
+		case t := <-finished:
+			emit(t)
+		case <-head:
+			for len(pending) > 0 && isDone(pending[0].f) {
+				emit(pending[0])
+				pending[0] = nil
+				pending = pending[1:]
+			}
+		case <-interrupted:
+			interrupted, lines = nil, nil // read no more; collect what is out
+		}
+		if len(finished) == 0 && len(lines) == 0 { // nothing more at hand: let the lines out
+			if err := out.Flush(); err != nil {
+				return fmt.Errorf("writing stdout: %w", err)
+			}
+		}
+	}
+	view.stop()
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("writing stdout: %w", err)
+	}
+	if ctx.Err() != nil {
+		return interruptedError{left: notDone, total: total}
+	}
+	if err := pool.Close(); err != nil {
+		return err
+	}
+	stopWatching()
+	waitWatching()
+	if means != nil {
+		r := newReport("run", pool, time.Since(t0), means, func(id uint64) string { return what[id] })
+		r.Items, r.Bytes, r.Failed = total, bytesIn, failed
+		if err := writeReports(pf, r, stderr); err != nil {
+			return err
+		}
+	}
+	switch {
+	case inputErr != nil:
+		return inputErr
+	case failed > 0:
+		return exitError{1}
+	}
+	return nil
+}
+
+func isDone(f *supervisor.Future[msgpack.RawMessage]) bool {
+	select {
+	case <-f.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// pickHandler returns the handler to call: name if the workers serve it, or their only
+// handler when name is empty.
+func pickHandler(pool *supervisor.Pool, name string) (string, error) {
+	ws := pool.Workers()
+	if len(ws) == 0 {
+		return name, nil
+	}
+	served := ws[0].Handlers
+	switch {
+	case name == "" && len(served) == 1:
+		return served[0], nil
+	case name == "":
+		return "", fmt.Errorf("the worker serves %d handlers, %q: name one with --call", len(served), served)
+	case !slices.Contains(served, name):
+		return "", fmt.Errorf("--call %s: the worker serves no such handler (it serves %q)", name, served)
+	}
+	return name, nil
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/internal/proctest"
+)
+
+// runStdin runs supervise with stdin and returns what it printed and its exit status. The
+// worker processes, which run the script at worker, must be gone afterwards.
+func runStdin(t *testing.T, stdin, worker string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	proctest.AwaitNoProcessWithArg(t, 5*time.Second, worker)
+	return o.String(), e.String(), code
+}
+
+// pythonScript copies the Python library and a script of testdata into a directory of the
+// test's own, and returns python3 and the script's path.
+func pythonScript(t *testing.T, script string) (python, path string) {
+	python = proctest.Python(t)
+	dir := proctest.CopyFiles(t, "../../child/python/supervise_worker.py", filepath.Join("testdata", script))
+	return python, filepath.Join(dir, script)
+}
+
+func numbered(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintln(&b, i)
+	}
+	return b.String()
+}
+
+var errorLine = regexp.MustCompile(`^supervise: line (\d+): (.*)$`)
+
+// TestRunEveryLineEndsOnce: 10,000 lines through Python workers, some raising, some hanging
+// past --timeout (one ignoring its cancel, so its worker is killed): each line ends exactly
+// once, as a result on stdout or an error naming it on stderr.
+func TestRunEveryLineEndsOnce(t *testing.T) {
+	const n = 10000
+	py, script := pythonScript(t, "e2e_worker.py")
+	stdout, stderr, code := runStdin(t, numbered(n), script,
+		"--workers", "2", "--timeout", "1s", "--cancel-grace", "1s", "--stop-grace", "200ms", "--log-level", "error",
+		"run", "--call", "work", "--", py, script)
+	if code != 1 {
+		t.Errorf("exit status %d, want 1 (some lines failed)", code)
+	}
+	ended := make(map[int]string, n)
+	end := func(line int, how string) {
+		if prev, dup := ended[line]; dup {
+			t.Errorf("line %d ended twice: %q and %q", line, prev, how)
+		}
+		ended[line] = how
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(stdout, "\n"), "\n") {
+		v, ok := strings.CutPrefix(l, "ok ")
+		line, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			t.Fatalf("stdout line %q is not a result", l)
+		}
+		end(line, l)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+		m := errorLine.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("stderr line %q is not an error line", l)
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		end(line, m[2])
+	}
+	for i := 1; i <= n; i++ {
+		how, ok := ended[i]
+		switch {
+		case !ok:
+			t.Errorf("line %d never ended", i)
+		case i%997 == 0:
+			if !strings.Contains(how, "ValueError: "+strconv.Itoa(i)+" is a multiple of 997") {
+				t.Errorf("line %d: %q, want its ValueError", i, how)
+			}
+		case i == 2500 || i == 7500:
+			if !strings.Contains(how, "time limit exceeded (1s)") || !strings.Contains(how, "Canceled") {
+				t.Errorf("line %d: %q, want a time limit, the handler cancelled", i, how)
+			}
+		case i == 5000:
+			if !strings.Contains(how, "still running after its cancel: worker killed") {
+				t.Errorf("line %d: %q, want a time limit with its worker killed", i, how)
+			}
+		case how != "ok "+strconv.Itoa(i):
+			t.Errorf("line %d: %q", i, how)
+		}
+	}
+	if len(ended) != n {
+		t.Errorf("%d lines ended, want %d", len(ended), n)
+	}
+}
+
+// With --keep-order results come in input order, and errors name their line; --json maps
+// JSON values to msgpack and back. A Go worker (the conformance worker) this time.
+func TestRunKeepOrderJSON(t *testing.T) {
+	worker, cleanup, err := proctest.Build("../../examples/conformance-worker")
+	must(t, err)
+	defer cleanup()
+	in := `{"a":1,"b":[true,null,2.5]}
+"text"
+
+12345678901
+[1,"two"]
+not json
+`
+	stdout, stderr, code := runStdin(t, in, worker, "--workers", "2", "run", "--json", "--keep-order", "--call", "echo", "--", worker)
+	want := `{"a":1,"b":[true,null,2.5]}
+"text"
+12345678901
+[1,"two"]
+`
+	if stdout != want || code != 1 {
+		t.Errorf("stdout %q, exit %d; want %q, exit 1", stdout, code, want)
+	}
+	if !strings.HasPrefix(stderr, "supervise: line 6: not JSON") {
+		t.Errorf("stderr %q, want an error naming line 6", stderr)
+	}
+
+	stdout, _, code = runStdin(t, numbered(2000), worker, "--workers", "2", "--in-flight", "8", "run", "-k", "--call", "echo", "--", worker)
+	if stdout != numbered(2000) || code != 0 {
+		t.Errorf("--keep-order: the lines came back out of order, or exit %d", code)
+	}
+}
+
+func TestRunBadUsage(t *testing.T) {
+	worker, cleanup, err := proctest.Build("../../examples/conformance-worker")
+	must(t, err)
+	defer cleanup()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--", worker}, `name one with --call`},
+		{[]string{"run", "--call", "nope", "--", worker}, `--call nope: the worker serves no such handler`},
+		{[]string{"run", "--call", "echo", worker}, `put the worker command after --`},
+		{[]string{"run", "--call", "echo", "--", "/nonexistent/worker"}, `/nonexistent/worker`},
+	} {
+		_, stderr, code := runStdin(t, "x\n", worker, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}

@@ -164,3 +164,22 @@ func TestRunBadUsage(t *testing.T) {
 		}
 	}
 }
+
+// SIGKILL supervise run while its Python workers are busy and have children of their own:
+// the parent-death signal reaches each worker, which takes its process group down, so no
+// worker and no grandchild is left.
+func TestRunParentKilledLeavesNoOrphan(t *testing.T) {
+	py, script := pythonScript(t, "spawner_worker.py")
+	marker := fmt.Sprintf("%d.%d", 3000+time.Now().Nanosecond()%1000, time.Now().Nanosecond()%997) // sleep's argument, unique to this run
+	cmd := exec.Command(binary, "--workers", "2", "--stop-grace", "300ms", "run", "--call", "spawn", "--", py, script)
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	fmt.Fprintf(stdin, "%s\n%s\n", marker, marker) // and stdin stays open: the run goes on
+	proctest.AwaitProcessWithArg(t, 10*time.Second, marker)
+	must(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	proctest.AwaitNoProcessWithArg(t, 10*time.Second, script)
+	proctest.AwaitNoProcessWithArg(t, 10*time.Second, marker)
+	stdin.Close()
+}

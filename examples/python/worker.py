@@ -1,7 +1,6 @@
-"""A supervise worker in Python: run it with
-    PYTHONPATH=child/python supervise run --call upper -- python3 examples/python/worker.py < lines.txt
+"""A supervise worker in Python. From the repository's root:
+    echo hello | PYTHONPATH=child/python go run ./cmd/supervise run --call upper -- python3 examples/python/worker.py
 """
-import hashlib
 import time
 
 import supervise_worker as worker
@@ -14,14 +13,23 @@ def upper(line):
 
 
 @worker.handler
-def sha256(line):
-    return hashlib.sha256(line.encode()).hexdigest()
-
-
-@worker.handler
 def slow(seconds):
     time.sleep(float(seconds))  # a --timeout raises worker.Cancelled in here
     return seconds
+
+
+@worker.handler
+def countdown(n):  # on a queue: puts n-1 back, down to 0
+    if n > 0:
+        worker.put(n - 1)
+    return n
+
+
+@worker.handler
+def steps(n):  # reports its progress to the caller
+    for i in range(n):
+        worker.report({"done": i + 1, "total": n})
+    return "%d steps" % n
 
 
 if __name__ == "__main__":

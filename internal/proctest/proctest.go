@@ -230,3 +230,13 @@ func CopyFiles(t testing.TB, files ...string) string {
 	}
 	return dir
 }
+
+// AwaitProcessWithArg waits up to within for a process that has arg among its arguments to
+// run, and fails the test if none does.
+func AwaitProcessWithArg(t testing.TB, within time.Duration, arg string) {
+	t.Helper()
+	await(within, func() bool { return len(withArg(arg)) > 0 })
+	if len(withArg(arg)) == 0 {
+		t.Fatalf("no process with argument %s within %v", arg, within)
+	}
+}

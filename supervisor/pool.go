@@ -139,6 +139,10 @@ func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *
 // frameOverhead is room left in a frame for the envelope around one task's payload.
 const frameOverhead = 1 << 10
 
+// batchBytes is how much payload one frame of calls carries before the next call goes in a
+// frame of its own: batching pays for small calls only.
+const batchBytes = 256 << 10
+
 // window is how many tasks Map keeps outstanding: enough to fill every worker's pipeline twice.
 func (p *Pool) window() int { return max(2, 2*p.cfg.Workers*p.cfg.InFlight) }
 

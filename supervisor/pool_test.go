@@ -116,6 +116,30 @@ func TestBigPayloads(t *testing.T) {
 	}
 }
 
+// Calls that together exceed the frame limit go in several frames: 24 calls of 3 MiB with 32
+// in flight and an 8 MiB limit. (They were packed into one 72 MiB frame, which the pool then
+// refused to send and killed the worker for.)
+func TestBatchesStayUnderTheFrameLimit(t *testing.T) {
+	p, logs := startPool(t, supervisor.Config{Workers: 1, InFlight: 32, MaxFrame: 8 << 20})
+	echo := supervisor.Bind[[]byte, []byte](p, "echo")
+	ctx := context.Background()
+	var futures []*supervisor.Future[[]byte]
+	for i := range 24 {
+		futures = append(futures, echo.Submit(ctx, bytes.Repeat([]byte{byte(i)}, 3<<20)))
+	}
+	for i, f := range futures {
+		got, err := f.Get(ctx)
+		if err != nil || len(got) != 3<<20 || got[0] != byte(i) {
+			t.Fatalf("echo %d: %v (len %d)", i, err, len(got))
+		}
+	}
+	for _, e := range logs.Events() {
+		if _, ok := e.(supervisor.EventWorkerExited); ok {
+			t.Errorf("a worker exited: %v", e)
+		}
+	}
+}
+
 func TestHandlerErrorAndPanicKeepWorker(t *testing.T) {
 	p, _ := startPool(t, supervisor.Config{Workers: 1})
 	ctx := context.Background()

@@ -437,6 +437,7 @@ func (w *worker) wait() {
 func (w *worker) send() {
 	defer close(w.senderDone)
 	batch := make([]channel.Message, 0, w.p.cfg.InFlight)
+	var cuts []int // where each frame of batch ends
 	tasks := make([]*task, 0, w.p.cfg.InFlight)
 	for {
 		if w.recycleReq.Load() { // over its soft memory limit: it finishes what it has and goes
@@ -466,7 +467,8 @@ func (w *worker) send() {
 			}
 			continue
 		}
-		batch = batch[:0]
+		batch, cuts = batch[:0], cuts[:0]
+		frameBytes := 0
 		now := time.Now()
 		w.mu.Lock()
 		for _, t := range tasks {
@@ -478,19 +480,36 @@ func (w *worker) send() {
 			w.sent = append(w.sent, t)
 			t.sends++
 			t.sentAt = now
+			// A frame holds calls up to batchBytes of payload, and never more than the frame
+			// limit: a big call starts a frame of its own, so the worker can start on it as soon
+			// as it has read it.
+			size := len(t.payload) + len(t.bin) + frameOverhead
+			if len(batch) > 0 && (frameBytes+size > batchBytes || frameBytes+size > w.p.cfg.MaxFrame) {
+				cuts = append(cuts, len(batch))
+				frameBytes = 0
+			}
+			frameBytes += size
 			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
 		}
+		cuts = append(cuts, len(batch))
 		if w.p.cfg.TaskTimeout > 0 {
 			w.markRunning(now)
 		}
 		w.mu.Unlock()
 		if len(batch) > 0 {
-			if err := w.conn.Send(batch...); err != nil {
-				// The worker cannot be fed (it died, or closed stdin): run sees its stdout end
-				// and settles what it held.
-				w.log.Debug("supervise: writing to worker failed", "err", err)
-				killGroup(w.pid, syscall.SIGKILL)
-				return
+			from := 0
+			for _, to := range cuts {
+				if from == to {
+					continue
+				}
+				if err := w.conn.Send(batch[from:to]...); err != nil {
+					// The worker cannot be fed (it died, or closed stdin): run sees its stdout
+					// end and settles what it held.
+					w.log.Debug("supervise: writing to worker failed", "err", err)
+					killGroup(w.pid, syscall.SIGKILL)
+					return
+				}
+				from = to
 			}
 			for _, t := range tasks {
 				t.watch(w)

@@ -75,6 +75,7 @@ NOT_WORKER_MESSAGE = (
     "(the SUPERVISE_MAGIC_COOKIE environment variable is not set)"
 )
 DEFAULT_MAX_FRAME = 64 << 20
+REUSE_MAX = 4 << 20  # frames up to this size are read into a buffer kept from frame to frame
 
 # Message kinds (docs/protocol.md, section 3).
 HELLO, CALL, RESULT, ERROR, CANCEL, HEARTBEAT, LOG, SHUTDOWN, PUT, REPORT = range(1, 11)
@@ -208,8 +209,11 @@ class _Worker:
         self.rfile = rfile
         self.wfd = wfd
         self.max_frame = _env_int("SUPERVISE_MAX_FRAME", DEFAULT_MAX_FRAME)
-        self.packer_lock = threading.Lock()
-        self.wlock = threading.Lock()
+        self.wlock = threading.Lock()  # guards packer and the frame descriptor
+        # One packer, its buffer reused frame after frame: no fresh memory (and page faults)
+        # for every big answer.
+        self.packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape", autoreset=False)
+        self.rbuf = bytearray(1 << 16)  # reused for frames up to REUSE_MAX
         self.write_failed = False
         self.cond = threading.Condition()
         self.queue = collections.deque()  # calls received, not started
@@ -224,20 +228,23 @@ class _Worker:
     def send(self, *messages):
         """Write one frame holding messages. A value msgpack cannot encode raises TypeError
         before anything is written."""
-        data = msgpack.packb(list(messages), use_bin_type=True, unicode_errors="surrogateescape")
-        if len(data) > self.max_frame:
-            raise ValueError(
-                "message of %d bytes exceeds the %d-byte frame limit (SUPERVISE_MAX_FRAME)"
-                % (len(data), self.max_frame)
-            )
-        chunks = [struct.pack(">I", len(data)), data]
         with self.wlock:
-            if self.write_failed:
-                return
+            p = self.packer
             try:
-                _write_all(self.wfd, chunks)
-            except OSError:
-                self.write_failed = True  # the parent is gone; stdin EOF will end the worker
+                p.pack(list(messages))
+                n = len(p.getbuffer())
+                if n > self.max_frame:
+                    raise ValueError(
+                        "message of %d bytes exceeds the %d-byte frame limit (SUPERVISE_MAX_FRAME)" % (n, self.max_frame)
+                    )
+                if self.write_failed:
+                    return
+                try:
+                    _write_all(self.wfd, [struct.pack(">I", n), p.getbuffer()])
+                except OSError:
+                    self.write_failed = True  # the parent is gone; stdin EOF will end the worker
+            finally:
+                p.reset()
 
     # Reading.
 
@@ -257,9 +264,21 @@ class _Worker:
                     raise _ProtocolError(
                         "frame %d: length %d is outside 1..%d (SUPERVISE_MAX_FRAME)" % (n, size, self.max_frame)
                     )
-                body = self.rfile.read(size)
-                if len(body) < size:
-                    raise _ProtocolError("frame %d: truncated: %d of %d bytes" % (n, len(body), size))
+                if size <= REUSE_MAX:  # read into the reused buffer: unpacking copies out of it
+                    if len(self.rbuf) < size:
+                        self.rbuf = bytearray(size)
+                    body = memoryview(self.rbuf)[:size]
+                    got = 0
+                    while got < size:
+                        k = self.rfile.readinto(body[got:])
+                        if not k:
+                            break
+                        got += k
+                else:
+                    body = self.rfile.read(size)
+                    got = len(body)
+                if got < size:
+                    raise _ProtocolError("frame %d: truncated: %d of %d bytes" % (n, got, size))
                 try:
                     msgs = msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
                 except Exception as e:

@@ -175,7 +175,7 @@ func TestRunParentKilledLeavesNoOrphan(t *testing.T) {
 	stdin, err := cmd.StdinPipe()
 	must(t, err)
 	must(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill() }) // if the test fails before it kills it
+	t.Cleanup(func() { _ = cmd.Process.Kill() })   // if the test fails before it kills it
 	fmt.Fprintf(stdin, "%s\n%s\n", marker, marker) // and stdin stays open: the run goes on
 	proctest.AwaitProcessWithArg(t, 10*time.Second, marker)
 	must(t, cmd.Process.Kill())

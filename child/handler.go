@@ -45,7 +45,11 @@ func Handle[In, Out any](name string, fn func(ctx context.Context, in In) (Out, 
 			return channel.Message{Bin: b}, nil // sent from the handler's memory
 		}
 		payload, err := channel.Marshal(out)
-		return channel.Message{Payload: payload}, err
+		if err != nil {
+			return channel.Message{}, &channel.RemoteError{Type: "encode",
+				Message: fmt.Sprintf("handler %q: cannot encode the result %T: %v", name, out, err)}
+		}
+		return channel.Message{Payload: payload}, nil
 	}
 }
 

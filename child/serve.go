@@ -40,14 +40,15 @@ func Serve() error {
 	if os.Getenv(handshake.CookieKey) != handshake.CookieValue {
 		return ErrNotWorker
 	}
-	frames, err := redirectStdout()
+	calls, frames, err := redirectStdio()
 	if err != nil {
-		return fmt.Errorf("moving the frame stream off stdout: %w", err)
+		return fmt.Errorf("moving the frame streams off stdin and stdout: %w", err)
 	}
+	defer calls.Close()
 	defer frames.Close()
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 	takeGroupDownOnSignals()
-	return serve(os.Stdin, frames)
+	return serve(calls, frames)
 }
 
 // call is one task received from the parent.
@@ -195,7 +196,10 @@ func (w *worker) run() {
 		// The answer is written before the next call starts: if the worker then dies, the
 		// parent knows that its first unanswered call is the one that was running, and that
 		// the calls after it never started (docs/protocol.md, hello's concurrency).
-		w.send(w.execute(c))
+		if err := w.send(w.execute(c)); errors.Is(err, channel.ErrFrameTooLarge) {
+			w.send(channel.Message{Kind: channel.KindError, ID: c.id, Err: &channel.RemoteError{Type: "encode",
+				Message: fmt.Sprintf("the result of %q does not fit in a frame: %v", c.handler, err)}})
+		}
 
 		w.mu.Lock()
 		delete(w.running, c.id)
@@ -242,14 +246,20 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 }
 
 // send writes one frame and returns the first write error so far. After a failed write (the
-// parent is gone) it writes nothing.
+// parent is gone) it writes nothing. A message too big for a frame is not written, and is
+// not a failed write: that error is returned, and the stream goes on.
 func (w *worker) send(m channel.Message) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
-	if w.writeErr == nil {
-		w.writeErr = w.conn.Send(m)
+	if w.writeErr != nil {
+		return w.writeErr
 	}
-	return w.writeErr
+	err := w.conn.Send(m)
+	if errors.Is(err, channel.ErrFrameTooLarge) {
+		return err
+	}
+	w.writeErr = err
+	return err
 }
 
 // beat sends a heartbeat every period until ctx ends, from a goroutine of its own so that a

@@ -8,17 +8,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// redirectStdout moves the frame stream to a private duplicate of fd 1 and points fd 1 at
-// stderr, so that anything else printing to stdout (fmt.Println, a C library) lands on stderr
-// and can never corrupt a frame.
-func redirectStdout() (*os.File, error) {
-	fd, err := unix.FcntlInt(1, unix.F_DUPFD_CLOEXEC, 3)
+// redirectStdio moves the frame streams to private duplicates of fd 0 and fd 1 (close-on-exec,
+// so child processes do not inherit them), points fd 1 at stderr and fd 0 at /dev/null. So
+// anything else printing to stdout (fmt.Println, a C library) lands on stderr and can never
+// corrupt a frame, and nothing reading stdin (a child process) can steal one.
+func redirectStdio() (in, out *os.File, err error) {
+	inFd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := unix.Dup2(2, 1); err != nil {
-		unix.Close(fd)
-		return nil, err
+	outFd, err := unix.FcntlInt(1, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		unix.Close(inFd)
+		return nil, nil, err
 	}
-	return os.NewFile(uintptr(fd), "supervise-frames"), nil
+	null, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Dup2(null, 0)
+		unix.Close(null)
+	}
+	if err == nil {
+		err = unix.Dup2(2, 1)
+	}
+	if err != nil {
+		unix.Close(inFd)
+		unix.Close(outFd)
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(inFd), "supervise-calls"), os.NewFile(uintptr(outFd), "supervise-frames"), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,11 @@ func TestMain(m *testing.M) {
 	child.Handle("square", func(_ context.Context, x int) (int, error) { return x * x, nil })
 	child.Handle("pid", func(context.Context, struct{}) (int, error) { return os.Getpid(), nil })
 	child.Handle("fail", func(_ context.Context, msg string) (int, error) { return 0, errors.New(msg) })
+	child.Handle("bigresult", func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil })
+	child.Handle("readstdin", func(context.Context, struct{}) (int, error) { // reads /dev/null, not frames
+		b, err := io.ReadAll(os.Stdin)
+		return len(b), err
+	})
 	child.Handle("panic", func(_ context.Context, msg string) (int, error) { panic(msg) })
 	child.Handle("print", func(_ context.Context, msg string) (string, error) {
 		fmt.Println(msg) // must land on stderr, not in the frame stream

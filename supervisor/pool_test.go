@@ -141,7 +141,7 @@ func TestBatchesStayUnderTheFrameLimit(t *testing.T) {
 }
 
 func TestHandlerErrorAndPanicKeepWorker(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	p, _ := startPool(t, supervisor.Config{Workers: 1, MaxFrame: 1 << 20})
 	ctx := context.Background()
 	pid := supervisor.Bind[struct{}, int](p, "pid")
 	before, _ := pid.Call(ctx, struct{}{})
@@ -167,6 +167,13 @@ func TestHandlerErrorAndPanicKeepWorker(t *testing.T) {
 	_, err = supervisor.Bind[string, int](p, "square").Call(ctx, "not a number")
 	if !errors.As(err, &re) || re.Type != "decode" {
 		t.Fatalf("bad input: %v", err)
+	}
+	_, err = supervisor.Bind[int, []byte](p, "bigresult").Call(ctx, 2<<20) // over the 1 MiB frame limit
+	if !errors.As(err, &re) || re.Type != "encode" || !strings.Contains(re.Message, "frame") {
+		t.Fatalf("a result over the frame limit: %v", err)
+	}
+	if n, err := supervisor.Bind[struct{}, int](p, "readstdin").Call(ctx, struct{}{}); n != 0 || err != nil {
+		t.Fatalf("a handler reading stdin got %d bytes (%v), want 0: stdin must be /dev/null", n, err)
 	}
 	if after, err := pid.Call(ctx, struct{}{}); err != nil || after != before {
 		t.Fatalf("worker replaced after handler errors: pid %d then %d (%v)", before, after, err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/supervise-dev/supervise/child"
+	"golang.org/x/sys/unix"
 )
 
 // Fault is the input of the "misbehave" handler: the kind of misbehaviour, and N, the number
@@ -87,16 +88,19 @@ func misbehave(ctx context.Context, f Fault) (int, error) {
 }
 
 // writeFrames writes b straight onto the frame stream to the parent. The Go SDK keeps it away
-// from handlers (fmt.Print goes to stderr), so this finds it by hand: the one pipe among the
-// open files that is neither stdin nor stderr (stdout now is stderr).
+// from handlers (fmt.Print goes to stderr, stdin is /dev/null), so this finds it by hand: the
+// one pipe among the open files, past the standard three, that is open for writing and is not
+// stderr.
 func writeFrames(b []byte) {
-	var in, errOut syscall.Stat_t
-	syscall.Fstat(0, &in)
+	var errOut syscall.Stat_t
 	syscall.Fstat(2, &errOut)
 	for fd := 3; fd < 1024; fd++ {
 		var st syscall.Stat_t
-		if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO || st.Ino == in.Ino || st.Ino == errOut.Ino {
+		if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO || st.Ino == errOut.Ino {
 			continue
+		}
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || flags&unix.O_ACCMODE != unix.O_WRONLY {
+			continue // the read end of the calls
 		}
 		syscall.Write(fd, b)
 		return

@@ -345,7 +345,7 @@ func checkCancel(s *suite) (string, error) {
 		if _, _, err := p.answers([]uint64{4}, answerTimeout); err != nil {
 			return "", fmt.Errorf("echo after the cancels: %w", err)
 		}
-		return fmt.Sprintf("running call: %s in %v; queued call: %s; a cancel of an answered call ignored", describe(got[2]), took.Round(time.Millisecond), describe(got[3])), nil
+		return fmt.Sprintf("running call: %s in %v; queued call: %s; a cancel of an answered call ignored", describe(got[2]), took.Round(10*time.Microsecond), describe(got[3])), nil
 	})
 }
 

@@ -111,14 +111,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	if err != nil {
 		return err
 	}
-	var means *coreMeans
-	if pf.report || pf.reportJSON != "" {
-		means = &coreMeans{}
-	}
-	if view != nil {
-		cfg.StatsInterval = viewRefresh
-	}
-	pool, err := supervisor.Start(ctx, cfg)
+	pool, means, stopMonitor, err := startJobPool(ctx, pf, cfg, view)
 	if err != nil {
 		return err
 	}
@@ -128,12 +121,9 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		cancel()
 		pool.Close()
 	}()
+	defer stopMonitor()
 	log.Debug("pool started", "workers", pf.workers, "took", time.Since(t0))
 	hash := supervisor.Bind[digestRequest, digestAnswer](pool, "digest")
-	watching, stopWatching := context.WithCancel(ctx)
-	waitWatching := monitor(watching, pool, view, means)
-	defer waitWatching()
-	defer stopWatching()
 
 	var (
 		items   []walkItem // every path so far, in walk order
@@ -285,8 +275,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	if err := pool.Close(); err != nil {
 		return err
 	}
-	stopWatching()
-	waitWatching()
+	stopMonitor()
 	if means != nil {
 		r := newReport("digest", pool, time.Since(t0), means, func(id uint64) string { return what[id] })
 		r.Items, r.Bytes, r.Failed = len(items), hashed, failed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -179,4 +180,23 @@ func writeReports(pf *poolFlags, r *jobReport, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// startJobPool starts a job's pool and, when the live view or a report (--report,
+// --report-json) wants them, the monitor that feeds them; means is nil without a report.
+// stopMonitor ends the monitor and waits for it; it may be called more than once.
+func startJobPool(ctx context.Context, pf *poolFlags, cfg supervisor.Config, view *liveView) (pool *supervisor.Pool, means *coreMeans, stopMonitor func(), err error) {
+	if pf.report || pf.reportJSON != "" {
+		means = &coreMeans{}
+	}
+	if view != nil {
+		cfg.StatsInterval = viewRefresh
+	}
+	if pool, err = supervisor.Start(ctx, cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	watching, stop := context.WithCancel(ctx)
+	wait := monitor(watching, pool, view, means)
+	var once sync.Once
+	return pool, means, func() { once.Do(func() { stop(); wait() }) }, nil
 }

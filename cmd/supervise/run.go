@@ -277,14 +277,7 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 	view := pf.liveView(stderr, "run", "lines")
 	defer view.stop()
 	msgs := view.above(stderr)
-	var means *coreMeans
-	if pf.report || pf.reportJSON != "" {
-		means = &coreMeans{}
-	}
-	if view != nil {
-		cfg.StatsInterval = viewRefresh
-	}
-	pool, err := supervisor.Start(ctx, cfg)
+	pool, means, stopMonitor, err := startJobPool(ctx, pf, cfg, view)
 	if err != nil {
 		return err
 	}
@@ -292,14 +285,11 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 		cancel()
 		pool.Close()
 	}()
+	defer stopMonitor()
 	if rf.call, err = pickHandler(pool, rf.call); err != nil {
 		return err
 	}
 	fn := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](pool, rf.call)
-	watching, stopWatching := context.WithCancel(ctx)
-	waitWatching := monitor(watching, pool, view, means)
-	defer waitWatching()
-	defer stopWatching()
 
 	lines := make(chan []inputLine, 4)
 	go readLines(ctx, stdin, rf.json, lines)
@@ -424,8 +414,7 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 	if err := pool.Close(); err != nil {
 		return err
 	}
-	stopWatching()
-	waitWatching()
+	stopMonitor()
 	if means != nil {
 		r := newReport("run", pool, time.Since(t0), means, func(id uint64) string { return what[id] })
 		r.Items, r.Bytes, r.Failed = total, bytesIn, failed

@@ -92,11 +92,12 @@ func want(t *testing.T, root string) []byte {
 	return out
 }
 
-func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+// runCLI runs supervise with stdin and returns what it printed and its exit status.
+func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var o, e bytes.Buffer
 	cmd := exec.Command(binary, args...)
-	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &o, &e
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -104,8 +105,15 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	proctest.AssertNoProcessRuns(t, binary) // its workers died with it
 	return o.String(), e.String(), code
+}
+
+// run runs supervise, whose workers are supervise itself: none may remain afterwards.
+func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	stdout, stderr, code = runCLI(t, "", args...)
+	proctest.AssertNoProcessRuns(t, binary) // its workers died with it
+	return stdout, stderr, code
 }
 
 func TestDigestMatchesSha512sum(t *testing.T) {

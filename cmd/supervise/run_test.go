@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -19,18 +17,9 @@ import (
 // worker processes, which run the script at worker, must be gone afterwards.
 func runStdin(t *testing.T, stdin, worker string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	var o, e bytes.Buffer
-	cmd := exec.Command(binary, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	stdout, stderr, code = runCLI(t, stdin, args...)
 	proctest.AwaitNoProcessWithArg(t, 5*time.Second, worker)
-	return o.String(), e.String(), code
+	return stdout, stderr, code
 }
 
 // pythonScript copies the Python library and a script of testdata into a directory of the

@@ -200,6 +200,10 @@ class _ProtocolError(Exception):
     pass
 
 
+def _packer():
+    return msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape", autoreset=False)
+
+
 class _Worker:
     """The state of serve(). Threads: the main thread runs handlers and writes their answers;
     the reader thread reads frames and queues calls; the beat thread writes heartbeats; the
@@ -212,7 +216,7 @@ class _Worker:
         self.wlock = threading.Lock()  # guards packer and the frame descriptor
         # One packer, its buffer reused frame after frame: no fresh memory (and page faults)
         # for every big answer.
-        self.packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape", autoreset=False)
+        self.packer = _packer()
         self.rbuf = bytearray(1 << 16)  # reused for frames up to REUSE_MAX
         self.write_failed = False
         self.cond = threading.Condition()
@@ -230,6 +234,7 @@ class _Worker:
         before anything is written."""
         with self.wlock:
             p = self.packer
+            n = 0
             try:
                 p.pack(list(messages))
                 n = len(p.getbuffer())
@@ -245,6 +250,8 @@ class _Worker:
                     self.write_failed = True  # the parent is gone; stdin EOF will end the worker
             finally:
                 p.reset()
+                if n > REUSE_MAX:  # do not keep a buffer that big for good
+                    self.packer = _packer()
 
     # Reading.
 

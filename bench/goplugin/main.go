@@ -33,7 +33,9 @@ import (
 var handshake = plugin.HandshakeConfig{ProtocolVersion: 1, MagicCookieKey: "SUPERVISE_BENCH_GOPLUGIN", MagicCookieValue: "echo"}
 
 // Echoer is the plugin's interface, over net/rpc or gRPC.
-type Echoer interface{ Echo(b []byte) ([]byte, error) }
+type Echoer interface {
+	Echo(b []byte) ([]byte, error)
+}
 
 // net/rpc.
 

@@ -3,7 +3,16 @@
 //	supervise [--workers N] digest PATH...
 //
 // prints the SHA-512 of every regular file under the paths, byte for byte as sha512sum does,
-// using one worker process per core. The supervise binary is its own worker: the pool
+// using one worker process per core;
+//
+//	supervise [--workers N] run --call NAME -- CMD ARGS...
+//
+// makes each line of stdin a task for a pool of CMD, a worker in any language that speaks
+// docs/protocol.md (child/python for Python), and prints the results; and
+//
+//	supervise conformance -- CMD ARGS...
+//
+// checks such a worker against the protocol. The supervise binary is its own worker: the pool
 // re-executes it, and child.Main (first thing in main) serves the handlers instead of the CLI.
 package main
 
@@ -110,7 +119,7 @@ running and is replaced.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().IntVarP(&pf.workers, "workers", "j", runtime.NumCPU(), "number of worker processes")
-	root.PersistentFlags().IntVar(&pf.inFlight, "in-flight", 2, "tasks sent to a worker ahead of its answers")
+	root.PersistentFlags().IntVar(&pf.inFlight, "in-flight", 2, "tasks sent to a worker ahead of its answers (run: 32 unless given)")
 	root.PersistentFlags().DurationVar(&pf.timeout, "timeout", 0, "soft time limit of a task: its worker is asked to cancel it (0: none)")
 	root.PersistentFlags().DurationVar(&pf.cancelGrace, "cancel-grace", 5*time.Second, "how long a cancelled task may go on before its worker is killed and replaced")
 	root.PersistentFlags().DurationVar(&pf.stopGrace, "stop-grace", 2*time.Second, "time between SIGTERM and SIGKILL when a worker's process group is killed")

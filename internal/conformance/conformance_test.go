@@ -136,3 +136,35 @@ func TestCanonical(t *testing.T) {
 		}
 	}
 }
+
+// A handler registered with cancel="poll" is not interrupted, and passes the cancel check by
+// polling cancelled(); TaskError picks the error's type.
+func TestPythonPollAndTaskError(t *testing.T) {
+	cmd := pythonWorker(t, `
+@worker.handler("sleep", cancel="poll")
+def polling_sleep(seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        if worker.cancelled():
+            raise worker.TaskError("stopped by request", type="Canceled")
+        time.sleep(0.005)
+    return seconds
+
+@worker.handler("fail")
+def typed_fail(message):
+    raise worker.TaskError(message, type="not_found")`)
+	s := &suite{command: cmd, handlers: map[string]bool{"sleep": true, "fail": true}}
+	for _, name := range []string{"cancel", "error answers"} {
+		i := slices.IndexFunc(battery, func(c check) bool { return c.name == name })
+		detail, err := battery[i].run(s)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else {
+			t.Logf("%s: %s", name, detail)
+		}
+		if name == "error answers" && !strings.Contains(detail, `type "not_found"`) {
+			t.Errorf("error answers: %s, want the TaskError's type not_found", detail)
+		}
+	}
+	proctest.AwaitNoProcessWithArg(t, 5*time.Second, cmd[1])
+}

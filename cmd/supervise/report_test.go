@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -75,22 +76,28 @@ func TestReport(t *testing.T) {
 	}
 }
 
-// sparseTree is a directory with one sparse file of size bytes (quick to make, and slow
-// enough to hash that the live view draws a few times).
-func sparseTree(t *testing.T, size int64) string {
+// sparseTree is a directory of n sparse files of size bytes each: quick to make (nothing is
+// written to disk), slow to hash. One file is called "sparse", more "sparse0", "sparse1", ...
+func sparseTree(t *testing.T, n int, size int64) string {
 	t.Helper()
 	root := t.TempDir()
-	f, err := os.Create(filepath.Join(root, "sparse"))
-	must(t, err)
-	must(t, f.Truncate(size))
-	must(t, f.Close())
+	for i := range n {
+		name := "sparse"
+		if n > 1 {
+			name += strconv.Itoa(i)
+		}
+		f, err := os.Create(filepath.Join(root, name))
+		must(t, err)
+		must(t, f.Truncate(size))
+		must(t, f.Close())
+	}
 	return root
 }
 
 // The live view shows only on a terminal unless --progress forces it; forced into a file it
 // does not change stdout; --quiet silences it.
 func TestLiveViewOnlyOnTerminal(t *testing.T) {
-	root := sparseTree(t, 512<<20)
+	root := sparseTree(t, 1, 512<<20)
 	plain, errOut, code := run(t, "digest", root) // stderr is a pipe: no view
 	if code != 0 || len(plain) != 128+2+len(root)+len("/sparse")+1 || errOut != "" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, plain, errOut)

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,23 +15,10 @@ import (
 	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
-// bigSparseTree holds files that take a while to hash (sparse: nothing is written to disk).
-func bigSparseTree(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for i := range 8 {
-		f, err := os.Create(filepath.Join(dir, "f"+strconv.Itoa(i)))
-		must(t, err)
-		must(t, f.Truncate(1<<30))
-		f.Close()
-	}
-	return dir
-}
-
 // A first SIGINT or SIGTERM stops digest cleanly: it says what was left undone, exits with
 // 128+signal, and leaves no worker behind.
 func TestInterruptStopsCleanly(t *testing.T) {
-	dir := bigSparseTree(t)
+	dir := sparseTree(t, 8, 1<<30)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		cmd := exec.Command(binary, "--log-level", "debug", "digest", dir)
 		stderr, err := cmd.StderrPipe()
@@ -67,13 +52,7 @@ func TestInterruptStopsCleanly(t *testing.T) {
 // (SIGSTOP) before the first signal, so they cannot answer its cancel and stopping would wait
 // for --cancel-grace.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	dir := t.TempDir()
-	for i := range 4 {
-		f, err := os.Create(filepath.Join(dir, "f"+strconv.Itoa(i)))
-		must(t, err)
-		must(t, f.Truncate(16<<30))
-		f.Close()
-	}
+	dir := sparseTree(t, 4, 16<<30)
 	cmd := exec.Command(binary, "--log-level", "debug", "--workers", "2", "--stop-grace", "100ms", "--cancel-grace", "1m", "digest", dir)
 	stderr, err := cmd.StderrPipe()
 	must(t, err)

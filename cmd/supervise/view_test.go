@@ -29,7 +29,7 @@ func TestLiveViewInTerminal(t *testing.T) {
 		return string(out)
 	}
 	t.Cleanup(func() { _ = exec.Command("tmux", "-L", socket, "kill-server").Run() })
-	root := sparseTree(t, 1<<30) // a second or so to hash
+	root := sparseTree(t, 1, 1<<30) // a second or so to hash
 	jobBar := regexp.MustCompile(`(?m)^digest +\d+/\d+\+? files +\[[=>-]+\] .*/s ETA `)
 	coreBar := regexp.MustCompile(`(?m)^cpu0 +\[[=>-]+\] +\d+%$`)
 

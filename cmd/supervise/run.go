@@ -292,6 +292,9 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 	fn := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](pool, rf.call)
 
 	lines := make(chan []inputLine, 4)
+	// The reader ends at EOF, or at its next batch once ctx ends. Interrupted while it waits
+	// in a read of stdin (a terminal), it goes on waiting until the process exits, which
+	// follows at once: nothing can cancel a blocked read of a pipe or terminal.
 	go readLines(ctx, stdin, rf.json, lines)
 	var queued []inputLine // read, not yet submitted
 

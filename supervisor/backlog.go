@@ -75,6 +75,21 @@ func (b *backlog) take(dst []*task, n, workers int) (out []*task, closed bool) {
 	return dst, b.closed && b.head == len(b.items)
 }
 
+// remove takes t out of the backlog if it is still there.
+func (b *backlog) remove(t *task) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := b.head; i < len(b.items); i++ {
+		if b.items[i] == t {
+			copy(b.items[i:], b.items[i+1:])
+			b.items[len(b.items)-1] = nil
+			b.items = b.items[:len(b.items)-1]
+			return true
+		}
+	}
+	return false
+}
+
 func (b *backlog) len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

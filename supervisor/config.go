@@ -16,7 +16,8 @@ import (
 type Config struct {
 	// Workers is the number of worker processes kept running. Default: runtime.NumCPU().
 	Workers int
-	// Command is the worker's argv. Default: this executable, re-executed with no arguments.
+	// Command is the worker's argv. Default: this executable, re-executed with no arguments
+	// (a plugin pool has no default).
 	Command []string
 	// Env is added to the worker's environment (which otherwise is the parent's, plus the
 	// handshake variables of docs/protocol.md).
@@ -25,7 +26,8 @@ type Config struct {
 	Dir string
 	// InFlight is how many calls a worker is sent before it answers the first (pipelining);
 	// a frame carries up to this many calls (batching). Use 1 or 2 for long tasks of uneven
-	// length, so that one worker does not queue up work another could start. Default: 32.
+	// length, so that one worker does not queue up work another could start. Default: 32;
+	// for plugins, how many calls a worker runs at once, default 1.
 	InFlight int
 	// MaxFrame is the largest frame in bytes, in either direction. Default: 64 MiB.
 	MaxFrame int
@@ -35,7 +37,8 @@ type Config struct {
 	Heartbeat time.Duration
 	// HangTimeout: a worker that sends nothing at all, not even a heartbeat, for this long is
 	// hung (a SIGSTOPped process is): it is killed and replaced, and the calls it was running
-	// fail with ErrHung. Default: 30s; negative: never.
+	// fail with ErrHung. A plugin worker is hung when no Ping succeeded for this long.
+	// Default: 30s; negative: never.
 	HangTimeout time.Duration
 	// TaskTimeout is the soft time limit of every call, counted from when the worker starts
 	// it: the worker is sent a cancel (a Go handler's context is cancelled). Zero: no limit
@@ -83,6 +86,9 @@ type Config struct {
 	// memory this often while someone watches (Pool.WatchStats) or asks (Pool.Stats), and not
 	// at all otherwise. Default: 1s.
 	StatsInterval time.Duration
+	// Plugin, when set, makes the workers processes the pool runs calls on with Pool.Call
+	// instead of frames: hashicorp/go-plugin plugins with supervisor/goplugin. See Plugin.
+	Plugin Plugin
 	// Logger receives the pool's events and the workers' stderr, one record per line, tagged
 	// with worker and pid. Default: slog.Default().
 	Logger *slog.Logger
@@ -97,6 +103,16 @@ type Init struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.Workers <= 0 {
 		c.Workers = runtime.NumCPU()
+	}
+	if c.Plugin != nil {
+		switch {
+		case len(c.Command) == 0:
+			return c, fmt.Errorf("supervise: Config.Plugin needs Config.Command, the plugin's argv")
+		case c.Init.Handler != "":
+			return c, fmt.Errorf("supervise: Config.Init needs workers that speak frames, not Config.Plugin")
+		case c.InFlight <= 0:
+			c.InFlight = 1
+		}
 	}
 	if len(c.Command) == 0 {
 		self, err := os.Executable()

@@ -97,14 +97,11 @@ type taskOpts struct {
 // submit encodes in and queues a task for handler (for o.pin, on that worker). It always
 // returns a task that will be settled exactly once.
 func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *task {
-	switch {
-	case o.pin != nil:
-		o.retries = 0 // once on that worker, or not at all
-	case o.retries < 0:
-		o.retries = p.cfg.Retries
+	t := p.newTask(ctx, handler, o)
+	if p.cfg.Plugin != nil {
+		t.fail(nil, errPluginPool)
+		return t
 	}
-	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
-		queue: o.queue, pinned: o.pin != nil, done: make(chan struct{})}
 	size := 0
 	if b, ok := in.([]byte); ok && b != nil {
 		t.bin, size = b, len(b)
@@ -120,9 +117,27 @@ func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *
 		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d (Config.MaxFrame)", ErrTooLarge, size, limit))
 		return t
 	}
-	if err := ctx.Err(); err != nil {
+	p.enqueue(t, o)
+	return t
+}
+
+// newTask makes the task for one call of handler.
+func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
+	switch {
+	case o.pin != nil:
+		o.retries = 0 // once on that worker, or not at all
+	case o.retries < 0:
+		o.retries = p.cfg.Retries
+	}
+	return &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
+		queue: o.queue, pinned: o.pin != nil, done: make(chan struct{})}
+}
+
+// enqueue gives t to the backlog, or to o.pin alone; if it cannot go there, t fails.
+func (p *Pool) enqueue(t *task, o taskOpts) {
+	if err := t.ctx.Err(); err != nil {
 		t.fail(nil, err)
-		return t
+		return
 	}
 	var err error
 	if o.pin != nil {
@@ -133,7 +148,6 @@ func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *
 	if err != nil {
 		t.fail(nil, err)
 	}
-	return t
 }
 
 // frameOverhead is room left in a frame for the envelope around one task's payload.

@@ -3,12 +3,11 @@ package supervisor
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
+
+	"github.com/supervise-dev/supervise/internal/logline"
 )
 
 // stderrTailBytes is how much of a worker's stderr is kept for its error messages.
@@ -38,8 +37,8 @@ func (t *tail) String() string {
 
 // forwardStderr reads the worker's stderr line by line until EOF (or a read error: the owner
 // closes the pipe after a delay if a grandchild keeps it open), logging each line and keeping
-// the tail. A line that is a JSON object with "level" and "msg" (slog's JSON handler) keeps its
-// level and fields; any other line is logged at INFO.
+// the tail. Structured lines (slog's JSON, hclog's JSON and text formats) keep their level and
+// fields; any other line is logged at INFO (see logline.Log).
 func forwardStderr(r io.Reader, log *slog.Logger, t *tail) {
 	br := bufio.NewReaderSize(r, 16<<10)
 	for {
@@ -47,7 +46,7 @@ func forwardStderr(r io.Reader, log *slog.Logger, t *tail) {
 		if len(line) > 0 {
 			line = bytes.TrimRight(line, "\r\n")
 			t.add(line)
-			logLine(log, line)
+			logline.Log(log, line)
 		}
 		if err == bufio.ErrBufferFull {
 			continue // a very long line comes in pieces
@@ -56,27 +55,4 @@ func forwardStderr(r io.Reader, log *slog.Logger, t *tail) {
 			return
 		}
 	}
-}
-
-func logLine(log *slog.Logger, line []byte) {
-	ctx := context.Background()
-	if len(line) > 0 && line[0] == '{' {
-		var rec map[string]any
-		if json.Unmarshal(line, &rec) == nil {
-			msg, _ := rec["msg"].(string)
-			lvl, _ := rec["level"].(string)
-			var level slog.Level
-			if level.UnmarshalText([]byte(lvl)) == nil && msg != "" {
-				attrs := make([]slog.Attr, 0, len(rec))
-				for k, v := range rec {
-					if k != "msg" && k != "level" && k != "time" {
-						attrs = append(attrs, slog.Any(k, v))
-					}
-				}
-				log.LogAttrs(ctx, level, msg, attrs...)
-				return
-			}
-		}
-	}
-	log.LogAttrs(ctx, slog.LevelInfo, strings.ToValidUTF8(string(line), "\uFFFD"), slog.String("stream", "stderr"))
 }

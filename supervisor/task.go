@@ -28,6 +28,7 @@ type task struct {
 	queue   *queue       // the queue it came from, if any: follow-up puts go there
 	pinned  bool         // for one worker only (Broadcast): never given to another
 	badPut  bool         // it put follow-up work but came from no queue (only its reader touches it)
+	call    func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload
 
 	reports reports // messages from its handler (child.Report)
 
@@ -37,6 +38,7 @@ type task struct {
 	cancelSent   time.Time // when a cancel went to its worker
 	timedOut     bool      // the cancel was for its soft time limit
 	closing      bool      // the cancel was Shutdown's
+	stopCall     func()    // cancels a running plugin call's context
 
 	settled atomic.Bool
 	unwatch atomic.Pointer[func() bool] // stops the cancel watch (see watch)

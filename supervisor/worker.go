@@ -16,6 +16,7 @@ import (
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
 	"github.com/supervise-dev/supervise/internal/procfs"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // worker is one worker process and everything attached to it.
@@ -43,8 +44,9 @@ type worker struct {
 	handlers []string
 	started  time.Time
 
-	stdin, stdout, stderr *os.File // the parent's ends
-	conn                  *channel.Conn
+	stdin, stdout, stderr *os.File      // the parent's ends (no stdin for a plugin)
+	conn                  *channel.Conn // nil for a plugin
+	plugin                *pluginLink   // only for a plugin (Config.Plugin)
 	tail                  tail
 
 	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)
@@ -83,7 +85,8 @@ type worker struct {
 	state      *os.ProcessState
 }
 
-// startWorker starts one worker process, checks its hello and puts it to work.
+// startWorker starts one worker process, checks it is ready (a hello of our protocol, or
+// Config.Plugin's Connect) and puts it to work.
 func (p *Pool) startWorker(slot int) (_ *worker, err error) {
 	w := &worker{
 		p:          p,
@@ -98,74 +101,19 @@ func (p *Pool) startWorker(slot int) (_ *worker, err error) {
 		watchDone:  make(chan struct{}),
 		waited:     make(chan struct{}),
 	}
-	startErr := func(err error) *StartError {
-		return &StartError{WorkerID: w.id, Pid: w.pid, Command: p.cfg.Command, Err: err}
-	}
 	defer func() {
 		if err != nil {
 			p.emit(EventStartFailed{WorkerID: w.id, Err: err})
 		}
 	}()
-	var child [3]*os.File // the worker's ends: stdin, stdout, stderr
-	for i, parent := range []**os.File{&w.stdin, &w.stdout, &w.stderr} {
-		r, wr, err := os.Pipe()
-		if err != nil {
-			closeAll(child[:]...)
-			closeAll(w.stdin, w.stdout, w.stderr)
-			return nil, startErr(err)
-		}
-		if i == 0 {
-			child[i], *parent = r, wr
-		} else {
-			child[i], *parent = wr, r
-		}
-	}
-	growPipe(w.stdin, 1<<20)
-	growPipe(w.stdout, 1<<20)
-
-	cmd := exec.Command(p.cfg.Command[0], p.cfg.Command[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = child[0], child[1], child[2]
-	cmd.Dir = p.cfg.Dir
-	cmd.Env = append(append(os.Environ(), p.cfg.Env...),
-		handshake.Env(channel.ProtocolVersion, w.id, p.cfg.MaxFrame, p.cfg.Heartbeat, p.cfg.StopGrace)...)
-	cmd.SysProcAttr = sysProcAttr()
-	err = p.spawner.start(cmd)
-	closeAll(child[:]...)
-	if err != nil {
-		closeAll(w.stdin, w.stdout, w.stderr)
-		return nil, startErr(err)
-	}
-	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, time.Now()
-	w.log = p.log.With("worker", w.id, "pid", w.pid)
-	go w.wait()
-	go func() {
-		defer close(w.stderrDone)
-		forwardStderr(w.stderr, w.log, &w.tail)
-	}()
-
-	rec := &recorder{r: w.stdout, on: true}
-	w.conn = channel.NewConn(rec, w.stdin, channel.Options{MaxFrame: p.cfg.MaxFrame,
-		Peer: fmt.Sprintf("worker %d (pid %d)", w.id, w.pid)})
-	_ = w.stdout.SetReadDeadline(time.Now().Add(p.cfg.StartTimeout))
-	err = w.handshake()
-	if err == nil && p.cfg.Init.Handler != "" {
-		rec.on = false
-		err = w.initialize()
+	if p.cfg.Plugin != nil {
+		err = w.startPlugin()
+	} else {
+		err = w.startFrames()
 	}
 	if err != nil {
-		e := startErr(err)
-		if rec.on {
-			e.Received = rec.quote(w.stdout)
-		}
-		killGroup(w.pid, syscall.SIGKILL)
-		<-w.waited
-		<-w.stderrDone
-		closeAll(w.stdin, w.stdout, w.stderr)
-		e.State, e.Stderr = w.state, w.tail.String()
-		return nil, e
+		return nil, err
 	}
-	_ = w.stdout.SetReadDeadline(time.Time{})
-	rec.on = false
 
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
@@ -177,6 +125,100 @@ func (p *Pool) startWorker(slot int) (_ *worker, err error) {
 	go w.watch()
 	go w.run()
 	return w, nil
+}
+
+func (w *worker) startError(err error) *StartError {
+	return &StartError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, Err: err}
+}
+
+// spawn starts the worker's process, Config.Command with env added to the pool's environment,
+// with pipes for stdout and stderr (and stdin, if withStdin; else it reads /dev/null), as the
+// leader of its own process group. It starts wait and the stderr forwarder.
+func (w *worker) spawn(env []string, withStdin bool) error {
+	var child [3]*os.File // the worker's ends: stdin, stdout, stderr
+	for i, parent := range []**os.File{&w.stdin, &w.stdout, &w.stderr} {
+		if i == 0 && !withStdin {
+			continue
+		}
+		r, wr, err := os.Pipe()
+		if err != nil {
+			closeAll(child[:]...)
+			closeAll(w.stdin, w.stdout, w.stderr)
+			return err
+		}
+		if i == 0 {
+			child[i], *parent = r, wr
+		} else {
+			child[i], *parent = wr, r
+		}
+	}
+	if withStdin {
+		growPipe(w.stdin, 1<<20)
+	}
+	growPipe(w.stdout, 1<<20)
+
+	cfg := &w.p.cfg
+	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
+	if withStdin { // a nil *os.File in an io.Reader is not a nil Reader
+		cmd.Stdin = child[0]
+	}
+	cmd.Stdout, cmd.Stderr = child[1], child[2]
+	cmd.Dir = cfg.Dir
+	cmd.Env = append(append(os.Environ(), cfg.Env...), env...)
+	cmd.SysProcAttr = sysProcAttr()
+	err := w.p.spawner.start(cmd)
+	closeAll(child[:]...)
+	if err != nil {
+		closeAll(w.stdin, w.stdout, w.stderr)
+		return err
+	}
+	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, time.Now()
+	w.log = w.p.log.With("worker", w.id, "pid", w.pid)
+	go w.wait()
+	go func() {
+		defer close(w.stderrDone)
+		forwardStderr(w.stderr, w.log, &w.tail)
+	}()
+	return nil
+}
+
+// abort kills a worker that failed to start and waits until it is reaped; e gets its exit
+// status and the tail of its stderr.
+func (w *worker) abort(e *StartError) *StartError {
+	killGroup(w.pid, syscall.SIGKILL)
+	<-w.waited
+	<-w.stderrDone
+	closeAll(w.stdin, w.stdout, w.stderr)
+	e.State, e.Stderr = w.state, w.tail.String()
+	return e
+}
+
+// startFrames starts a worker that speaks our protocol: it waits for its hello, then runs
+// Config.Init on it.
+func (w *worker) startFrames() error {
+	cfg := &w.p.cfg
+	if err := w.spawn(handshake.Env(channel.ProtocolVersion, w.id, cfg.MaxFrame, cfg.Heartbeat, cfg.StopGrace), true); err != nil {
+		return w.startError(err)
+	}
+	rec := &recorder{r: w.stdout, on: true}
+	w.conn = channel.NewConn(rec, w.stdin, channel.Options{MaxFrame: cfg.MaxFrame,
+		Peer: fmt.Sprintf("worker %d (pid %d)", w.id, w.pid)})
+	_ = w.stdout.SetReadDeadline(time.Now().Add(cfg.StartTimeout))
+	err := w.handshake()
+	if err == nil && cfg.Init.Handler != "" {
+		rec.on = false
+		err = w.initialize()
+	}
+	if err != nil {
+		e := w.startError(err)
+		if rec.on {
+			e.Received = rec.quote(w.stdout)
+		}
+		return w.abort(e)
+	}
+	_ = w.stdout.SetReadDeadline(time.Time{})
+	rec.on = false
+	return nil
 }
 
 func closeAll(files ...*os.File) {
@@ -471,15 +513,20 @@ func (w *worker) send() {
 		frameBytes := 0
 		now := time.Now()
 		w.mu.Lock()
+		live := tasks[:0]
 		for _, t := range tasks {
 			if err := t.ctx.Err(); err != nil { // cancelled while queued: never sent
 				t.fail(nil, err)
 				continue
 			}
+			live = append(live, t)
 			w.held[t.id] = t
 			w.sent = append(w.sent, t)
 			t.sends++
 			t.sentAt = now
+			if w.plugin != nil {
+				continue
+			}
 			// A frame holds calls up to batchBytes of payload, and never more than the frame
 			// limit: a big call starts a frame of its own, so the worker can start on it as soon
 			// as it has read it.
@@ -496,6 +543,11 @@ func (w *worker) send() {
 			w.markRunning(now)
 		}
 		w.mu.Unlock()
+		clear(tasks[len(live):])
+		tasks = live
+		if w.plugin != nil {
+			w.startCalls(tasks)
+		}
 		if len(batch) > 0 {
 			from := 0
 			for _, to := range cuts {
@@ -511,12 +563,12 @@ func (w *worker) send() {
 				}
 				from = to
 			}
-			for _, t := range tasks {
-				t.watch(w)
-			}
-			w.sentTotal += len(batch)
 			clear(batch)
 		}
+		for _, t := range tasks {
+			t.watch(w)
+		}
+		w.sentTotal += len(tasks)
 		clear(tasks)
 		if max := w.p.cfg.MaxTasksPerWorker; max > 0 && w.sentTotal >= max {
 			w.recycled.Store(true)
@@ -559,7 +611,11 @@ func (w *worker) finish() {
 		}
 	}
 	w.stopping.Store(true)
-	w.stdin.Close()
+	if w.plugin != nil {
+		_ = w.plugin.conn.Close()
+	} else {
+		w.stdin.Close()
+	}
 }
 
 func (w *worker) busy() bool {
@@ -590,8 +646,11 @@ func (w *worker) sendCancel(id uint64) {
 	if held && t.cancelSent.IsZero() {
 		t.cancelSent = time.Now() // the hard limit counts from here
 	}
+	if held && t.stopCall != nil {
+		t.stopCall()
+	}
 	w.mu.Unlock()
-	if held {
+	if held && w.plugin == nil {
 		_ = w.conn.Send(channel.Message{Kind: channel.KindCancel, ID: id})
 	}
 }
@@ -641,7 +700,12 @@ func (t *task) watch(w *worker) {
 // run is the worker's owner: it reads answers until the stream ends, then cleans up.
 func (w *worker) run() {
 	defer w.p.wg.Done()
-	err := w.read()
+	var err error
+	if w.plugin != nil {
+		<-w.waited // a plugin's stream is not ours to read: its end is the process's
+	} else {
+		err = w.read()
+	}
 	close(w.quit)
 	var protocol error
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
@@ -657,6 +721,9 @@ func (w *worker) run() {
 	<-w.waited
 	w.stdin.Close() // unblocks a sender stuck on a full pipe
 	<-w.senderDone
+	if w.plugin != nil {
+		w.plugin.end()
+	}
 	<-w.stderrDone
 	<-w.watchDone
 	closeAll(w.stdout, w.stderr)
@@ -763,6 +830,25 @@ func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing 
 	return t, timedOut, closing
 }
 
+// settleAnswer settles t with its worker's answer: result, or the error remote. timedOut and
+// closing say why it was cancelled, if it was (see answered).
+func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.RawMessage, remote error) {
+	switch {
+	case t.badPut:
+		t.fail(w, errors.New("the handler put follow-up work (child.Put), but the task did not come from a queue"))
+	case remote == nil:
+		if t.settle(result, nil) {
+			w.tasksDone.Add(1)
+		}
+	case timedOut: // the handler gave up when cancelled for its time limit
+		t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})
+	case closing:
+		t.fail(w, fmt.Errorf("%w: cancelled by Shutdown: %w", ErrPoolClosed, remote))
+	default:
+		t.fail(w, remote)
+	}
+}
+
 // answers reports whether msgs holds an answer to a call.
 func answers(msgs []channel.Message) bool {
 	for i := range msgs {
@@ -797,24 +883,14 @@ func (w *worker) read() error {
 				if t == nil {
 					return fmt.Errorf("an answer (%s) to task %d, which this worker does not hold", m.Kind, m.ID)
 				}
-				var remote error = m.Err
-				if m.Kind == channel.KindError && m.Err == nil {
-					remote = &RemoteError{Type: "error", Message: "the worker reported an error without details"}
-				}
-				switch {
-				case t.badPut:
-					t.fail(w, errors.New("the handler put follow-up work (child.Put), but the task did not come from a queue"))
-				case m.Kind == channel.KindResult:
-					if t.settle(m.Payload, nil) {
-						w.tasksDone.Add(1)
+				var remote error
+				if m.Kind == channel.KindError {
+					remote = m.Err
+					if m.Err == nil {
+						remote = &RemoteError{Type: "error", Message: "the worker reported an error without details"}
 					}
-				case timedOut: // the handler gave up when cancelled for its time limit
-					t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})
-				case closing:
-					t.fail(w, fmt.Errorf("%w: cancelled by Shutdown: %w", ErrPoolClosed, remote))
-				default:
-					t.fail(w, remote)
 				}
+				w.settleAnswer(t, timedOut, closing, m.Payload, remote)
 			case channel.KindPut, channel.KindReport:
 				t := w.holding(m.ID)
 				if t == nil {

@@ -21,13 +21,13 @@ type task struct {
 	payload msgpack.RawMessage
 	bin     []byte // a []byte input, sent as is (see Func.Submit)
 	ctx     context.Context
-	notify  chan<- *task // optional: receives the task once settled (MapUnordered)
-	index   int          // position in a Map's input
-	retries int          // times it may still go to another worker if its worker dies
-	sends   int          // times it was sent to a worker
-	queue   *queue       // the queue it came from, if any: follow-up puts go there
-	pinned  bool         // for one worker only (Broadcast): never given to another
-	badPut  bool         // it put follow-up work but came from no queue (only its reader touches it)
+	notify  chan<- *task                     // optional: receives the task once settled (MapUnordered)
+	index   int                              // position in a Map's input
+	retries int                              // times it may still go to another worker if its worker dies
+	sends   int                              // times it was sent to a worker
+	queue   *queue                           // the queue it came from, if any: follow-up puts go there
+	pinned  bool                             // for one worker only (Broadcast): never given to another
+	badPut  bool                             // it put follow-up work but came from no queue (only its reader touches it)
 	call    func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload
 
 	reports reports // messages from its handler (child.Report)

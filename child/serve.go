@@ -13,6 +13,7 @@ import (
 
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
+	"github.com/supervise-dev/supervise/internal/keeper"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -21,7 +22,13 @@ var ErrNotWorker = errors.New(handshake.NotWorkerMessage)
 
 // Main serves the registered handlers and exits the process if it was started by a supervise
 // pool; otherwise it returns at once. Call it first thing in main, after registering handlers.
+// It is also where a pool's re-executed binary becomes the keeper of a plugin worker
+// (supervisor.Plugin): a program that calls Main gets keepers for its plugins.
 func Main() {
+	keeper.MarkAvailable()
+	if keeper.Requested() {
+		os.Exit(keeper.Run(os.Args[1:]))
+	}
 	if os.Getenv(handshake.CookieKey) == "" {
 		return
 	}

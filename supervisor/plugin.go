@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/supervise-dev/supervise/internal/logline"
 )
 
 // Plugin makes a pool's workers processes that the pool does not speak frames with:
@@ -23,6 +25,15 @@ import (
 // Config.TaskTimeout its context is cancelled, and Config.CancelGrace later the worker is
 // killed and replaced, failing only the calls it was running (Config.InFlight of them at most,
 // 1 by default for plugins). A worker that answers no Ping for Config.HangTimeout is hung.
+//
+// When this program calls child.Main (as programs that re-execute themselves as workers do),
+// each plugin runs under a keeper: this executable re-executed, leading the process group, the
+// plugin its child. The keeper exits as the plugin does; if this process dies, even by
+// SIGKILL, the keeper gets the parent-death signal and kills the whole group with the kill
+// ladder, so nothing the plugin started outlives it. Without child.Main the plugin itself leads
+// the group and gets the parent-death signal (SIGHUP: a go-plugin plugin dies of it), and
+// processes it started may outlive it. Process.Pid and Stats then show the keeper's pid; the
+// plugin's CPU and memory count as its descendant's.
 //
 // Config.Init, Submit, Map and the queues need workers that speak frames; on a plugin pool
 // their calls fail.
@@ -76,6 +87,13 @@ func (pr *Process) Logger() *slog.Logger {
 		return pr.w.log
 	}
 	return pr.w.p.log.With("worker", pr.w.id)
+}
+
+// Stderr is a writer whose lines are handled as lines of the process's stderr: logged (see
+// Config.Logger) and kept for the errors that quote its stderr. For output that reaches the
+// parent another way (go-plugin carries a plugin's os.Stderr over its RPC connection).
+func (pr *Process) Stderr() io.Writer {
+	return &logline.Writer{Log: pr.Logger(), OnLine: pr.w.tail.add}
 }
 
 // Wait returns once the process has been reaped (the pool reaps it), or ctx ends: nil if it
@@ -176,7 +194,15 @@ func (w *worker) runCall(t *task, ctx context.Context, stop context.CancelFunc) 
 	err := w.callPlugin(ctx, t)
 	stop()
 	if err != nil && w.plugin.conn.Ping() != nil {
-		killGroup(w.pid, syscall.SIGKILL) // gone, or alive and unreachable
+		// Gone, or going: leave the call to run, which has its exit status. If it is alive
+		// and unreachable after StopGrace, kill it.
+		t := time.NewTimer(w.p.cfg.StopGrace)
+		defer t.Stop()
+		select {
+		case <-w.waited:
+		case <-t.C:
+			killGroup(w.pid, syscall.SIGKILL)
+		}
 		return
 	}
 	now := time.Now()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
+	"github.com/supervise-dev/supervise/internal/keeper"
 	"github.com/supervise-dev/supervise/internal/procfs"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -158,7 +159,15 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 	growPipe(w.stdout, 1<<20)
 
 	cfg := &w.p.cfg
-	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
+	argv := cfg.Command
+	if cfg.Plugin != nil && keeper.Available() {
+		// A plugin does not take its group down when we die: a keeper between us does.
+		if self, err := os.Executable(); err == nil {
+			argv = append([]string{self}, cfg.Command...)
+			env = append(env, keeper.Key+"=1", fmt.Sprintf("%s=%d", handshake.StopGraceKey, cfg.StopGrace.Milliseconds()))
+		}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	if withStdin { // a nil *os.File in an io.Reader is not a nil Reader
 		cmd.Stdin = child[0]
 	}

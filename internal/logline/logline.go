@@ -5,10 +5,12 @@
 package logline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync"
 )
 
 // LevelTrace is hclog's TRACE, below slog's DEBUG.
@@ -88,4 +90,35 @@ func hclogLevel(s string) (slog.Level, bool) {
 		return slog.LevelError, true
 	}
 	return 0, false
+}
+
+// Writer logs every whole line written to it with Log, after passing it to OnLine if set.
+// Writes may come from several goroutines; a last line without a newline waits for the next.
+type Writer struct {
+	Log    *slog.Logger
+	OnLine func(line []byte)
+
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	rest := w.buf
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		line := bytes.TrimRight(rest[:i], "\r")
+		if w.OnLine != nil {
+			w.OnLine(line)
+		}
+		Log(w.Log, line)
+		rest = rest[i+1:]
+	}
+	w.buf = append(w.buf[:0], rest...)
+	return len(p), nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 )
@@ -21,7 +22,8 @@ const LevelTrace = slog.LevelDebug - 4
 //   - a JSON object with "@level" and "@message" (hclog's JSON format) keeps its level and
 //     fields, "@module" as the field "module";
 //   - a line starting "[TRACE]", "[DEBUG]", "[INFO]", "[WARN]" or "[ERROR]" (hclog's text
-//     format, as go-plugin reads it) gets that level;
+//     format, as go-plugin reads it), after the date and time of the standard library's log
+//     package if any, gets that level;
 //   - any other line is logged at INFO with the field stream=stderr.
 func Log(log *slog.Logger, line []byte) {
 	ctx := context.Background()
@@ -35,14 +37,18 @@ func Log(log *slog.Logger, line []byte) {
 		}
 	}
 	text := strings.ToValidUTF8(string(line), "\uFFFD")
+	body := stdlogTime.ReplaceAllString(text, "")
 	for prefix, level := range textLevels {
-		if strings.HasPrefix(text, prefix) {
-			log.LogAttrs(ctx, level, strings.TrimSpace(strings.TrimPrefix(text, prefix)), slog.String("stream", "stderr"))
+		if strings.HasPrefix(body, prefix) {
+			log.LogAttrs(ctx, level, strings.TrimSpace(strings.TrimPrefix(body, prefix)), slog.String("stream", "stderr"))
 			return
 		}
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, text, slog.String("stream", "stderr"))
 }
+
+// stdlogTime is the date and time the standard library's log package puts first.
+var stdlogTime = regexp.MustCompile(`^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(\.\d+)? `)
 
 var textLevels = map[string]slog.Level{"[TRACE]": LevelTrace, "[DEBUG]": slog.LevelDebug,
 	"[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError}

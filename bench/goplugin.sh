@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The same echo through supervise's channel and through hashicorp/go-plugin (net/rpc and gRPC),
+# The same echo through supervise's channel, through hashicorp/go-plugin (net/rpc and gRPC), and
+# through go-plugin plugins as the workers of a supervise pool (supervisor/goplugin),
 # 2 worker processes, 8 calls in flight each, 64 B and 1 MiB payloads: RUNS runs (default 5),
 # each measuring the three in turn, then the median of each figure.
 #   bench/goplugin.sh [WORKERS] [INFLIGHT]
@@ -12,7 +13,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 for spec in "50000 64" "1000 1048576"; do
   set -- $spec
   out=$(for _ in $(seq "$RUNS"); do "$bin" -tasks "$1" -size "$2" -workers "$W" -inflight "$K"; done)
-  for name in supervise go-plugin-netrpc go-plugin-grpc; do
+  for name in supervise go-plugin-netrpc pool-of-netrpc go-plugin-grpc pool-of-grpc; do
     rows=$(grep "^$name " <<<"$out")
     tps=$(sed -n 's/.*tasks\/s=\([0-9.]*\).*/\1/p' <<<"$rows" | median)
     mib=$(sed -n 's/.*MiB\/s=\([0-9.]*\).*/\1/p' <<<"$rows" | median)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/rpc"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/supervise-dev/supervise/child"
 	"github.com/supervise-dev/supervise/supervisor"
+	"github.com/supervise-dev/supervise/supervisor/goplugin"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -143,6 +145,10 @@ func main() {
 			log.Fatal(err)
 		}
 		report("go-plugin-"+string(proto), d)
+		if d, err = viaPool(proto, *n, *workers, *inflight, payload); err != nil {
+			log.Fatal(err)
+		}
+		report("pool-of-"+string(proto), d)
 	}
 }
 
@@ -200,28 +206,75 @@ func viaGoPlugin(proto plugin.Protocol, n, workers, inflight int, payload func(i
 		}
 		echoers = append(echoers, e)
 	}
+	start := time.Now()
+	err = fanOut(n, len(echoers), inflight, func(worker, i int) error {
+		out, err := echoers[worker].Echo(payload(i))
+		return check(payload(i), out, err)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("go-plugin %s: %w", proto, err)
+	}
+	return time.Since(start), nil
+}
+
+// viaPool is viaGoPlugin with the plugins as the workers of a supervise pool
+// (supervisor/goplugin): what the pool's machinery costs per call.
+func viaPool(proto plugin.Protocol, n, workers, inflight int, payload func(int) []byte) (time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	ctx := context.Background()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: workers, InFlight: inflight,
+		Command: []string{self}, Env: []string{protoEnv + "=" + string(proto)},
+		Plugin: goplugin.New(goplugin.Config{Handshake: handshake, Plugins: plugins, AllowedProtocols: []plugin.Protocol{proto}}),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	echo := func(i int) error {
+		return goplugin.Call(ctx, pool, "echo", func(_ context.Context, e Echoer) error {
+			out, err := e.Echo(payload(i))
+			return check(payload(i), out, err)
+		})
+	}
+	if err := echo(0); err != nil { // warm up: dispense
+		return 0, err
+	}
+	start := time.Now()
+	if err := fanOut(n, workers, inflight, func(_, i int) error { return echo(i) }); err != nil {
+		return 0, fmt.Errorf("pool of go-plugin %s: %w", proto, err)
+	}
+	return time.Since(start), pool.Close()
+}
+
+// check is an echo's check: want came back.
+func check(want, out []byte, err error) error {
+	if err == nil && !bytes.Equal(out, want) {
+		err = fmt.Errorf("an echo of %d bytes returned %d other bytes", len(want), len(out))
+	}
+	return err
+}
+
+// fanOut calls do(worker, i) for i in [0, n) from inflight goroutines per worker, and returns
+// the first error.
+func fanOut(n, workers, inflight int, do func(worker, i int) error) error {
 	jobs := make(chan int, 1024)
 	errs := make(chan error, workers*inflight)
 	var wg sync.WaitGroup
-	start := time.Now()
-	for _, e := range echoers {
+	for w := range workers {
 		for range inflight {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				for i := range jobs {
-					out, err := e.Echo(payload(i))
-					if err == nil && !bytes.Equal(out, payload(i)) {
-						err = fmt.Errorf("echo %d returned other bytes", i)
-					}
-					if err != nil {
+					if err := do(w, i); err != nil {
 						errs <- err
 						for range jobs { // drain
 						}
 						return
 					}
 				}
-			}()
+			})
 		}
 	}
 	for i := range n {
@@ -229,11 +282,10 @@ func viaGoPlugin(proto plugin.Protocol, n, workers, inflight int, payload func(i
 	}
 	close(jobs)
 	wg.Wait()
-	d := time.Since(start)
 	select {
 	case err := <-errs:
-		return 0, fmt.Errorf("go-plugin %s: %w", proto, err)
+		return err
 	default:
+		return nil
 	}
-	return d, nil
 }

@@ -43,6 +43,10 @@
 // grandchildren included), memory, tasks and restarts, with the slowest tasks so far. Figures
 // are deltas over [Config.StatsInterval], sampled only while someone asks.
 //
+// Workers that are not ours: with [Config.Plugin] the pool runs processes it does not speak
+// frames with, such as hashicorp/go-plugin plugins (package supervisor/goplugin), under the
+// same policies, and [Pool.Call] runs a Go function on a worker's client (plugin.go).
+//
 // Stopping: [Pool.Close] finishes every task submitted, queued or running; [Pool.Shutdown]
 // fails the queued ones, lets the running ones finish until its context ends, then cancels
 // them and kills workers still busy [Config.CancelGrace] later. Both return once every worker

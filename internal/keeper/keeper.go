@@ -73,9 +73,10 @@ func Run(argv []string) int {
 		select {
 		case <-exited:
 			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-			if ws.Signaled() {
+			if ws.Signaled() { // die of the same signal, so the pool reports it as such
 				signal.Reset(ws.Signal())
 				_ = syscall.Kill(os.Getpid(), ws.Signal())
+				time.Sleep(time.Second) // delivery is asynchronous; a signal that does not kill
 				return 128 + int(ws.Signal())
 			}
 			return cmd.ProcessState.ExitCode()

@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/supervise-dev/supervise/internal/logline"
@@ -196,13 +195,7 @@ func (w *worker) runCall(t *task, ctx context.Context, stop context.CancelFunc) 
 	if err != nil && w.plugin.conn.Ping() != nil {
 		// Gone, or going: leave the call to run, which has its exit status. If it is alive
 		// and unreachable after StopGrace, kill it.
-		t := time.NewTimer(w.p.cfg.StopGrace)
-		defer t.Stop()
-		select {
-		case <-w.waited:
-		case <-t.C:
-			killGroup(w.pid, syscall.SIGKILL)
-		}
+		w.killUnlessReaped()
 		return
 	}
 	now := time.Now()

@@ -350,15 +350,19 @@ func (w *worker) ladder() {
 	default:
 	}
 	killGroup(w.pid, syscall.SIGTERM)
-	go func() {
-		t := time.NewTimer(w.p.cfg.StopGrace)
-		defer t.Stop()
-		select {
-		case <-w.waited:
-		case <-t.C:
-			killGroup(w.pid, syscall.SIGKILL)
-		}
-	}()
+	go w.killUnlessReaped()
+}
+
+// killUnlessReaped waits Config.StopGrace for the worker to be reaped, and SIGKILLs its group
+// if it was not.
+func (w *worker) killUnlessReaped() {
+	t := time.NewTimer(w.p.cfg.StopGrace)
+	defer t.Stop()
+	select {
+	case <-w.waited:
+	case <-t.C:
+		killGroup(w.pid, syscall.SIGKILL)
+	}
 }
 
 // watch checks the worker's time limits every tick until run closes quit: a worker silent for

@@ -33,7 +33,8 @@ type Config struct {
 	MaxFrame int
 	// StartTimeout bounds the wait for a new worker's hello. Default: 10s.
 	StartTimeout time.Duration
-	// Heartbeat is the period at which workers are asked to send heartbeats. Default: 1s.
+	// Heartbeat is the period at which workers are asked to send heartbeats (and at which a
+	// plugin worker is pinged). Default: 1s.
 	Heartbeat time.Duration
 	// HangTimeout: a worker that sends nothing at all, not even a heartbeat, for this long is
 	// hung (a SIGSTOPped process is): it is killed and replaced, and the calls it was running

@@ -728,7 +728,7 @@ func (w *worker) run() {
 	if protocol != nil {
 		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
 	}
-	if !expected {
+	if !expected && w.plugin == nil { // (a plugin's run starts once it is reaped)
 		killGroup(w.pid, syscall.SIGKILL)
 	}
 	<-w.waited

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // WorkerResult is one worker's outcome of a Broadcast.
@@ -36,6 +37,19 @@ func (f Func[In, Out]) Broadcast(ctx context.Context, in In) []WorkerResult[Out]
 		out[i] = WorkerResult[Out]{WorkerID: ws[i].id, Pid: ws[i].pid, Value: v, Err: err}
 	}
 	return out
+}
+
+// unpin takes back t, pinned to this worker and not sent yet.
+func (w *worker) unpin(t *task) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, p := range w.pinned {
+		if p == t {
+			w.pinned = slices.Delete(w.pinned, i, i+1)
+			return true
+		}
+	}
+	return false
 }
 
 // pin gives t to this worker alone. It fails if the worker is already on its way out.

@@ -269,7 +269,13 @@ func (p *Pool) call(ctx context.Context, name string, fn func(context.Context, a
 	select {
 	case <-t.done:
 	case <-ctx.Done():
-		if p.backlog.remove(t) { // still queued: it never runs
+		queued := false
+		if pin != nil {
+			queued = pin.unpin(t)
+		} else {
+			queued = p.backlog.remove(t)
+		}
+		if queued { // it never runs
 			t.fail(nil, ctx.Err())
 		}
 		<-t.done

@@ -365,12 +365,25 @@ func TestQueuedCallDropped(t *testing.T) {
 		})
 	}()
 	<-started
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
 	ran := false
-	err := call(ctx, pool, func(context.Context, Tester) error { ran = true; return nil })
-	if !errors.Is(err, context.Canceled) || ran {
-		t.Errorf("a cancelled queued call: %v, ran %v", err, ran)
+	for _, on := range []string{"Call", "CallOn"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		queued := make(chan error, 1)
+		go func() {
+			fn := func(context.Context, Tester) error { ran = true; return nil }
+			if on == "Call" {
+				queued <- call(ctx, pool, fn)
+			} else {
+				queued <- goplugin.CallOn(ctx, pool, pool.Workers()[0].ID, "tester", fn)
+			}
+		}()
+		cancel() // before or after the call is queued: either way it must not run
+		if err := <-queued; !errors.Is(err, context.Canceled) {
+			t.Errorf("a cancelled queued %s: %v", on, err)
+		}
+	}
+	if ran {
+		t.Error("a cancelled queued call ran")
 	}
 	close(release)
 	if err := <-busy; err != nil {

@@ -310,6 +310,9 @@ func checkErrors(s *suite) (string, error) {
 
 // checkCancel cancels a running call and a queued one; both must be answered promptly. A
 // cancel of an id already answered must be ignored.
+// runningDelay is how long after the answer before it a call is taken to be running.
+const runningDelay = 100 * time.Millisecond
+
 func checkCancel(s *suite) (string, error) {
 	return s.withPeer(func(p *peer) (string, error) {
 		// echo 1 is answered before sleep 2 starts (concurrency 1), so once its answer is in,
@@ -320,6 +323,10 @@ func checkCancel(s *suite) (string, error) {
 		if _, _, err := p.answers([]uint64{1}, answerTimeout); err != nil {
 			return "", err
 		}
+		// The protocol has no "started" message, and a cancel that reaches sleep 2 while it is
+		// still queued is answered as a queued one (so a worker ignoring cancels of running
+		// calls would pass): give it time to start.
+		time.Sleep(runningDelay)
 		t0 := time.Now()
 		cancel := func(id uint64) channel.Message { return channel.Message{Kind: channel.KindCancel, ID: id} }
 		if err := p.send(cancel(3), cancel(2), cancel(1)); err != nil { // 1: already answered

@@ -72,11 +72,14 @@ func (t *task) fail(w *worker, err error) bool {
 	if w != nil {
 		te.WorkerID, te.Pid = w.id, w.pid
 	}
-	if !t.settle(nil, te) {
-		return false
-	}
-	if w != nil {
+	if w != nil { // counted before settle wakes the caller, who may read Stats next
 		w.tasksFailed.Add(1)
+	}
+	if !t.settle(nil, te) {
+		if w != nil {
+			w.tasksFailed.Add(-1)
+		}
+		return false
 	}
 	return true
 }

@@ -850,8 +850,9 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 	case t.badPut:
 		t.fail(w, errors.New("the handler put follow-up work (child.Put), but the task did not come from a queue"))
 	case remote == nil:
-		if t.settle(result, nil) {
-			w.tasksDone.Add(1)
+		w.tasksDone.Add(1) // counted before settle wakes the caller, who may read Stats next
+		if !t.settle(result, nil) {
+			w.tasksDone.Add(-1)
 		}
 	case timedOut: // the handler gave up when cancelled for its time limit
 		t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})

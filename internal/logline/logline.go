@@ -37,7 +37,10 @@ func Log(log *slog.Logger, line []byte) {
 		}
 	}
 	text := strings.ToValidUTF8(string(line), "\uFFFD")
-	body := stdlogTime.ReplaceAllString(text, "")
+	body := text
+	if len(body) > 0 && body[0] >= '0' && body[0] <= '9' { // the regexp only for a likely date
+		body = stdlogTime.ReplaceAllString(body, "")
+	}
 	for prefix, level := range textLevels {
 		if strings.HasPrefix(body, prefix) {
 			log.LogAttrs(ctx, level, strings.TrimSpace(strings.TrimPrefix(body, prefix)), slog.String("stream", "stderr"))
@@ -53,11 +56,17 @@ var stdlogTime = regexp.MustCompile(`^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(\.\d+)
 var textLevels = map[string]slog.Level{"[TRACE]": LevelTrace, "[DEBUG]": slog.LevelDebug,
 	"[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError}
 
+// The keys of a record that are not its fields.
+var (
+	slogKeys  = map[string]bool{"level": true, "msg": true, "time": true}
+	hclogKeys = map[string]bool{"@level": true, "@message": true, "@timestamp": true}
+)
+
 // structured reads a record of slog's JSON handler or of hclog's JSON format.
 func structured(rec map[string]any) (level slog.Level, msg string, attrs []slog.Attr, ok bool) {
-	levelKey, msgKey, skip := "level", "msg", map[string]bool{"level": true, "msg": true, "time": true}
+	levelKey, msgKey, skip := "level", "msg", slogKeys
 	if _, hc := rec["@message"]; hc {
-		levelKey, msgKey, skip = "@level", "@message", map[string]bool{"@level": true, "@message": true, "@timestamp": true}
+		levelKey, msgKey, skip = "@level", "@message", hclogKeys
 	}
 	msg, _ = rec[msgKey].(string)
 	lvl, _ := rec[levelKey].(string)

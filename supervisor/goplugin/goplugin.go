@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,8 +155,7 @@ func withPlugin[T any](name string, fn func(context.Context, T) error) func(cont
 		}
 		p, ok := raw.(T)
 		if !ok {
-			var want *T
-			return fmt.Errorf("goplugin: plugin %q dispensed a %T, which is not a %T", name, raw, want)
+			return fmt.Errorf("goplugin: plugin %q dispensed a %T, which is not a %v", name, raw, reflect.TypeFor[T]())
 		}
 		return fn(ctx, p)
 	}

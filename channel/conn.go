@@ -66,34 +66,10 @@ func (c *Conn) Send(msgs ...Message) error {
 	size := 0 // bytes of spliced payloads
 	b = appendArrayLen(b, len(msgs))
 	for i := range msgs {
-		m := &msgs[i]
-		b = appendArrayLen(b, 5)
-		b = appendUint(b, uint64(m.Kind))
-		b = appendUint(b, m.ID)
-		if m.Name == "" {
-			b = append(b, msgpackNil)
-		} else {
-			b = appendStr(b, m.Name)
-		}
-		payload := m.Payload
-		if m.Bin != nil {
-			b = appendBinHeader(b, len(m.Bin))
-			payload = m.Bin
-		}
-		switch {
-		case m.Bin == nil && len(payload) == 0:
-			b = append(b, msgpackNil)
-		case len(payload) >= bigPayload:
-			c.splice = append(c.splice, splice{at: len(b), data: payload})
-			size += len(payload)
-		default:
-			b = append(b, payload...)
-		}
-		if m.Err == nil {
-			b = append(b, msgpackNil)
-		} else {
-			b = appendRemoteError(b, m.Err)
-		}
+		b = appendMessage(b, &msgs[i], func(at int, data []byte) {
+			c.splice = append(c.splice, splice{at: at, data: data})
+			size += len(data)
+		})
 	}
 	c.wbuf = b
 	n := len(b) - 4 + size
@@ -127,6 +103,57 @@ func (c *Conn) writeSpliced(b []byte) error {
 	}
 	_, err := c.w.Write(b[from:])
 	return err
+}
+
+// appendMessage appends m as [kind, id, name, payload, error]. A payload of bigPayload bytes
+// or more is not appended but handed to spliceAt, with the offset it belongs at, when
+// spliceAt is not nil.
+func appendMessage(b []byte, m *Message, spliceAt func(at int, data []byte)) []byte {
+	b = appendArrayLen(b, 5)
+	b = appendUint(b, uint64(m.Kind))
+	b = appendUint(b, m.ID)
+	if m.Name == "" {
+		b = append(b, msgpackNil)
+	} else {
+		b = appendStr(b, m.Name)
+	}
+	payload := m.Payload
+	if m.Bin != nil {
+		b = appendBinHeader(b, len(m.Bin))
+		payload = m.Bin
+	}
+	switch {
+	case m.Bin == nil && len(payload) == 0:
+		b = append(b, msgpackNil)
+	case len(payload) >= bigPayload && spliceAt != nil:
+		spliceAt(len(b), payload)
+	default:
+		b = append(b, payload...)
+	}
+	if m.Err == nil {
+		return append(b, msgpackNil)
+	}
+	return appendRemoteError(b, m.Err)
+}
+
+// AppendMessage appends m to b as one envelope, [kind, id, name, payload, error], without a
+// frame around it: the form a message takes where something else delimits it (a NATS message,
+// docs/protocol.md section 9).
+func AppendMessage(b []byte, m Message) []byte { return appendMessage(b, &m, nil) }
+
+// ParseMessage reads one envelope written by AppendMessage; b must hold it and nothing else.
+// The message's payload aliases b.
+func ParseMessage(b []byte) (Message, error) {
+	var c Conn
+	r := reader{b: b}
+	var m Message
+	if err := c.parseMessage(&r, &m, true); err != nil {
+		return Message{}, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if r.i != len(b) {
+		return Message{}, fmt.Errorf("%w: %d bytes left after the message", ErrDecode, len(b)-r.i)
+	}
+	return m, nil
 }
 
 func appendRemoteError(b []byte, e *RemoteError) []byte {
@@ -289,7 +316,7 @@ func (c *Conn) intern(name []byte) string {
 		return s
 	}
 	s := string(name)
-	if len(c.names) < 1024 {
+	if c.names != nil && len(c.names) < 1024 {
 		c.names[s] = s
 	}
 	return s

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -184,4 +186,25 @@ func sizeName(n int) string {
 		return "1MiB"
 	}
 	return "64B"
+}
+
+func TestAppendParseMessage(t *testing.T) {
+	want := Message{Kind: KindCall, ID: 7, Name: "echo", Payload: msgpack.RawMessage{0xa2, 'h', 'i'}}
+	b := AppendMessage(nil, want)
+	got, err := ParseMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != want.Kind || got.ID != want.ID || got.Name != want.Name || !bytes.Equal(got.Payload, want.Payload) || got.Err != nil {
+		t.Fatalf("round trip: got %+v, want %+v", got, want)
+	}
+	e := Message{Kind: KindError, ID: 8, Err: &RemoteError{Type: "panic", Message: "boom", Traceback: "tb"}}
+	if got, err := ParseMessage(AppendMessage(nil, e)); err != nil || *got.Err != *e.Err || got.ID != 8 {
+		t.Fatalf("error round trip: %+v, %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, {0x95}, append(b, 0xc0), []byte("hello")} {
+		if _, err := ParseMessage(bad); !errors.Is(err, ErrDecode) {
+			t.Errorf("ParseMessage(%x): %v, want ErrDecode", bad, err)
+		}
+	}
 }

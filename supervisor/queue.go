@@ -44,9 +44,37 @@ func NewQueue[In, Out any](p *Pool, name string, cfg QueueConfig) *Queue[In, Out
 	return &Queue[In, Out]{&queue{pool: p, handler: name, cfg: cfg, retries: retries, changed: make(chan struct{})}}
 }
 
+// QueueBackend runs a Queue's items somewhere other than a Pool's workers: package
+// supervisor/jetstream sends them to worker machines through NATS JetStream.
+type QueueBackend interface {
+	// Submit runs item index of a queue for handler and calls done exactly once with the
+	// item's outcome: the handler's msgpack-encoded result, or an error. ctx carries the
+	// caller's values but is never cancelled: an item, once put, runs to its end.
+	Submit(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error))
+}
+
+// NewQueueOn returns a queue of inputs for the handler called name, run by b. Capacity and
+// ManualDone work as on a pool's queue; Retries is b's business. Follow-ups (child.Put) are
+// not carried across a backend: a handler that puts one fails its item.
+func NewQueueOn[In, Out any](b QueueBackend, name string, cfg QueueConfig) *Queue[In, Out] {
+	return &Queue[In, Out]{&queue{backend: b, handler: name, cfg: cfg, changed: make(chan struct{})}}
+}
+
+// JoinableQueue is what a Queue does, whichever runs its items (a Pool, or a QueueBackend).
+type JoinableQueue[In, Out any] interface {
+	Put(ctx context.Context, in In) error
+	TaskDone() error
+	Join(ctx context.Context) error
+	Close()
+	Results(ctx context.Context) iter.Seq[Result[Out]]
+}
+
+var _ JoinableQueue[int, int] = (*Queue[int, int])(nil)
+
 // queue is the part of a Queue that does not depend on its types.
 type queue struct {
 	pool    *Pool
+	backend QueueBackend // instead of pool
 	handler string
 	cfg     QueueConfig
 	retries int
@@ -88,6 +116,11 @@ func (q *Queue[In, Out]) Put(ctx context.Context, in In) error {
 	}
 	index := qq.enter()
 	qq.mu.Unlock()
+	if qq.backend != nil {
+		t := &task{id: uint64(index) + 1, handler: qq.handler, ctx: context.WithoutCancel(ctx), index: index, queue: qq, done: make(chan struct{})}
+		qq.backend.Submit(t.ctx, qq.handler, index, in, func(result msgpack.RawMessage, err error) { t.settle(result, err) })
+		return nil
+	}
 	qq.pool.submit(context.WithoutCancel(ctx), qq.handler, in, taskOpts{index: index, retries: qq.retries, queue: qq})
 	return nil
 }

@@ -1,0 +1,257 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/supervisor"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Client submits tasks to a queue on a JetStream server and collects their outcomes: every
+// task submitted ends exactly once, with the result or error that the first machine to finish
+// it stored, whatever the number of deliveries it took. It is the QueueBackend of
+// supervisor.NewQueueOn, and Submit gives futures.
+//
+// Each Client is one run: its tasks and results carry the run's id, so that many clients can
+// share a queue. Close ends the run.
+type Client struct {
+	s   *streams
+	cfg Config
+	run string
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	nextID atomic.Uint64
+	wg     sync.WaitGroup // publishers
+
+	mu      sync.Mutex
+	pending map[uint64]*pendingTask
+	closed  bool
+
+	results natsjs.ConsumeContext
+	lost    *nats.Subscription
+}
+
+// pendingTask is a task submitted and not yet settled.
+type pendingTask struct {
+	handler string
+	done    func(result msgpack.RawMessage, err error)
+}
+
+// NewClient opens (creating them if needed) the queue's streams on nc's server and starts
+// collecting this run's results.
+func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStreams(ctx, nc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{s: s, cfg: cfg, run: nuid.Next(), pending: map[uint64]*pendingTask{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	cons, err := s.js.OrderedConsumer(ctx, cfg.resultsStream(), natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{cfg.resultsOf(c.run)},
+	})
+	if err == nil {
+		c.results, err = cons.Consume(c.collect)
+	}
+	if err != nil {
+		c.cancel()
+		return nil, fmt.Errorf("reading results from stream %s: %w", cfg.resultsStream(), err)
+	}
+	// A task delivered MaxDeliver times whose last machine was lost has no outcome: the
+	// server says so in an advisory, and the task's own client records one.
+	c.lost, err = nc.Subscribe(fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", cfg.tasksStream(), consumerName), c.maxDeliveries)
+	if err != nil {
+		c.results.Stop()
+		c.cancel()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Run is the client's run id: its tasks' results are on subjects supervise.QUEUE.results.RUN.*.
+func (c *Client) Run() string { return c.run }
+
+// Submit sends one task for handler and calls done exactly once with its outcome. It is
+// supervisor.QueueBackend's method; index is not used (ids are the client's own).
+func (c *Client) Submit(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error)) {
+	c.submit(ctx, handler, in, done)
+}
+
+// submit encodes in, registers the task and publishes it.
+func (c *Client) submit(ctx context.Context, handler string, in any, done func(msgpack.RawMessage, error)) uint64 {
+	id := c.nextID.Add(1)
+	fail := func(err error) {
+		done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: handler, Err: err})
+	}
+	payload, err := channel.Marshal(in)
+	if err != nil {
+		fail(fmt.Errorf("encoding the input: %w", err))
+		return id
+	}
+	msg := nats.NewMsg(c.cfg.tasksSubject())
+	msg.Header.Set(headerRun, c.run)
+	msg.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: id, Name: handler, Payload: payload})
+	if len(msg.Data) > c.s.limit-headerRoom {
+		err := fmt.Errorf("%w: the task is %d bytes, the server takes messages of %d at most", ErrTooLarge, len(msg.Data), c.s.limit)
+		c.s.deadLetter(c.ctx, msg.Data, fmt.Sprintf("run %s task %d", c.run, id), "task too large: "+err.Error())
+		fail(err)
+		return id
+	}
+	if err := ctx.Err(); err != nil {
+		fail(err)
+		return id
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		fail(ErrClosed)
+		return id
+	}
+	c.pending[id] = &pendingTask{handler: handler, done: done}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	msgID := c.run + "." + strconv.FormatUint(id, 10)
+	ack, err := c.s.js.PublishMsgAsync(msg, natsjs.WithMsgID(msgID))
+	go c.confirm(id, msg, msgID, ack, err)
+	return id
+}
+
+// confirm waits for the server to store a task, publishing it again (the same message id, so
+// stored once) until it does or the client closes: a server restarting loses nothing sent.
+func (c *Client) confirm(id uint64, msg *nats.Msg, msgID string, ack natsjs.PubAckFuture, err error) {
+	defer c.wg.Done()
+	for attempt := 1; ; attempt++ {
+		if err == nil {
+			select {
+			case <-ack.Ok():
+				return
+			case err = <-ack.Err():
+			case <-c.ctx.Done():
+				return // Close fails the task
+			}
+		}
+		delay := min(2*time.Second, time.Duration(attempt)*100*time.Millisecond)
+		c.cfg.Logger.Warn("jetstream: publishing a task failed; again", "queue", c.cfg.Queue, "task", id, "attempt", attempt, "err", err, "retry_in", delay)
+		select {
+		case <-time.After(delay):
+		case <-c.ctx.Done():
+			return
+		}
+		ack, err = c.s.js.PublishMsgAsync(msg, natsjs.WithMsgID(msgID))
+	}
+}
+
+// collect takes one result message of this run.
+func (c *Client) collect(msg natsjs.Msg) {
+	subject := msg.Subject()
+	id, err := strconv.ParseUint(subject[strings.LastIndexByte(subject, '.')+1:], 10, 64)
+	if err != nil {
+		c.s.deadLetter(c.ctx, msg.Data(), subject, "result on a subject without a task id")
+		return
+	}
+	c.mu.Lock()
+	p := c.pending[id]
+	delete(c.pending, id)
+	c.mu.Unlock()
+	if p == nil {
+		return // settled already (a result seen again after a reconnect)
+	}
+	deliveries, _ := strconv.Atoi(msg.Headers().Get(headerDeliveries))
+	te := &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Machine: msg.Headers().Get(headerWorker), Deliveries: deliveries}
+	env, err := channel.ParseMessage(msg.Data())
+	switch {
+	case err != nil:
+		te.Err = fmt.Errorf("result %s: %w", subject, err)
+		c.s.deadLetter(c.ctx, msg.Data(), subject, "malformed result: "+err.Error())
+	case env.Kind == channel.KindResult:
+		p.done(env.Payload, nil)
+		return
+	case env.Kind == channel.KindError && env.Err != nil:
+		te.Err = env.Err
+	default:
+		te.Err = fmt.Errorf("result %s: a %s message, not a result or an error", subject, env.Kind)
+		c.s.deadLetter(c.ctx, msg.Data(), subject, "malformed result: "+te.Err.Error())
+	}
+	p.done(nil, te)
+}
+
+// maxDeliveries records an outcome for one of this run's tasks that the server stopped
+// delivering after MaxDeliver lost deliveries.
+func (c *Client) maxDeliveries(m *nats.Msg) {
+	var adv struct {
+		StreamSeq  uint64 `json:"stream_seq"`
+		Deliveries uint64 `json:"deliveries"`
+	}
+	if json.Unmarshal(m.Data, &adv) != nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		defer cancel()
+		raw, err := c.s.tasks.GetMsg(ctx, adv.StreamSeq)
+		if err != nil || raw.Header.Get(headerRun) != c.run {
+			return // another run's, or answered after all
+		}
+		env, err := channel.ParseMessage(raw.Data)
+		if err != nil {
+			return
+		}
+		out := nats.NewMsg(c.cfg.resultSubject(c.run, env.ID))
+		out.Header.Set(headerDeliveries, strconv.FormatUint(adv.Deliveries, 10))
+		lost := fmt.Errorf("%w: delivered %d times (MaxDeliver), each time to a machine that was lost before it answered", ErrLost, adv.Deliveries)
+		out.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindError, ID: env.ID, Err: remoteError(lost)})
+		if err := c.s.storeResult(ctx, out); err != nil {
+			c.cfg.Logger.Error("jetstream: recording a lost task", "queue", c.cfg.Queue, "task", env.ID, "err", err)
+			return
+		}
+		c.s.tasks.DeleteMsg(ctx, adv.StreamSeq)
+	}()
+}
+
+// Close ends the run: tasks without an outcome yet fail with ErrClosed (their machines may
+// still run them), and the run's results are removed from the server.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	left := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.results.Stop()
+	c.lost.Unsubscribe()
+	for id, p := range left {
+		p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Err: ErrClosed})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	results, err := c.s.js.Stream(ctx, c.cfg.resultsStream())
+	if err == nil {
+		err = results.Purge(ctx, natsjs.WithPurgeSubject(c.cfg.resultsOf(c.run)))
+	}
+	if err != nil {
+		return fmt.Errorf("removing the results of run %s: %w", c.run, err)
+	}
+	return nil
+}
+
+var _ supervisor.QueueBackend = (*Client)(nil)

@@ -1,0 +1,74 @@
+package jetstream
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+)
+
+// Config names a queue on a JetStream server and how its tasks are delivered. The submitter
+// and every worker machine of a queue should use the same values; the zero value is the queue
+// "default" with the defaults below.
+type Config struct {
+	// Queue names the queue: letters, digits, '-' and '_'. Empty: "default".
+	Queue string
+	// AckWait is how long a task may go without word from the machine running it (a result,
+	// or an in-progress ack, sent every AckWait/4 while it runs) before it is given to
+	// another machine. Zero: 30s.
+	AckWait time.Duration
+	// MaxDeliver is how many times a task is delivered at most: a machine lost, or a worker
+	// process that dies on it, costs one delivery; after the last the task fails with its
+	// last error. Zero: 5.
+	MaxDeliver int
+	// ResultTTL is how long results stay on the server for a submitter that is gone. Zero: 24h.
+	ResultTTL time.Duration
+	// Logger receives what the queue logs; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+var queueName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Queue == "" {
+		c.Queue = "default"
+	}
+	if !queueName.MatchString(c.Queue) {
+		return c, fmt.Errorf("queue name %q: only letters, digits, '-' and '_' may be used", c.Queue)
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if c.ResultTTL <= 0 {
+		c.ResultTTL = 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// Names of the queue's streams, subjects and consumer (docs/protocol.md, section 9).
+func (c Config) tasksStream() string   { return "SUPERVISE_" + c.Queue + "_TASKS" }
+func (c Config) resultsStream() string { return "SUPERVISE_" + c.Queue + "_RESULTS" }
+func (c Config) deadStream() string    { return "SUPERVISE_" + c.Queue + "_DEAD" }
+func (c Config) tasksSubject() string  { return "supervise." + c.Queue + ".tasks" }
+func (c Config) deadSubject() string   { return "supervise." + c.Queue + ".dead" }
+func (c Config) resultSubject(run string, id uint64) string {
+	return fmt.Sprintf("supervise.%s.results.%s.%d", c.Queue, run, id)
+}
+func (c Config) resultsOf(run string) string { return "supervise." + c.Queue + ".results." + run + ".*" }
+
+const consumerName = "workers"
+
+// Message headers.
+const (
+	headerRun    = "Supervise-Run"    // on a task: the submitter's run id
+	headerWorker     = "Supervise-Worker"     // on a result: host/pid of the machine that ran it
+	headerDeliveries = "Supervise-Deliveries" // on a result: the delivery that ran it
+	headerReason = "Supervise-Reason" // on a dead letter: why
+	headerFrom   = "Supervise-From"   // on a dead letter: the subject and sequence it came from
+)

@@ -1,0 +1,223 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/supervisor"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ServeConfig is how a worker machine takes part in a queue.
+type ServeConfig struct {
+	Config
+	// Hold is how many tasks the machine holds at once (pulled, not yet answered). Zero: two
+	// per worker process of the pool.
+	Hold int
+	// Drain is how long a machine told to stop lets the tasks it holds finish; those still
+	// running after it are cancelled and handed back (nacked) for another machine. Zero:
+	// AckWait.
+	Drain time.Duration
+}
+
+// Serve makes this machine a worker of the queue: it pulls tasks from the server for pool,
+// runs each on pool's workers, stores its outcome and only then acks it. While a task runs its
+// delivery is kept with an in-progress ack every AckWait/4; if this machine is lost, the
+// server gives the task to another once AckWait passes without one.
+//
+// A task whose worker process died (crashed, was killed, hung) is handed back for another
+// delivery, up to MaxDeliver; at the last one its error is its outcome and the task is
+// terminated (a poison item kills every worker it meets). A handler's error, a time or memory
+// limit are outcomes at once. A message that is not a task of this protocol goes to the
+// queue's dead-letter subject.
+//
+// Serve returns when ctx ends, after the tasks it holds have finished or, past Drain, have
+// been handed back; it does not close pool.
+func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeConfig) error {
+	var err error
+	if cfg.Config, err = cfg.Config.withDefaults(); err != nil {
+		return err
+	}
+	if cfg.Hold <= 0 {
+		cfg.Hold = max(1, 2*len(pool.Workers()))
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = cfg.AckWait
+	}
+	s, err := openStreams(ctx, nc, cfg.Config)
+	if err != nil {
+		return err
+	}
+	cons, err := s.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	m := &machine{s: s, cfg: cfg, pool: pool, name: fmt.Sprintf("%s/%d", host, os.Getpid()), slots: make(chan struct{}, cfg.Hold)}
+	// Tasks run under runCtx, which outlives ctx by Drain.
+	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRuns()
+	m.pull(ctx, cons, runCtx)
+	drained := make(chan struct{})
+	go func() { m.running.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(cfg.Drain):
+		cfg.Logger.Warn("jetstream: stopping: handing back the tasks still running", "queue", cfg.Queue, "drain", cfg.Drain)
+		stopRuns()
+		<-drained
+	}
+	return nil
+}
+
+// machine is one worker machine's side of a queue.
+type machine struct {
+	s       *streams
+	cfg     ServeConfig
+	pool    *supervisor.Pool
+	name    string        // host/pid, on every result it stores
+	slots   chan struct{} // one per task held
+	running sync.WaitGroup
+}
+
+// pull fetches tasks while there is room for them, until ctx ends.
+func (m *machine) pull(ctx context.Context, cons natsjs.Consumer, runCtx context.Context) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		select { // room for one more, at least
+		case m.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		room := 1
+		for room < cap(m.slots) && len(m.slots) < cap(m.slots) {
+			m.slots <- struct{}{}
+			room++
+		}
+		batch, err := cons.Fetch(room, natsjs.FetchMaxWait(time.Second))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				m.running.Add(1)
+				go m.run(runCtx, msg)
+			}
+			err = batch.Error()
+		}
+		for ; got < room; got++ { // the room not filled
+			<-m.slots
+		}
+		if err != nil && !errors.Is(err, natsjs.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			backoff = min(2*time.Second, max(100*time.Millisecond, 2*backoff))
+			m.cfg.Logger.Warn("jetstream: fetching tasks", "queue", m.cfg.Queue, "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// run runs one delivered task to its end: its outcome stored and the delivery acked, or the
+// delivery handed back.
+func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
+	defer m.running.Done()
+	defer func() { <-m.slots }()
+	meta, err := msg.Metadata()
+	if err != nil { // not from a consumer: cannot happen with Fetch
+		m.cfg.Logger.Error("jetstream: a task without metadata", "err", err)
+		return
+	}
+	from := fmt.Sprintf("%s #%d (delivery %d)", msg.Subject(), meta.Sequence.Stream, meta.NumDelivered)
+	run := msg.Headers().Get(headerRun)
+	env, err := channel.ParseMessage(msg.Data())
+	switch {
+	case err == nil && run == "":
+		err = fmt.Errorf("no %s header", headerRun)
+	case err == nil && (env.Kind != channel.KindCall || env.Name == ""):
+		err = fmt.Errorf("a %s message, not a call with a handler name", env.Kind)
+	}
+	if err != nil {
+		m.s.deadLetter(ctx, msg.Data(), from, "malformed task: "+err.Error())
+		msg.Term()
+		return
+	}
+	subject := m.cfg.resultSubject(run, env.ID)
+	if meta.NumDelivered > 1 && m.s.recorded(ctx, subject) { // an earlier delivery finished it
+		msg.Ack()
+		return
+	}
+
+	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).Submit(ctx, env.Payload)
+	tick := time.NewTicker(m.cfg.AckWait / 4)
+	for waiting := true; waiting; {
+		select {
+		case <-f.Done():
+			waiting = false
+		case <-tick.C:
+			msg.InProgress()
+		}
+	}
+	tick.Stop()
+	result, err := f.Get(context.Background())
+	last := meta.NumDelivered >= uint64(m.cfg.MaxDeliver)
+	switch {
+	case err != nil && ctx.Err() != nil: // cancelled: this machine is stopping
+		msg.Nak()
+		return
+	case err != nil && handBack(err) && !last:
+		m.cfg.Logger.Info("jetstream: handing back a task whose worker died", "from", from, "err", err)
+		msg.NakWithDelay(time.Duration(meta.NumDelivered) * 500 * time.Millisecond)
+		return
+	}
+	out := nats.NewMsg(subject)
+	out.Header.Set(headerWorker, m.name)
+	out.Header.Set(headerDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	out.Data = m.outcome(ctx, env, result, err, from)
+	if err := m.s.storeResult(ctx, out); err != nil {
+		m.cfg.Logger.Warn("jetstream: storing a result failed; the task goes back", "subject", subject, "err", err)
+		msg.Nak()
+		return
+	}
+	if err != nil && handBack(err) {
+		msg.Term() // delivered MaxDeliver times, killing its worker each time
+		return
+	}
+	msg.Ack()
+}
+
+// outcome encodes a task's result or error as a result message. A result too large for the
+// server becomes an error, and the result's head goes to the dead-letter subject.
+func (m *machine) outcome(ctx context.Context, call channel.Message, result msgpack.RawMessage, err error, from string) []byte {
+	if err == nil {
+		b := channel.AppendMessage(nil, channel.Message{Kind: channel.KindResult, ID: call.ID, Payload: result})
+		if len(b) <= m.s.limit-headerRoom {
+			return b
+		}
+		err = fmt.Errorf("%w: the result is %d bytes, the server takes messages of %d at most", ErrTooLarge, len(result), m.s.limit)
+		m.s.deadLetter(ctx, b, from, "result too large: "+err.Error())
+	}
+	return channel.AppendMessage(nil, channel.Message{Kind: channel.KindError, ID: call.ID, Err: remoteError(err)})
+}
+
+// headerRoom is what a message's headers and envelope may take beside its payload.
+const headerRoom = 4 << 10
+
+// handBack reports whether a task that failed with err should go to another delivery: its
+// worker process died under it without a limit being the cause, or the pool is stopping.
+func handBack(err error) bool {
+	if errors.Is(err, supervisor.ErrTimeout) || errors.Is(err, supervisor.ErrMemoryLimit) {
+		return false
+	}
+	return errors.Is(err, supervisor.ErrWorkerDied) || errors.Is(err, supervisor.ErrPoolClosed) || errors.Is(err, supervisor.ErrPoolBroken)
+}

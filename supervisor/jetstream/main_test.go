@@ -1,0 +1,258 @@
+package jetstream_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/supervise-dev/supervise/child"
+	"github.com/supervise-dev/supervise/internal/proctest"
+	"github.com/supervise-dev/supervise/supervisor"
+	"github.com/supervise-dev/supervise/supervisor/jetstream"
+)
+
+// The test binary is three programs: a worker process of a pool (child.Main serves the
+// handlers below), a worker machine (machineEnv: a pool of those workers pulling from a
+// queue, as supervise worker does), and the tests.
+const (
+	machineEnv = "JS_TEST_MACHINE" // the server's URL
+	ackWaitEnv = "JS_TEST_ACKWAIT"
+	deliverEnv = "JS_TEST_MAXDELIVER"
+)
+
+func TestMain(m *testing.M) {
+	child.Handle("echo", func(_ context.Context, s string) (string, error) { return s, nil })
+	// nap sleeps, first writing its input to the log file named in it, so a test can count
+	// the times each task started; it answers the pid of its machine.
+	child.Handle("nap", func(ctx context.Context, in napInput) (int, error) {
+		if in.Log != "" {
+			f, err := os.OpenFile(in.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				return 0, err
+			}
+			fmt.Fprintf(f, "%d\n", in.N)
+			f.Close()
+		}
+		select {
+		case <-time.After(time.Duration(in.Ms) * time.Millisecond):
+			return os.Getppid(), nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	})
+	child.Handle("crash", func(context.Context, int) (int, error) {
+		fmt.Fprintln(os.Stderr, "crash: going down")
+		os.Exit(3)
+		return 0, nil
+	})
+	child.Handle("fail", func(_ context.Context, s string) (int, error) { return 0, errors.New("no good: " + s) })
+	child.Handle("big", func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil })
+	child.Main()
+	if url := os.Getenv(machineEnv); url != "" {
+		os.Exit(runMachine(url))
+	}
+	os.Setenv("GORACE", "atexit_sleep_ms=0") // race-built workers exit at once
+	os.Exit(m.Run())
+}
+
+type napInput struct {
+	N   int    `msgpack:"n"`
+	Ms  int    `msgpack:"ms"`
+	Log string `msgpack:"log"`
+}
+
+// runMachine is a worker machine: two worker processes serving the queue until SIGTERM.
+func runMachine(url string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "machine:", err)
+		return 1
+	}
+	defer nc.Close()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 2, Command: []string{os.Args[0], "worker-of", os.Args[len(os.Args)-1]}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "machine:", err)
+		return 1
+	}
+	defer pool.Close()
+	cfg := jetstream.ServeConfig{Config: testConfig()}
+	fmt.Println("ready")
+	if err := jetstream.Serve(ctx, nc, pool, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "machine:", err)
+		return 1
+	}
+	return 0
+}
+
+// testConfig is the queue's config in the tests: short AckWait, so lost machines are noticed
+// in a second or two.
+func testConfig() jetstream.Config {
+	cfg := jetstream.Config{Queue: "test", AckWait: 2 * time.Second, MaxDeliver: 3}
+	if d, err := time.ParseDuration(os.Getenv(ackWaitEnv)); err == nil {
+		cfg.AckWait = d
+	}
+	if n, err := strconv.Atoi(os.Getenv(deliverEnv)); err == nil {
+		cfg.MaxDeliver = n
+	}
+	return cfg
+}
+
+// testServer is the server of a test: embedded in the test process, or, with
+// SUPERVISE_TEST_NATS_SERVER naming a nats-server binary (as CI does with Debian's), that
+// program on loopback. Either keeps its store in a directory of the test, so it can restart.
+type testServer struct {
+	t     *testing.T
+	store string
+	port  int
+	emb   *jetstream.Server
+	cmd   *exec.Cmd
+}
+
+func startServer(t *testing.T) *testServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &testServer{t: t, store: t.TempDir(), port: port}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *testServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+func (s *testServer) start() {
+	s.t.Helper()
+	if bin := os.Getenv("SUPERVISE_TEST_NATS_SERVER"); bin != "" {
+		s.cmd = exec.Command(bin, "-js", "-sd", s.store, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
+		s.cmd.Stderr = os.Stderr
+		if err := s.cmd.Start(); err != nil {
+			s.t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port)); err == nil {
+				c.Close()
+				return
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("%s did not listen on port %d within 10s", bin, s.port)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a port: nothing to wait on
+		}
+	}
+	emb, err := jetstream.StartServer(jetstream.ServerConfig{StoreDir: s.store, Listen: fmt.Sprintf("127.0.0.1:%d", s.port)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.emb = emb
+}
+
+func (s *testServer) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+	if s.emb != nil {
+		s.emb.Shutdown()
+		s.emb = nil
+	}
+}
+
+func (s *testServer) restart() {
+	s.t.Helper()
+	s.stop()
+	s.start()
+}
+
+func connect(t *testing.T, s *testServer) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func newClient(t *testing.T, s *testServer, cfg jetstream.Config) *jetstream.Client {
+	t.Helper()
+	c, err := jetstream.NewClient(context.Background(), connect(t, s), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// machine is a worker machine process of a test.
+type machine struct {
+	cmd    *exec.Cmd
+	marker string
+}
+
+// startMachines starts n machine processes on s, each with its two worker processes, and
+// checks at the end of the test that none of their processes is left.
+func startMachines(t *testing.T, s *testServer, n int, env ...string) []*machine {
+	t.Helper()
+	var ms []*machine
+	for i := range n {
+		marker := fmt.Sprintf("machine-%s-%d-%d", strings.ReplaceAll(t.Name(), "/", "-"), i, time.Now().UnixNano())
+		cmd := exec.Command(os.Args[0], "machine", marker)
+		cmd.Env = append(append(os.Environ(), machineEnv+"="+s.URL()), env...)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		m := &machine{cmd: cmd, marker: marker}
+		t.Cleanup(func() {
+			m.cmd.Process.Signal(syscall.SIGTERM)
+			m.cmd.Wait()
+			proctest.AwaitNoProcessWithArg(t, 10*time.Second, marker)
+		})
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			t.Fatalf("machine %d: first line %q, want ready", i, line)
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// logCounts reads a nap log: how many times each task started.
+func logCounts(t *testing.T, path string) map[int]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	counts := map[int]int{}
+	for _, f := range strings.Fields(string(b)) {
+		n, _ := strconv.Atoi(f)
+		counts[n]++
+	}
+	return counts
+}
+
+func napLog(t *testing.T) string { return filepath.Join(t.TempDir(), "starts.log") }

@@ -60,15 +60,17 @@ func (c Config) deadSubject() string   { return "supervise." + c.Queue + ".dead"
 func (c Config) resultSubject(run string, id uint64) string {
 	return fmt.Sprintf("supervise.%s.results.%s.%d", c.Queue, run, id)
 }
-func (c Config) resultsOf(run string) string { return "supervise." + c.Queue + ".results." + run + ".*" }
+func (c Config) resultsOf(run string) string {
+	return "supervise." + c.Queue + ".results." + run + ".*"
+}
 
 const consumerName = "workers"
 
 // Message headers.
 const (
-	headerRun    = "Supervise-Run"    // on a task: the submitter's run id
+	headerRun        = "Supervise-Run"        // on a task: the submitter's run id
 	headerWorker     = "Supervise-Worker"     // on a result: host/pid of the machine that ran it
 	headerDeliveries = "Supervise-Deliveries" // on a result: the delivery that ran it
-	headerReason = "Supervise-Reason" // on a dead letter: why
-	headerFrom   = "Supervise-From"   // on a dead letter: the subject and sequence it came from
+	headerReason     = "Supervise-Reason"     // on a dead letter: why
+	headerFrom       = "Supervise-From"       // on a dead letter: the subject and sequence it came from
 )

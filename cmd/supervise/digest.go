@@ -19,6 +19,7 @@ import (
 
 func digestCommand(pf *poolFlags) *cobra.Command {
 	b := defaultBatching
+	var cf clusterFlags
 	cmd := &cobra.Command{
 		Use:   "digest [flags] PATH...",
 		Short: "Print the SHA-512 of every regular file under the paths, as sha512sum does",
@@ -38,6 +39,11 @@ batches, so that one big file does not finish last. Files over 256 KiB are hashe
 OpenSSL's libcrypto when the system has one (libcrypto.so.3 or .1.1, loaded at run time), else
 with Go's crypto/sha512; SUPERVISE_HASH=go forces Go's.
 
+With --connect URL the files are hashed by the worker machines of a queue on a NATS
+JetStream server (supervise serve; supervise worker --connect URL on each machine): every path
+must name the same file on every machine, as on a shared file system; give absolute paths.
+The pool flags then belong to the machines.
+
 Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself failed.`,
 		Example: `  supervise digest .
   supervise --workers 8 digest ./dir other/file.iso
@@ -46,7 +52,7 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx, caught, stop := withSignals(cmd.Context())
 			defer stop()
-			err := digest(ctx, pf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			err := digest(ctx, pf, &cf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			var ie interruptedError
 			if errors.As(err, &ie) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "supervise: interrupted: %d of %d files not hashed\n", ie.left, ie.total)
@@ -55,6 +61,7 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 			return err
 		},
 	}
+	cf.add(cmd.Flags(), "hash the files")
 	// Tuning knobs, hidden: the tests use them to force the re-queueing of budget-cut tasks.
 	cmd.Flags().IntVar(&b.files, "batch-files", b.files, "files per task")
 	cmd.Flags().Int64Var(&b.bytes, "batch-bytes", b.bytes, "bytes a task hashes before it hands back the rest")
@@ -93,7 +100,7 @@ type taskDone struct {
 // are hashed one per task, largest first, ahead of the small batches still waiting: a big file
 // starts as soon as it is known, so that it does not finish last. Lines are printed in walk
 // order as soon as every line before them is known.
-func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdout, stderr io.Writer) error {
+func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, paths []string, stdout, stderr io.Writer) error {
 	log, err := pf.logger()
 	if err != nil {
 		return err
@@ -111,7 +118,7 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	if err != nil {
 		return err
 	}
-	pool, means, stopMonitor, err := startJobPool(ctx, pf, cfg, view)
+	job, err := startJob(ctx, pf, cf, cfg, view)
 	if err != nil {
 		return err
 	}
@@ -119,25 +126,24 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 	// running ones are cancelled; Close then waits for the workers to exit.
 	defer func() {
 		cancel()
-		pool.Close()
+		job.close()
 	}()
-	defer stopMonitor()
 	log.Debug("pool started", "workers", pf.workers, "took", time.Since(t0))
-	hash := supervisor.Bind[digestRequest, digestAnswer](pool, "digest")
 
 	var (
-		items   []walkItem // every path so far, in walk order
-		sums    [][]byte   // by item; nil until known
-		waiting []task     // small batches not yet submitted
-		big     []int      // deferred big files, largest first
-		sizes   = map[int]int64{}
-		window  = pf.workers*pf.inFlight + pf.workers // tasks outstanding at most
-		pending = 0
-		done    = make(chan taskDone, window)
-		printed = 0
-		failed  = 0
-		hashed  = int64(0)
-		what    = map[uint64]string{} // task id -> its files, for the report's slowest tasks
+		items     []walkItem // every path so far, in walk order
+		sums      [][]byte   // by item; nil until known
+		waiting   []task     // small batches not yet submitted
+		big       []int      // deferred big files, largest first
+		sizes     = map[int]int64{}
+		window    = pf.workers*pf.inFlight + pf.workers // tasks outstanding at most
+		pending   = 0
+		done      = make(chan taskDone, window)
+		printed   = 0
+		failed    = 0
+		hashed    = int64(0)
+		what      = map[uint64]string{} // task id -> its files, for the report's slowest tasks
+		abandoned bool
 	)
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	submit := func(t task) {
@@ -145,16 +151,16 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		for k, i := range t.files {
 			req.Paths[k] = items[i].path
 		}
-		req.Progress = view != nil && t.whole
-		f := hash.Submit(ctx, req)
+		req.Progress = view != nil && t.whole && job.pool != nil // no reports from other machines
+		f := submitTo[digestRequest, digestAnswer](ctx, job, "digest", req)
 		pending++
-		if means != nil {
+		if job.means != nil {
 			what[f.ID()] = describeTask(req.Paths)
 		}
 		go func() {
 			var reported int64 // a big file's bytes, as they are read
 			if req.Progress {
-				for r := range f.Reports(context.Background()) {
+				for r := range f.(*supervisor.Future[digestAnswer]).Reports(context.Background()) {
 					var n int64
 					if r.Decode(&n) == nil {
 						view.hashed(0, n-reported)
@@ -179,8 +185,9 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		}
 	}
 	for {
-		if ctx.Err() != nil { // interrupted: submit nothing more, collect what is out
-			big, waiting = nil, nil
+		if ctx.Err() != nil && !abandoned { // interrupted: submit nothing more, collect what is out
+			big, waiting, abandoned = nil, nil, true
+			job.abandon()
 		}
 		if walked == nil && pending == 0 && len(waiting) == 0 && len(big) == 0 {
 			break
@@ -272,12 +279,11 @@ func digest(ctx context.Context, pf *poolFlags, b batching, paths []string, stdo
 		}
 		return interruptedError{left: left, total: len(items)}
 	}
-	if err := pool.Close(); err != nil {
+	if err := job.close(); err != nil {
 		return err
 	}
-	stopMonitor()
-	if means != nil {
-		r := newReport("digest", pool, time.Since(t0), means, func(id uint64) string { return what[id] })
+	if job.means != nil {
+		r := newReport("digest", job.pool, time.Since(t0), job.means, func(id uint64) string { return what[id] })
 		r.Items, r.Bytes, r.Failed = len(items), hashed, failed
 		if err := writeReports(pf, r, stderr); err != nil {
 			return err

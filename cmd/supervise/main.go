@@ -138,6 +138,8 @@ running and is replaced.`,
 	root.AddCommand(digestCommand(&pf))
 	root.AddCommand(conformanceCommand())
 	root.AddCommand(runCommand(&pf))
+	root.AddCommand(serveCommand(&pf))
+	root.AddCommand(workerCommand(&pf))
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if pf.cpuProfile == "" {
 			return nil

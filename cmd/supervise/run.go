@@ -29,6 +29,7 @@ type runFlags struct {
 
 func runCommand(pf *poolFlags) *cobra.Command {
 	var rf runFlags
+	var cf clusterFlags
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARGS...]",
 		Short: "Feed stdin, line by line, to a pool of workers started from any command",
@@ -53,14 +54,26 @@ on stdout or an error on stderr. All pool flags apply: --timeout, --cancel-grace
 handlers), --max-tasks-per-worker, --hang-timeout. --in-flight defaults to 32 here (lines
 are usually small tasks; use 1 or 2 for long ones of uneven length).
 
+With --connect URL the lines go to the worker machines of a queue on a NATS JetStream
+server instead (supervise serve; supervise worker --connect URL -- CMD on each machine), CMD
+is not given, --call is required and the pool flags belong to the machines.
+
 Exit status: 0 every line succeeded, 1 some failed, 2 the run itself failed (the worker
 could not start, bad input), 128+N on signal N.`,
 		Example: `  supervise run --call upper -- python3 worker.py < lines.txt
   supervise --workers 8 --timeout 30s run --keep-order --call score -- python3 model.py < inputs.txt
   jq -c '.items[]' data.json | supervise run --json --call price -- ./pricer`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, command []string) error {
+			if cf.connect != "" {
+				return cobra.NoArgs(cmd, command)
+			}
+			return cobra.MinimumNArgs(1)(cmd, command)
+		},
 		RunE: func(cmd *cobra.Command, command []string) error {
-			if cmd.ArgsLenAtDash() != 0 {
+			if cf.connect != "" && rf.call == "" {
+				return fmt.Errorf("run --connect: name the handler with --call")
+			}
+			if cf.connect == "" && cmd.ArgsLenAtDash() != 0 {
 				return fmt.Errorf("run: put the worker command after --, as in: supervise run --call NAME -- python3 worker.py")
 			}
 			if f := cmd.Flag("in-flight"); f != nil && !f.Changed {
@@ -71,7 +84,7 @@ could not start, bad input), 128+N on signal N.`,
 			}
 			ctx, caught, stop := withSignals(cmd.Context())
 			defer stop()
-			err := runLines(ctx, pf, rf, command, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			err := runLines(ctx, pf, &cf, rf, command, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			var ie interruptedError
 			if errors.As(err, &ie) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "supervise: interrupted: %d of %d lines not done\n", ie.left, ie.total)
@@ -80,6 +93,7 @@ could not start, bad input), 128+N on signal N.`,
 			return err
 		},
 	}
+	cf.add(cmd.Flags(), "run the lines")
 	cmd.Flags().StringVar(&rf.call, "call", "", "the handler each line is a task for (default: the worker's only handler)")
 	cmd.Flags().BoolVar(&rf.json, "json", false, "each input line is a JSON value, and results are printed as JSON")
 	cmd.Flags().BoolVarP(&rf.keepOrder, "keep-order", "k", false, "print results in input order (default: as they finish)")
@@ -257,11 +271,11 @@ func strOrBin(raw []byte) ([]byte, bool) {
 type runTask struct {
 	line int
 	size int
-	f    *supervisor.Future[msgpack.RawMessage]
+	f    pendingTask[msgpack.RawMessage]
 }
 
 // runLines is supervise run: lines in, tasks through the pool, results out.
-func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	log, err := pf.logger()
 	if err != nil {
 		return err
@@ -277,19 +291,19 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 	view := pf.liveView(stderr, "run", "lines")
 	defer view.stop()
 	msgs := view.above(stderr)
-	pool, means, stopMonitor, err := startJobPool(ctx, pf, cfg, view)
+	job, err := startJob(ctx, pf, cf, cfg, view)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		cancel()
-		pool.Close()
+		job.close()
 	}()
-	defer stopMonitor()
-	if rf.call, err = pickHandler(pool, rf.call); err != nil {
-		return err
+	if job.pool != nil {
+		if rf.call, err = pickHandler(job.pool, rf.call); err != nil {
+			return err
+		}
 	}
-	fn := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](pool, rf.call)
 
 	lines := make(chan []inputLine, 4)
 	// The reader ends at EOF, or at its next batch once ctx ends. Interrupted while it waits
@@ -328,7 +342,7 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 		outstanding--
 		view.hashed(1, int64(t.size))
 		res, err := t.f.Get(context.Background())
-		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		if err != nil && interrupted(ctx, err) {
 			notDone++ // interrupted: left undone, not failed
 			return
 		}
@@ -343,7 +357,7 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 		out.Write(text)
 		out.WriteByte('\n')
 	}
-	interrupted := ctx.Done()
+	stopped := ctx.Done()
 	for lines != nil || len(queued) > 0 || outstanding > 0 {
 		var in chan []inputLine
 		if len(queued) == 0 {
@@ -364,8 +378,8 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 				fail(it.n, it.err)
 				continue
 			}
-			t := &runTask{line: it.n, size: it.size, f: fn.Submit(ctx, it.payload)}
-			if means != nil {
+			t := &runTask{line: it.n, size: it.size, f: submitTo[msgpack.RawMessage, msgpack.RawMessage](ctx, job, rf.call, it.payload)}
+			if job.means != nil {
 				what[t.f.ID()] = fmt.Sprintf("line %d", it.n)
 			}
 			outstanding++
@@ -398,8 +412,9 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 				pending[0] = nil
 				pending = pending[1:]
 			}
-		case <-interrupted:
-			interrupted, lines, queued = nil, nil, nil // read no more; collect what is out
+		case <-stopped:
+			stopped, lines, queued = nil, nil, nil // read no more; collect what is out
+			job.abandon()
 		}
 		if len(finished) == 0 && len(queued) == 0 { // nothing more at hand: let the lines out
 			if err := out.Flush(); err != nil {
@@ -414,12 +429,11 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 	if ctx.Err() != nil {
 		return interruptedError{left: notDone, total: total}
 	}
-	if err := pool.Close(); err != nil {
+	if err := job.close(); err != nil {
 		return err
 	}
-	stopMonitor()
-	if means != nil {
-		r := newReport("run", pool, time.Since(t0), means, func(id uint64) string { return what[id] })
+	if job.means != nil {
+		r := newReport("run", job.pool, time.Since(t0), job.means, func(id uint64) string { return what[id] })
 		r.Items, r.Bytes, r.Failed = total, bytesIn, failed
 		if err := writeReports(pf, r, stderr); err != nil {
 			return err
@@ -434,7 +448,7 @@ func runLines(ctx context.Context, pf *poolFlags, rf runFlags, command []string,
 	return nil
 }
 
-func isDone(f *supervisor.Future[msgpack.RawMessage]) bool {
+func isDone(f pendingTask[msgpack.RawMessage]) bool {
 	select {
 	case <-f.Done():
 		return true

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/supervise-dev/supervise/supervisor"
+	"github.com/supervise-dev/supervise/supervisor/jetstream"
+)
+
+// clusterFlags say which NATS JetStream queue a command works on (--connect and the rest).
+type clusterFlags struct {
+	connect    string
+	queue      string
+	nkeySeed   string
+	tlsCA      string
+	ackWait    time.Duration
+	maxDeliver int
+}
+
+func (cf *clusterFlags) add(fs *pflag.FlagSet, role string) {
+	fs.StringVar(&cf.connect, "connect", "", role+" through the NATS JetStream server at `URL` (nats://[TOKEN@]HOST:PORT, tls://...) instead of a local pool; see supervise serve")
+	fs.StringVar(&cf.queue, "queue", "default", "the queue's name on the server (--connect)")
+	fs.StringVar(&cf.nkeySeed, "nkey-seed", "", "sign in to the server with the nkey seed in `FILE` (--connect)")
+	fs.StringVar(&cf.tlsCA, "tls-ca", "", "trust the server's TLS certificate when signed by the CA in `FILE` (--connect)")
+	fs.DurationVar(&cf.ackWait, "ack-wait", 30*time.Second, "a task whose machine is silent this long goes to another (--connect)")
+	fs.IntVar(&cf.maxDeliver, "max-deliver", 5, "deliveries of a task at most: a lost machine or a dead worker process costs one (--connect)")
+}
+
+func (cf *clusterFlags) config(log *slog.Logger) jetstream.Config {
+	return jetstream.Config{Queue: cf.queue, AckWait: cf.ackWait, MaxDeliver: cf.maxDeliver, Logger: log}
+}
+
+// dial connects to the server at --connect, reconnecting for as long as it takes (a server
+// restarting loses nothing: tasks and results are in its store).
+func (cf *clusterFlags) dial(log *slog.Logger, name string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from the server; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected", "server", nc.ConnectedUrlRedacted()) }),
+	}
+	if cf.nkeySeed != "" {
+		opt, err := nats.NkeyOptionFromSeed(cf.nkeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("--nkey-seed: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if cf.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(cf.tlsCA))
+	}
+	nc, err := nats.Connect(cf.connect, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", redact(cf.connect), err)
+	}
+	return nc, nil
+}
+
+// redact hides the token or password in server URLs.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// job is where a job's tasks run: a local pool, or the worker machines of a queue.
+type job struct {
+	pool        *supervisor.Pool // local
+	means       *coreMeans       // local, with a report
+	stopMonitor func()
+	nc          *nats.Conn // --connect
+	client      *jetstream.Client
+}
+
+// startJob starts the pool of a job, or with --connect joins the queue.
+func startJob(ctx context.Context, pf *poolFlags, cf *clusterFlags, cfg supervisor.Config, view *liveView) (*job, error) {
+	if cf.connect == "" {
+		pool, means, stop, err := startJobPool(ctx, pf, cfg, view)
+		if err != nil {
+			return nil, err
+		}
+		return &job{pool: pool, means: means, stopMonitor: stop}, nil
+	}
+	if pf.report || pf.reportJSON != "" {
+		return nil, errors.New("--report and --report-json describe a local pool: not with --connect")
+	}
+	nc, err := cf.dial(cfg.Logger, "supervise submitter")
+	if err != nil {
+		return nil, err
+	}
+	client, err := jetstream.NewClient(ctx, nc, cf.config(cfg.Logger))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &job{nc: nc, client: client, stopMonitor: func() {}}, nil
+}
+
+// abandon gives up the tasks out when the job is interrupted: a pool's are cancelled by the
+// context; a queue's fail with jetstream.ErrClosed (their machines may still run them).
+func (j *job) abandon() {
+	if j.client != nil {
+		j.client.Close()
+	}
+}
+
+// close ends the job: the pool's workers stop, or the run's results are removed.
+func (j *job) close() error {
+	if j.client != nil {
+		err := j.client.Close()
+		j.nc.Close()
+		return err
+	}
+	err := j.pool.Close()
+	j.stopMonitor()
+	return err
+}
+
+// interrupted reports whether err is how a task ends when its job is interrupted.
+func interrupted(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, jetstream.ErrClosed))
+}
+
+// pendingTask is a task submitted to a pool or to a queue.
+type pendingTask[Out any] interface {
+	ID() uint64
+	Done() <-chan struct{}
+	Get(context.Context) (Out, error)
+}
+
+// submitTo submits one task of a job.
+func submitTo[In, Out any](ctx context.Context, j *job, handler string, in In) pendingTask[Out] {
+	if j.client != nil {
+		return jetstream.Submit[In, Out](ctx, j.client, handler, in)
+	}
+	return supervisor.Bind[In, Out](j.pool, handler).Submit(ctx, in)
+}
+
+func serveCommand(pf *poolFlags) *cobra.Command {
+	var (
+		store, listen, token, cert, key string
+		nkeys                           []string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve [--store DIR] [--listen ADDR]",
+		Short: "Run a NATS JetStream server for queues that span machines",
+		Long: `serve runs a NATS JetStream server in this process (nothing to install), keeping its
+streams in --store, so that a restart loses no task and no result. Worker machines join it with
+'supervise worker --connect URL', and 'supervise run --connect URL' or 'supervise digest
+--connect URL' submit to them. Any NATS server with JetStream (2.9 or later) will do instead.
+
+It listens on loopback unless told otherwise. A server listening beyond loopback requires
+credentials: --token (clients use nats://TOKEN@HOST:PORT) or --nkey (clients use
+--nkey-seed); add --tls-cert and --tls-key to encrypt the traffic (clients use tls://HOST:PORT,
+and --tls-ca when the certificate is not signed by a CA the system trusts).
+
+It stops on SIGINT or SIGTERM, flushing its store.`,
+		Example: `  supervise serve
+  supervise serve --store /var/lib/supervise --listen 0.0.0.0:4222 --token "$(cat token)" --tls-cert cert.pem --tls-key key.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := pf.logger()
+			if err != nil {
+				return err
+			}
+			if token == "" {
+				token = os.Getenv("SUPERVISE_TOKEN")
+			}
+			cfg := jetstream.ServerConfig{StoreDir: store, Listen: listen, Token: token, NKeys: nkeys, Logger: log}
+			if (cert == "") != (key == "") {
+				return errors.New("--tls-cert and --tls-key go together")
+			}
+			if cert != "" {
+				if cfg.TLS, err = server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cert, KeyFile: key, Timeout: 2}); err != nil {
+					return fmt.Errorf("TLS: %w", err)
+				}
+				cfg.TLS.MinVersion = tls.VersionTLS12
+			}
+			ctx, _, stop := withSignals(cmd.Context())
+			defer stop()
+			srv, err := jetstream.StartServer(cfg)
+			if err != nil {
+				return err
+			}
+			scheme := "nats"
+			if cfg.TLS != nil {
+				scheme = "tls"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "supervise: JetStream server at %s://%s, store %s\n", scheme, listen, store)
+			<-ctx.Done()
+			srv.Shutdown()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&store, "store", defaultStore(), "keep the streams in `DIR`")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:4222", "listen on `HOST:PORT`; beyond loopback, --token or --nkey is required")
+	cmd.Flags().StringVar(&token, "token", "", "clients must present this token (default $SUPERVISE_TOKEN)")
+	cmd.Flags().StringSliceVar(&nkeys, "nkey", nil, "let in the user with this nkey public key (U...), signing with its seed; repeatable")
+	cmd.Flags().StringVar(&cert, "tls-cert", "", "serve TLS with the certificate in `FILE`")
+	cmd.Flags().StringVar(&key, "tls-key", "", "and its key in `FILE`")
+	return cmd
+}
+
+// defaultStore is $XDG_STATE_HOME/supervise/jetstream, or ~/.local/state/supervise/jetstream.
+func defaultStore() string {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "supervise-jetstream"
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "supervise", "jetstream")
+}
+
+func workerCommand(pf *poolFlags) *cobra.Command {
+	var cf clusterFlags
+	var hold int
+	var drain time.Duration
+	cmd := &cobra.Command{
+		Use:   "worker --connect URL [flags] [-- CMD [ARGS...]]",
+		Short: "Join a queue on a NATS JetStream server as a worker machine",
+		Long: `worker makes this machine a worker of a queue on a NATS JetStream server (supervise
+serve, or any JetStream server): it runs a local pool, of its own workers (which serve digest)
+or of CMD, a worker in any language that speaks docs/protocol.md, pulls tasks for it and
+stores each result before it acks the task. All pool flags apply to the local pool.
+
+Delivery is at least once. A task whose machine goes silent for --ack-wait (lost, killed,
+cut off) is given to another machine; a task whose worker process dies under it is handed
+back for another delivery; after --max-deliver deliveries it fails with its last error. A
+task may therefore start more than once: handlers should be idempotent, or tolerate it. Its
+outcome is recorded once, whoever finishes first.
+
+On SIGINT or SIGTERM it stops taking tasks, lets those it holds finish for up to --drain, then
+hands the rest back to the queue and exits.`,
+		Example: `  supervise worker --connect nats://127.0.0.1:4222
+  supervise --workers 16 worker --connect nats://TOKEN@head:4222 --queue scoring -- python3 model.py`,
+		RunE: func(cmd *cobra.Command, command []string) error {
+			if cf.connect == "" {
+				return errors.New("worker: --connect URL is required")
+			}
+			if len(command) > 0 && cmd.ArgsLenAtDash() != 0 {
+				return errors.New("worker: put the worker command after --, as in: supervise worker --connect URL -- python3 worker.py")
+			}
+			log, err := pf.logger()
+			if err != nil {
+				return err
+			}
+			cfg, err := pf.config(log)
+			if err != nil {
+				return err
+			}
+			cfg.Command = command
+			ctx, _, stop := withSignals(cmd.Context())
+			defer stop()
+			nc, err := cf.dial(log, "supervise worker")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if hold <= 0 {
+				hold = pf.workers * pf.inFlight
+			}
+			// The pool outlives the signal: the tasks held finish on it during the drain.
+			pool, err := supervisor.Start(context.WithoutCancel(ctx), cfg)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			fmt.Fprintf(cmd.ErrOrStderr(), "supervise: worker of queue %s at %s with %d workers\n", cf.queue, nc.ConnectedUrlRedacted(), pf.workers)
+			err = jetstream.Serve(ctx, nc, pool, jetstream.ServeConfig{Config: cf.config(log), Hold: hold, Drain: drain})
+			if err != nil {
+				return err
+			}
+			return pool.Close()
+		},
+	}
+	cf.add(cmd.Flags(), "work")
+	cmd.Flags().IntVar(&hold, "hold", 0, "tasks this machine holds at once (default: workers x in-flight)")
+	cmd.Flags().DurationVar(&drain, "drain", 30*time.Second, "on SIGTERM, how long the tasks held may finish before they are handed back")
+	return cmd
+}

@@ -74,19 +74,20 @@ var errorKinds = []struct {
 	{"lost", ErrLost},
 }
 
-// remoteError makes a task's error something to send: the handler's own error as it came,
-// others with their kind as Type.
+// remoteError makes a task's error something to send: the handler's own error as it came, a
+// failure of another kind (a limit, a dead worker) with that kind as Type and the whole story
+// (worker, exit status, stderr tail) as Message.
 func remoteError(err error) *supervisor.RemoteError {
-	var re *supervisor.RemoteError
-	if errors.As(err, &re) {
-		return re
+	re := &supervisor.RemoteError{Type: "error", Message: err.Error()}
+	var handler *supervisor.RemoteError
+	if errors.As(err, &handler) {
+		*re = *handler
 	}
-	typ := "error"
 	for _, k := range errorKinds {
 		if errors.Is(err, k.err) {
-			typ = k.name
+			re.Type, re.Message = k.name, err.Error()
 			break
 		}
 	}
-	return &supervisor.RemoteError{Type: typ, Message: err.Error()}
+	return re
 }

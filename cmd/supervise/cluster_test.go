@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/supervise-dev/supervise/internal/proctest"
+)
+
+// background starts supervise with args and waits for the first line of its stderr to match
+// ready; at the end of the test it is sent SIGTERM and must exit 0.
+func background(t *testing.T, ready string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stderr, err := cmd.StderrPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	r := bufio.NewReader(stderr)
+	line, _ := r.ReadString('\n')
+	if !strings.Contains(line, ready) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("supervise %q: first line %q, want one with %q", args, line, ready)
+	}
+	go io.Copy(io.Discard, r) // the rest, until it exits
+	t.Cleanup(func() { stopBackground(t, cmd) })
+	return cmd
+}
+
+// stopBackground sends SIGTERM and checks a clean exit (once; later calls do nothing).
+func stopBackground(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if cmd.ProcessState != nil {
+		return
+	}
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("supervise %q after SIGTERM: %v", cmd.Args[1:], err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serveForTest runs supervise serve on a port of its own and returns its URL.
+func serveForTest(t *testing.T) (string, *exec.Cmd) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := background(t, "JetStream server at", "serve", "--store", t.TempDir(), "--listen", addr)
+	return "nats://" + addr, cmd
+}
+
+// supervise serve, two machines running supervise worker (its own workers, then a Python
+// worker on another queue), and digest and run submitting to them: digest prints what
+// sha512sum prints, run ends every line once; all stop cleanly on SIGTERM and leave nothing.
+func TestDigestAndRunAcrossMachines(t *testing.T) {
+	root := oddTree(t)
+	url, server := serveForTest(t)
+	var machines []*exec.Cmd
+	for range 2 {
+		machines = append(machines, background(t, "worker of queue default", "--workers", "2", "worker", "--connect", url))
+	}
+	stdout, stderr, code := runCLI(t, "", "digest", "--connect", url, root)
+	if code != 0 || stdout != string(want(t, root)) {
+		t.Errorf("digest --connect: exit %d, stderr %q; output equal to sha512sum's: %v", code, stderr, stdout == string(want(t, root)))
+	}
+
+	py, script := pythonScript(t, "e2e_worker.py")
+	machines = append(machines, background(t, "worker of queue py", "--workers", "2", "worker", "--connect", url, "--queue", "py", "--", py, script))
+	stdout, stderr, code = runCLI(t, numbered(2000), "run", "--connect", url, "--queue", "py", "--call", "work", "--keep-order")
+	var wantOut strings.Builder
+	for i := 1; i <= 2000; i++ {
+		if i%997 != 0 {
+			fmt.Fprintf(&wantOut, "ok %d\n", i)
+		}
+	}
+	if code != 1 || stdout != wantOut.String() {
+		t.Errorf("run --connect: exit %d (want 1), output as expected: %v", code, stdout == wantOut.String())
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], "supervise: line 997: queue py: task 997 (work) on ") || !strings.Contains(lines[1], "1994 is a multiple of 997") {
+		t.Errorf("run --connect: stderr %q, want the errors of lines 997 and 1994", stderr)
+	}
+
+	for _, m := range machines {
+		stopBackground(t, m)
+	}
+	stopBackground(t, server)
+	proctest.AwaitNoProcessRuns(t, 5*time.Second, binary)
+	proctest.AwaitNoProcessWithArg(t, 5*time.Second, script)
+}
+
+// A machine told to stop hands back the task it cannot finish within --drain, and the task
+// goes at once (not --ack-wait later) to the next machine.
+func TestWorkerHandsBackOnSIGTERM(t *testing.T) {
+	url, _ := serveForTest(t)
+	py, script := pythonScript(t, "e2e_worker.py")
+	first := background(t, "worker of queue", "--workers", "1", "worker", "--connect", url, "--ack-wait", "1m", "--drain", "300ms", "--", py, script)
+	run := exec.Command(binary, "run", "--connect", url, "--ack-wait", "1m", "--call", "work")
+	run.Stdin = strings.NewReader("2500\n") // sleeps for an hour
+	var out, errOut strings.Builder
+	run.Stdout, run.Stderr = &out, &errOut
+	must(t, run.Start())
+	awaitHeld(t, url, 1)
+	stopBackground(t, first) // exits 0 after the drain, handing the task back
+	background(t, "worker of queue", "--workers", "1", "--timeout", "500ms", "--cancel-grace", "200ms", "worker", "--connect", url, "--ack-wait", "1m", "--", py, script)
+	done := make(chan error, 1)
+	go func() { done <- run.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		run.Process.Kill()
+		t.Fatal("run did not end: the task was not handed back")
+	}
+	if !regexp.MustCompile(`^supervise: line 1: queue default: task 1 \(work\) on \S+, delivery 2: timeout: `).MatchString(errOut.String()) {
+		t.Errorf("stderr %q, want line 1 failing at its time limit on its second delivery", errOut.String())
+	}
+}
+
+// awaitHeld waits until the machines of queue default hold n tasks, as the server counts
+// them (delivered, not acked).
+func awaitHeld(t *testing.T, url string, n int) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	must(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		c, err := js.Consumer(ctx, "SUPERVISE_default_TASKS", "workers")
+		if err == nil {
+			if info, err := c.Info(ctx); err == nil && info.NumAckPending == n {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the machines do not hold %d tasks after 10s", n)
+		case <-time.After(20 * time.Millisecond): // polling the server's count: it sends no event
+		}
+	}
+}

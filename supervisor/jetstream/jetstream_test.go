@@ -3,7 +3,6 @@ package jetstream_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -220,5 +219,84 @@ func TestFailuresAndDeadLetters(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprint
-var _ = nats.Connect
+
+// A machine told to stop (SIGTERM) while it runs a task finishes it within Drain: the
+// outcome is its own, from the first delivery.
+func TestMachineFinishesOnSIGTERM(t *testing.T) {
+	s := startServer(t)
+	ms := startMachines(t, s, 1)
+	c := newClient(t, s, testConfig())
+	log := napLog(t)
+	f := jetstream.Submit[napInput, int](context.Background(), c, "nap", napInput{N: 1, Ms: 1000, Log: log})
+	awaitStarts(t, log, 1)
+	ms[0].cmd.Process.Signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if v, err := f.Get(ctx); err != nil || v != ms[0].cmd.Process.Pid {
+		t.Fatalf("task: %v, %v; want the stopping machine's pid %d", v, err, ms[0].cmd.Process.Pid)
+	}
+	if err := ms[0].cmd.Wait(); err != nil {
+		t.Fatalf("machine after SIGTERM: %v", err)
+	}
+	if n := logCounts(t, log)[1]; n != 1 {
+		t.Errorf("task started %d times, want 1", n)
+	}
+}
+
+// awaitStarts waits until n task starts are in a nap log.
+func awaitStarts(t *testing.T, log string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for sum(logCounts(t, log)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d task starts after 30s", n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a file the workers append to
+	}
+}
+
+// A task whose every delivery goes to a machine that is then lost (here MaxDeliver is 1)
+// fails with ErrLost once the server gives up on it: its outcome is not left hanging.
+func TestLastDeliveryLost(t *testing.T) {
+	s := startServer(t)
+	env := []string{ackWaitEnv + "=1s", deliverEnv + "=1"}
+	ms := startMachines(t, s, 1, env...)
+	cfg := testConfig()
+	cfg.AckWait, cfg.MaxDeliver = time.Second, 1
+	c := newClient(t, s, cfg)
+	log := napLog(t)
+	f := jetstream.Submit[napInput, int](context.Background(), c, "nap", napInput{N: 1, Ms: 60000, Log: log})
+	awaitStarts(t, log, 1)
+	ms[0].cmd.Process.Signal(syscall.SIGKILL)
+	ms[0].cmd.Wait()
+	startMachines(t, s, 1, env...) // the server notices the lost delivery when a machine asks for more
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := f.Get(ctx)
+	if !errors.Is(err, jetstream.ErrLost) {
+		t.Fatalf("task: %v, want ErrLost", err)
+	}
+	t.Log(err)
+}
+
+// Beyond loopback a server needs credentials; with a token, a client without it is refused.
+func TestServerCredentials(t *testing.T) {
+	if _, err := jetstream.StartServer(jetstream.ServerConfig{Listen: "0.0.0.0:0"}); !errors.Is(err, jetstream.ErrNoCredentials) {
+		t.Fatalf("beyond loopback without credentials: %v, want ErrNoCredentials", err)
+	}
+	srv, err := jetstream.StartServer(jetstream.ServerConfig{Listen: "0.0.0.0:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	url := srv.URL()
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("a client without the token got in")
+	}
+	nc, err := nats.Connect(url, nats.Token("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+}

@@ -83,7 +83,8 @@ func runMachine(url string) int {
 		return 1
 	}
 	defer nc.Close()
-	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 2, Command: []string{os.Args[0], "worker-of", os.Args[len(os.Args)-1]}})
+	// The pool outlives the signal: the tasks held finish on it during the drain.
+	pool, err := supervisor.Start(context.WithoutCancel(ctx), supervisor.Config{Workers: 2, Command: []string{os.Args[0], "worker-of", os.Args[len(os.Args)-1]}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "machine:", err)
 		return 1

@@ -141,6 +141,15 @@ func interrupted(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, jetstream.ErrClosed))
 }
 
+// window is how many tasks a job keeps out at most: local, what fills its pool (given); on a
+// queue, enough for the pools of many machines, which are not ours to size it by.
+func (j *job) window(local int) int {
+	if j.client != nil {
+		return 4096
+	}
+	return local
+}
+
 // pendingTask is a task submitted to a pool or to a queue.
 type pendingTask[Out any] interface {
 	ID() uint64

@@ -136,7 +136,7 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 		waiting   []task     // small batches not yet submitted
 		big       []int      // deferred big files, largest first
 		sizes     = map[int]int64{}
-		window    = pf.workers*pf.inFlight + pf.workers // tasks outstanding at most
+		window    = job.window(pf.workers*pf.inFlight + pf.workers) // tasks outstanding at most
 		pending   = 0
 		done      = make(chan taskDone, window)
 		printed   = 0

@@ -313,9 +313,9 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	var queued []inputLine // read, not yet submitted
 
 	var (
-		window   = pf.workers*pf.inFlight*2 + pf.workers // lines submitted and not yet printed, at most
-		pending  []*runTask                              // in input order, for --keep-order
-		finished = make(chan *runTask, window)           // done, in the order they finished
+		window   = job.window(pf.workers*pf.inFlight*2 + pf.workers) // lines submitted and not yet printed, at most
+		pending  []*runTask                                          // in input order, for --keep-order
+		finished = make(chan *runTask, window)                       // done, in the order they finished
 		out      = bufio.NewWriterSize(stdout, 256<<10)
 		total    = 0 // lines read
 		failed   = 0

@@ -219,7 +219,6 @@ func TestFailuresAndDeadLetters(t *testing.T) {
 	}
 }
 
-
 // A machine told to stop (SIGTERM) while it runs a task finishes it within Drain: the
 // outcome is its own, from the first delivery.
 func TestMachineFinishesOnSIGTERM(t *testing.T) {

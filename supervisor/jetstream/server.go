@@ -20,7 +20,7 @@ type ServerConfig struct {
 	// StoreDir is where JetStream keeps its streams: a server restarted on the same directory
 	// has every task and result it had. Empty: in memory, lost with the process.
 	StoreDir string
-	// Listen is the host:port clients connect to. Empty: no port at all; only Server.Connect
+	// Listen is the host:port clients connect to (port 0: any free one; see URL). Empty: no port at all; only Server.Connect
 	// reaches the server (in-process). A host other than a loopback address needs Token or
 	// NKeys.
 	Listen string
@@ -83,6 +83,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		}
 		if opts.Port, err = strconv.Atoi(port); err != nil {
 			return nil, fmt.Errorf("listen address %q: port %q is not a number", cfg.Listen, port)
+		}
+		if opts.Port == 0 {
+			opts.Port = server.RANDOM_PORT // ":0" means any free port, as in net.Listen
 		}
 		opts.Host = host
 		if !isLoopback(host) && cfg.Token == "" && len(cfg.NKeys) == 0 {

@@ -33,7 +33,7 @@ type Client struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	nextID atomic.Uint64
-	wg     sync.WaitGroup // publishers
+	wg     sync.WaitGroup // publishers, and recorders of lost tasks; added to only while open
 
 	mu      sync.Mutex
 	pending map[uint64]*pendingTask
@@ -200,7 +200,15 @@ func (c *Client) maxDeliveries(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &adv) != nil {
 		return
 	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1) // Close waits for it
+	c.mu.Unlock()
 	go func() {
+		defer c.wg.Done()
 		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 		defer cancel()
 		raw, err := c.s.tasks.GetMsg(ctx, adv.StreamSeq)

@@ -113,8 +113,8 @@ func (s *streams) deadLetter(ctx context.Context, data []byte, from, reason stri
 	msg := nats.NewMsg(s.cfg.deadSubject())
 	msg.Header.Set(headerReason, reason)
 	msg.Header.Set(headerFrom, from)
-	if len(data) > s.limit-4096 {
-		data = data[:max(0, s.limit-4096)]
+	if len(data) > s.limit-headerRoom {
+		data = data[:max(0, s.limit-headerRoom)]
 		msg.Header.Set("Supervise-Truncated", "true")
 	}
 	msg.Data = data

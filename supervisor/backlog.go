@@ -5,23 +5,45 @@ import "sync"
 // backlog is the pool's queue of tasks waiting for a worker. It is unbounded, so Submit never
 // blocks (Map and MapUnordered bound what they keep outstanding themselves), and a worker takes
 // as many tasks as it has free slots under one lock: that is how calls get batched into frames.
+//
+// Idle workers come first. A worker with tasks in flight still has free slots (Config.InFlight),
+// and if it took a new task while another worker sat idle, two long tasks would run one after
+// the other on one worker while the other did nothing. So while a worker waits with nothing in
+// flight (waitIdle), new tasks wake it (idleReady) rather than the busy ones (ready), and busy
+// workers take nothing; they take what the idle ones leave (take's fair share), as before.
 type backlog struct {
-	mu     sync.Mutex
-	items  []*task
-	head   int
-	closed bool          // no more pushes; workers stop once it is empty
-	failed error         // set when the pool is broken or shut down: pushes fail with it
-	ready  chan struct{} // capacity 1: there may be tasks to take
-	done   chan struct{} // closed by close: every waiting worker must look again
+	mu        sync.Mutex
+	items     []*task
+	head      int
+	closed    bool          // no more pushes; workers stop once it is empty
+	failed    error         // set when the pool is broken or shut down: pushes fail with it
+	idle      int           // workers waiting with nothing in flight
+	ready     chan struct{} // capacity 1: there may be tasks to take
+	idleReady chan struct{} // capacity 1: there may be tasks to take, for an idle worker
+	done      chan struct{} // closed by close: every waiting worker must look again
 }
 
-func newBacklog() *backlog { return &backlog{ready: make(chan struct{}, 1), done: make(chan struct{})} }
+func newBacklog() *backlog {
+	return &backlog{ready: make(chan struct{}, 1), idleReady: make(chan struct{}, 1), done: make(chan struct{})}
+}
 
+// signal wakes a worker to take tasks: an idle one if there is one. Called with mu held.
 func (b *backlog) signal() {
+	ch := b.ready
+	if b.idle > 0 {
+		ch = b.idleReady
+	}
 	select {
-	case b.ready <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// waitIdle counts a worker in (+1) or out (-1) of the idle ones waiting.
+func (b *backlog) waitIdle(delta int) {
+	b.mu.Lock()
+	b.idle += delta
+	b.mu.Unlock()
 }
 
 // push adds t, or returns the error that keeps it out (closed, or no worker).
@@ -58,11 +80,18 @@ func (b *backlog) pushFront(ts []*task) error {
 // take removes up to n tasks into dst, and no more than a fair share of those queued when
 // workers take them: 1/workers, rounded up. Without that limit the first worker to wake takes
 // a whole short queue of long tasks (32 of them at the default InFlight) and the others idle.
-// closed reports that the backlog is closed and empty.
-func (b *backlog) take(dst []*task, n, workers int) (out []*task, closed bool) {
+// closed reports that the backlog is closed and empty. A busy worker (tasks in flight) takes
+// nothing while an idle one waits: it wakes that one instead.
+func (b *backlog) take(dst []*task, n, workers int, busy bool) (out []*task, closed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	queued := len(b.items) - b.head
+	if busy && b.idle > 0 {
+		if queued > 0 {
+			b.signal() // it may have taken the signal meant for the idle worker
+		}
+		return dst, false
+	}
 	k := min(n, queued, (queued+workers-1)/max(1, workers))
 	dst = append(dst, b.items[b.head:b.head+k]...)
 	clear(b.items[b.head : b.head+k])

@@ -462,3 +462,30 @@ func TestShutdownLeavesNoGoroutine(t *testing.T) {
 }
 
 var _ = channel.DefaultMaxFrame
+
+// TestIdleWorkerTakesNewTaskFirst: while one worker runs a task, a new one goes to the idle
+// worker, not to the busy one's free slot (where it would wait, or share its CPU, while the
+// other idled).
+func TestIdleWorkerTakesNewTaskFirst(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 2, InFlight: 4})
+	pid := supervisor.Bind[struct{}, int](p, "pid")
+	for round := range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		blocked, busy, _ := blockOn(t, p, ctx, false)
+		// On the busy worker the new task would wait behind the blocked one: give up after
+		// a while, rather than wait for ever.
+		waitCtx, stopWaiting := context.WithTimeout(context.Background(), 10*time.Second)
+		got, err := pid.Submit(context.Background(), struct{}{}).Get(waitCtx)
+		stopWaiting()
+		cancel()
+		if _, err := blocked.Get(context.Background()); err == nil {
+			t.Fatalf("round %d: the blocked task was cancelled, yet it returned no error", round)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == busy {
+			t.Fatalf("round %d: worker %d took the new task while running another, and the other worker idled", round, busy)
+		}
+	}
+}

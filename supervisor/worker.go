@@ -501,24 +501,42 @@ func (w *worker) send() {
 			return
 		}
 		var free int
-		tasks, free = w.takePinned(tasks[:0])
+		var busy bool
+		tasks, free, busy = w.takePinned(tasks[:0])
 		closing := false
 		if free > 0 {
-			tasks, closing = w.p.backlog.take(tasks, free, w.p.cfg.Workers)
+			tasks, closing = w.p.backlog.take(tasks, free, w.p.cfg.Workers, busy)
 		}
 		if len(tasks) == 0 && !closing {
-			var ready, done <-chan struct{} // nil, and never ready, while the worker is full
+			var ready, idleReady, done <-chan struct{} // nil, and never ready, while the worker is full
 			if free > 0 {
 				ready, done = w.p.backlog.ready, w.p.backlog.done
 			}
+			idle := free > 0 && !busy
+			if idle {
+				idleReady = w.p.backlog.idleReady
+				w.p.backlog.waitIdle(+1)
+			}
+			var cancel uint64
+			cancelled, quit := false, false
 			select {
 			case <-ready:
+			case <-idleReady:
 			case <-done:
 			case <-w.room:
-			case id := <-w.cancels:
-				w.sendCancel(id)
+			case cancel = <-w.cancels:
+				cancelled = true
 			case <-w.quit:
+				quit = true
+			}
+			if idle {
+				w.p.backlog.waitIdle(-1)
+			}
+			if quit {
 				return
+			}
+			if cancelled {
+				w.sendCancel(cancel)
 			}
 			continue
 		}
@@ -595,8 +613,9 @@ func (w *worker) send() {
 }
 
 // takePinned moves as many of the tasks pinned to this worker as it has free slots into dst,
-// and returns how many slots are left for the backlog.
-func (w *worker) takePinned(dst []*task) ([]*task, int) {
+// and returns how many slots are left for the backlog, and whether the worker has tasks in
+// flight (busy).
+func (w *worker) takePinned(dst []*task) ([]*task, int, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	free := w.freeLocked()
@@ -604,7 +623,7 @@ func (w *worker) takePinned(dst []*task) ([]*task, int) {
 	dst = append(dst, w.pinned[:k]...)
 	clear(w.pinned[:k])
 	w.pinned = w.pinned[k:]
-	return dst, free - k
+	return dst, free - k, len(w.held) > 0 || k > 0
 }
 
 // finish waits until the worker has answered every call it holds, still sending cancels

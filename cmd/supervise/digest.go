@@ -147,7 +147,10 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 	)
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	submit := func(t task) {
-		req := digestRequest{Paths: make([]string, len(t.files)), Whole: t.whole, Budget: b.bytes}
+		req := digestRequest{Paths: make([]string, len(t.files)), Whole: t.whole}
+		if !t.whole {
+			req.Budget = b.bytes
+		}
 		for k, i := range t.files {
 			req.Paths[k] = items[i].path
 		}
@@ -194,8 +197,9 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 		}
 		for pending < window && (len(big) > 0 || len(waiting) > 0) {
 			if len(big) > 0 {
-				submit(task{files: big[:1:1], whole: true})
-				big = big[1:]
+				k := min(len(big), bigPerTask)
+				submit(task{files: big[:k:k], whole: true})
+				big = big[k:]
 			} else {
 				submit(waiting[0])
 				waiting = waiting[1:]

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -57,6 +58,9 @@ func oddTree(t *testing.T) string {
 		big[i] = byte(i * 7)
 	}
 	write("big/blob.bin", big)
+	for i := range 3 { // with blob.bin, four big files: one task, when workers hash four at once
+		write(fmt.Sprintf("big/more-%d.bin", i), big[:1<<20+i*4099])
+	}
 	for i := range 600 { // several batches of small files
 		write(filepath.Join("many", string(rune('a'+i%26)), strings.Repeat("x", i%7)+string(rune('0'+i%10))+"-"+strconv.Itoa(i)), bytes.Repeat([]byte{byte(i)}, i*13))
 	}

@@ -46,15 +46,20 @@ const bigFile = 1 << 20
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // digestFiles is the worker side of `supervise digest`. A file that cannot be read gets its
-// error; the others are unaffected.
+// error; the others are unaffected. On CPUs that have it, files are hashed four at a time
+// (digestLanes); else one after another, here.
 func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
+	var progress func(bytes int64)
+	if req.Progress {
+		progress = func(n int64) { _ = child.Report(ctx, n) }
+	}
+	if useLanes() {
+		return digestLanes(ctx, req, progress)
+	}
 	bufp := readBuffers.Get().(*[]byte)
 	defer readBuffers.Put(bufp)
 	ans := digestAnswer{Sums: make([]byte, 0, sha512.Size*len(req.Paths))}
-	hs := hashers{ctx: ctx, small: goSHA512{sha512.New()}}
-	if req.Progress {
-		hs.progress = func(n int64) { _ = child.Report(ctx, n) }
-	}
+	hs := hashers{ctx: ctx, small: goSHA512{sha512.New()}, progress: progress}
 	defer hs.close()
 	var dirs dirCache
 	defer dirs.close()

@@ -4,10 +4,9 @@
 // SHA-512 of one message is a chain: each block needs the state the previous block left, so a
 // single message runs on the scalar units, one round after another. Four independent messages
 // can share each vector instruction instead. On CPUs with AVX-512VL (AMD Zen 4 and later, Intel
-// since Skylake-SP) one call hashes a block of each of the four lanes in about the time a
-// single-message implementation hashes one or two blocks, so when there are many files to hash
-// the work per byte is roughly halved. With one message at a time it is slower than
-// crypto/sha512: a caller with a single long message left should Detach it.
+// since Skylake-SP) one call hashes a block of each of the four lanes in about the time
+// crypto/sha512 hashes one block, so when there are many files to hash the work per byte falls
+// to about a quarter. One message alone runs at about crypto/sha512's speed.
 //
 // Without AVX-512VL (and on other architectures) Fast reports false and the same API runs a
 // plain Go reference, for tests; callers should then use crypto/sha512.
@@ -17,9 +16,7 @@
 package mbsha512
 
 import (
-	"crypto/sha512"
 	"encoding/binary"
-	"hash"
 	"unsafe"
 )
 
@@ -56,8 +53,7 @@ type laneState struct {
 	length  uint64 // message bytes taken into seg or carry so far
 }
 
-// Start begins a new message in lane, which must be free (never used, or its last message
-// finished by Run, or Detached).
+// Start begins a new message in lane, abandoning the message it had, if any.
 func (h *Hasher) Start(lane int) {
 	for i, v := range iv {
 		h.state[Lanes*i+lane] = v
@@ -162,26 +158,5 @@ func (h *Hasher) Sum(lane int, dst []byte) []byte {
 	return dst
 }
 
-// Detach takes lane's message out of the Hasher, as a crypto/sha512 hash that has already been
-// written everything lane was fed, and frees the lane. It is for a long message left alone,
-// which crypto/sha512 hashes faster than a Hasher with three idle lanes. Lane must be waiting
-// for data (Run returned it, not done).
-func (h *Hasher) Detach(lane int) hash.Hash {
-	l := &h.lanes[lane]
-	// crypto/sha512's binary state: magic, the eight words, the partial block padded to a
-	// whole one, the length.
-	b := make([]byte, 0, 4+8*8+BlockSize+8)
-	b = append(b, "sha\x07"...)
-	for i := 0; i < 8; i++ {
-		b = binary.BigEndian.AppendUint64(b, h.state[Lanes*i+lane])
-	}
-	b = append(b, l.carry[:l.nc]...)
-	b = append(b, make([]byte, BlockSize-l.nc)...)
-	b = binary.BigEndian.AppendUint64(b, l.length)
-	d := sha512.New()
-	if err := d.(interface{ UnmarshalBinary([]byte) error }).UnmarshalBinary(b); err != nil {
-		panic("mbsha512: crypto/sha512 refused its own state format: " + err.Error())
-	}
-	*l = laneState{}
-	return d
-}
+// Stop abandons lane's message, if any, and frees the lane.
+func (h *Hasher) Stop(lane int) { h.lanes[lane] = laneState{} }

@@ -96,24 +96,38 @@ func TestAssemblyMatchesGeneric(t *testing.T) {
 	}
 }
 
-func TestDetach(t *testing.T) {
+// TestStop abandons messages midway, in one lane while others go on, and by starting a lane
+// again: the other lanes' digests and the next message's are unaffected.
+func TestStop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	for _, split := range []int{0, 1, 127, 128, 129, 1000, 4096} {
-		msg := randomBytes(rng, 10000)
-		var h Hasher
-		h.Start(2)
-		h.Feed(2, msg[:split], false)
-		if lane, done := h.Run(); lane != 2 || done {
-			t.Fatalf("Run = %d, %v; want lane 2 wanting data", lane, done)
-		}
-		d := h.Detach(2)
-		d.Write(msg[split:])
-		want := sha512.Sum512(msg)
-		if got := d.Sum(nil); !bytes.Equal(got, want[:]) {
-			t.Fatalf("split at %d: got %x, want %x", split, got, want)
-		}
-		if lane, _ := h.Run(); lane != -1 {
-			t.Fatalf("after Detach, Run = %d; want -1 (no lane active)", lane)
+	msgs := [][]byte{randomBytes(rng, 10000), randomBytes(rng, 300), randomBytes(rng, 5000)}
+	var h Hasher
+	h.Start(0)
+	h.Feed(0, msgs[0], true)
+	h.Start(1)
+	h.Feed(1, msgs[1][:200], false) // will be stopped
+	h.Start(3)
+	h.Feed(3, msgs[2][:1000], false) // will be started again
+	got := map[int][]byte{}
+	for {
+		lane, done := h.Run()
+		switch {
+		case lane < 0:
+			for i, want := range map[int][]byte{0: msgs[0], 3: msgs[2]} {
+				if sum := sha512.Sum512(want); !bytes.Equal(got[i], sum[:]) {
+					t.Fatalf("lane %d: got %x, want %x", i, got[i], sum)
+				}
+			}
+			return
+		case done:
+			got[lane] = h.Sum(lane, nil)
+		case lane == 1:
+			h.Stop(1)
+		case lane == 3 && h.lanes[3].length == 1000:
+			h.Start(3)
+			h.Feed(3, msgs[2], true)
+		default:
+			t.Fatalf("lane %d wants data it was not meant to", lane)
 		}
 	}
 }

@@ -90,7 +90,7 @@ func (b *backlog) take(dst []*task, n, workers int, busy bool) (out []*task, clo
 		if queued > 0 {
 			b.signal() // it may have taken the signal meant for the idle worker
 		}
-		return dst, false
+		return dst, b.closed && queued == 0
 	}
 	k := min(n, queued, (queued+workers-1)/max(1, workers))
 	dst = append(dst, b.items[b.head:b.head+k]...)

@@ -272,14 +272,11 @@ hands the rest back to the queue and exits.`,
 			if len(command) > 0 && cmd.ArgsLenAtDash() != 0 {
 				return errors.New("worker: put the worker command after --, as in: supervise worker --connect URL -- python3 worker.py")
 			}
-			log, err := pf.logger()
+			cfg, err := pf.config()
 			if err != nil {
 				return err
 			}
-			cfg, err := pf.config(log)
-			if err != nil {
-				return err
-			}
+			log := cfg.Logger
 			cfg.Command = command
 			ctx, _, stop := withSignals(cmd.Context())
 			defer stop()

@@ -101,14 +101,15 @@ type taskDone struct {
 
 // digest runs the whole job. The walk streams batches of paths in walk order; each batch is
 // one task. Workers defer files of bigFile bytes or more, which come back with their size and
-// are hashed one per task, largest first, ahead of the small batches still waiting: a big file
-// starts as soon as it is known, so that it does not finish last. Lines are printed in walk
-// order as soon as every line before them is known.
+// are hashed bigPerTask to a task, largest first, ahead of the small batches still waiting: a
+// big file starts as soon as it is known, so that it does not finish last. Lines are printed in
+// walk order as soon as every line before them is known.
 func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, paths []string, stdout, stderr io.Writer) error {
-	log, err := pf.logger()
+	cfg, err := pf.config()
 	if err != nil {
 		return err
 	}
+	log := cfg.Logger
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t0 := time.Now()
@@ -118,10 +119,6 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 	walked := make(chan []walkItem, 64)
 	go walk(ctx, paths, max(1, b.files), view != nil, walked) // while the pool starts
 
-	cfg, err := pf.config(log)
-	if err != nil {
-		return err
-	}
 	job, err := startJob(ctx, pf, cf, cfg, view)
 	if err != nil {
 		return err

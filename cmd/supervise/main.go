@@ -204,8 +204,12 @@ func withSignals(parent context.Context) (ctx context.Context, caught func() sys
 	return ctx, func() syscall.Signal { return syscall.Signal(got.Load()) }, stop
 }
 
-// config is the pool configuration the flags describe.
-func (pf *poolFlags) config(log *slog.Logger) (supervisor.Config, error) {
+// config is the pool configuration the flags describe, its Logger the one --log-level asks for.
+func (pf *poolFlags) config() (supervisor.Config, error) {
+	log, err := pf.logger()
+	if err != nil {
+		return supervisor.Config{}, err
+	}
 	cfg := supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log,
 		TaskTimeout: pf.timeout, CancelGrace: pf.cancelGrace, StopGrace: pf.stopGrace, HangTimeout: pf.hang,
 		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries}

@@ -276,11 +276,7 @@ type runTask struct {
 
 // runLines is supervise run: lines in, tasks through the pool, results out.
 func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	log, err := pf.logger()
-	if err != nil {
-		return err
-	}
-	cfg, err := pf.config(log)
+	cfg, err := pf.config()
 	if err != nil {
 		return err
 	}

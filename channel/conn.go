@@ -18,8 +18,9 @@ type Options struct {
 }
 
 // Payloads at least this large are written straight from the caller's memory instead of being
-// copied into the frame buffer, and frames at least this large are read into a buffer of their
-// own so that their payloads can be handed out without a copy.
+// copied into the frame buffer (into a pipe, on Linux, by reference: see pipeWriter), and
+// frames at least this large are read into a buffer of their own so that their payloads can be
+// handed out without a copy.
 const bigPayload = 64 << 10
 
 // Conn sends and receives batches of messages over a byte stream pair, usually the pipes of a
@@ -35,7 +36,8 @@ type Conn struct {
 	hdr    [4]byte
 
 	w      io.Writer
-	wbuf   []byte // reused encoding buffer
+	pipe   *pipeWriter // how big payloads reach w: by reference into a pipe, or by copy
+	wbuf   []byte      // reused encoding buffer
 	splice []splice
 	wframe uint64
 }
@@ -46,7 +48,9 @@ type splice struct {
 	data []byte
 }
 
-// NewConn returns a Conn that reads frames from r and writes them to w.
+// NewConn returns a Conn that reads frames from r and writes them to w. Where w is a pipe (on
+// Linux), keep the Conn reachable until the reader has read all it sent or is gone: it holds
+// the memory of payloads still in the pipe (see Send).
 func NewConn(r io.Reader, w io.Writer, opts Options) *Conn {
 	if opts.MaxFrame <= 0 {
 		opts.MaxFrame = DefaultMaxFrame
@@ -54,11 +58,13 @@ func NewConn(r io.Reader, w io.Writer, opts Options) *Conn {
 	if opts.Peer == "" {
 		opts.Peer = "peer"
 	}
-	return &Conn{opts: opts, r: bufio.NewReaderSize(r, 64<<10), w: w, names: map[string]string{}}
+	return &Conn{opts: opts, r: bufio.NewReaderSize(r, 64<<10), w: w, pipe: newPipeWriter(w), names: map[string]string{}}
 }
 
-// Send writes msgs as one frame (one batch). Payloads of bigPayload bytes or more are written
-// from their own memory without being copied.
+// Send writes msgs as one frame (one batch). Payloads of 64 KiB or more are written from their
+// own memory without being copied; where w is a pipe on Linux, they go into it by reference
+// (vmsplice), so the reader copies them straight out of that memory: their bytes must not
+// change until the reader has read them (the Conn keeps them reachable until then).
 func (c *Conn) Send(msgs ...Message) error {
 	c.wframe++
 	b := append(c.wbuf[:0], 0, 0, 0, 0)
@@ -78,11 +84,13 @@ func (c *Conn) Send(msgs ...Message) error {
 			Detail: fmt.Sprintf("%d bytes exceed the %d-byte limit", n, c.opts.MaxFrame)}
 	}
 	binary.BigEndian.PutUint32(b, uint32(n))
+	c.pipe.release()
 	var err error
 	if len(c.splice) == 0 {
-		_, err = c.w.Write(b)
+		err = c.pipe.write(c.w, b, false)
 	} else {
 		err = c.writeSpliced(b)
+		clear(c.splice) // the payloads are the caller's (or the pipe's: c.pipe holds those)
 	}
 	if err != nil {
 		return &FrameError{Peer: c.opts.Peer, Op: "write", Frame: c.wframe, Err: err}
@@ -93,16 +101,15 @@ func (c *Conn) Send(msgs ...Message) error {
 func (c *Conn) writeSpliced(b []byte) error {
 	from := 0
 	for _, s := range c.splice {
-		if _, err := c.w.Write(b[from:s.at]); err != nil {
+		if err := c.pipe.write(c.w, b[from:s.at], false); err != nil {
 			return err
 		}
-		if _, err := c.w.Write(s.data); err != nil {
+		if err := c.pipe.write(c.w, s.data, true); err != nil {
 			return err
 		}
 		from = s.at
 	}
-	_, err := c.w.Write(b[from:])
-	return err
+	return c.pipe.write(c.w, b[from:], false)
 }
 
 // appendMessage appends m as [kind, id, name, payload, error]. A payload of bigPayload bytes

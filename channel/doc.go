@@ -8,7 +8,9 @@
 // A [Conn] has one reader and one writer side: one goroutine may call [Conn.Recv] while
 // another calls [Conn.Send]; neither is safe for concurrent use with itself. Buffers are reused
 // between frames: the only allocation per received message is its payload, and a large frame
-// is read into a buffer of its own whose payloads are handed out without another copy.
+// is read into a buffer of its own whose payloads are handed out without another copy. On
+// Linux, payloads of 64 KiB or more go into a pipe by reference (vmsplice), without a copy on
+// the sending side: see [Conn.Send] for what that asks of the sender.
 //
 // Errors are typed: every failure to read or write a frame is a [*FrameError] naming the peer
 // and the frame number, and wraps one of [ErrFrameTooLarge], [ErrTruncated] or [ErrDecode]

@@ -48,6 +48,8 @@ type Message struct {
 	Payload msgpack.RawMessage
 	// Bin, when not nil, is the payload as raw bytes: it is sent as msgpack bin, from this
 	// memory, without being encoded or copied first, and Payload is ignored. Send only.
+	// A Payload or Bin of 64 KiB or more that Send writes into a pipe may still be read from
+	// this memory after Send returns (see Conn.Send): leave its bytes alone.
 	Bin []byte
 	Err *RemoteError // set in KindError messages
 }

@@ -20,8 +20,10 @@ var registry = struct {
 }{m: map[string]rawHandler{}}
 
 // Handle registers fn as the handler called name. In and Out are any types msgpack can carry
-// (a []byte input travels as msgpack bin and is handed to fn without a copy). Registering a name
-// twice panics, as http.Handle does. Call Handle before [Main].
+// (a []byte input travels as msgpack bin and is handed to fn without a copy). A []byte result
+// is sent from its own memory, without a copy (a large one may be read by the parent after fn
+// has returned): do not modify it after returning it. Registering a name twice panics, as
+// http.Handle does. Call Handle before [Main].
 func Handle[In, Out any](name string, fn func(ctx context.Context, in In) (Out, error)) {
 	if name == "" || fn == nil {
 		panic("child.Handle: empty name or nil function")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
@@ -84,6 +85,10 @@ type worker struct {
 	writeErr error      // guarded by wmu: the first failed write; later writes are skipped
 }
 
+// lastConn keeps the last serve's Conn, and so the memory of answers the parent may not have
+// read yet, for the life of the process.
+var lastConn atomic.Pointer[channel.Conn]
+
 func serve(in io.Reader, out io.Writer) error {
 	maxFrame := handshake.IntEnv(handshake.MaxFrameKey, channel.DefaultMaxFrame)
 	w := &worker{
@@ -125,6 +130,10 @@ func serve(in io.Reader, out io.Writer) error {
 	<-beatDone
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	// The last answers may still be in the pipe, to be read from this process's memory
+	// (channel.Conn.Send): the Conn keeps that memory from being reused, so it must outlive
+	// serve, in a program that goes on after Serve returns.
+	lastConn.Store(w.conn)
 	if w.writeErr != nil {
 		return w.writeErr
 	}
@@ -258,6 +267,10 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 func (w *worker) send(m channel.Message) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	// The last answers may still be in the pipe, to be read from this process's memory
+	// (channel.Conn.Send): the Conn keeps that memory from being reused, so it must outlive
+	// serve, in a program that goes on after Serve returns.
+	lastConn.Store(w.conn)
 	if w.writeErr != nil {
 		return w.writeErr
 	}

@@ -11,18 +11,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestPipeHoldsPayloadUntilRead: a big payload sent into a pipe goes by reference, and the
-// Conn keeps it until the reader has read past it, not merely until Send returns.
-func TestPipeHoldsPayloadUntilRead(t *testing.T) {
+// megabytePipe is a pipe that holds 1 MiB, closed at the end of the test.
+func megabytePipe(t *testing.T) (r, w *os.File) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	defer w.Close()
+	t.Cleanup(func() { r.Close(); w.Close() })
 	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20); err != nil {
 		t.Skip("cannot grow the pipe:", err)
 	}
+	return r, w
+}
+
+// TestPipeHoldsPayloadUntilRead: a big payload sent into a pipe goes by reference, and the
+// Conn keeps it until the reader has read past it, not merely until Send returns.
+func TestPipeHoldsPayloadUntilRead(t *testing.T) {
+	r, w := megabytePipe(t)
 	sender := NewConn(bytes.NewReader(nil), w, Options{Peer: "reader"})
 	big := bytes.Repeat([]byte("0123456789abcdef"), 32<<10) // 512 KiB: fits in the pipe
 	if err := sender.Send(Message{Kind: KindCall, ID: 1, Bin: big}); err != nil {
@@ -119,15 +124,7 @@ func testPipeBigPayloads(t *testing.T, byCopy bool) {
 // TestPipePayloadSurvivesGC: a payload in the pipe that nothing but the Conn refers to keeps
 // its bytes through garbage collections that would otherwise give its memory to new objects.
 func TestPipePayloadSurvivesGC(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20); err != nil {
-		t.Skip("cannot grow the pipe:", err)
-	}
+	r, w := megabytePipe(t)
 	const size = 256 << 10
 	sender := NewConn(bytes.NewReader(nil), w, Options{Peer: "reader"})
 	func() {

@@ -93,7 +93,8 @@ func (q *queue) wake() { // with mu held
 }
 
 // Put adds an item, blocking while the queue is at its capacity; ctx bounds only that wait
-// (the item, once put, runs to its end).
+// (the item, once put, runs to its end). An item of type []byte is sent from its own memory,
+// without a copy (as Func.Submit's input): do not modify it until its outcome is out.
 func (q *Queue[In, Out]) Put(ctx context.Context, in In) error {
 	qq := q.q
 	qq.mu.Lock()

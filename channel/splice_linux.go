@@ -102,7 +102,7 @@ func (pw *pipeWriter) vmsplice(p []byte) (int, error) {
 		err = pw.err
 	}
 	n := pw.done
-	pw.p, pw.err = nil, nil
+	pw.p, pw.err, pw.iov[0].Base = nil, nil, nil // the payload is held, if at all, in held only
 	return n, err
 }
 
@@ -126,7 +126,6 @@ func (pw *pipeWriter) spliceSome(fd uintptr) bool {
 			return true
 		}
 	}
-	pw.iov[0].Base = nil
 	return true
 }
 

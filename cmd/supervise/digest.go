@@ -35,9 +35,9 @@ go on, and the exit status is 1.
 
 The workers open and read the files themselves: the parent sends them paths, small files
 batched together; files of 1 MiB or more go largest first, ahead of the small batches, so that
-one big file does not finish last. On CPUs with AVX-512VL a worker hashes four files at once,
-one in each lane of a vector SHA-512 (about four times the bytes a core hashes one file at a
-time), and big files go four to a task. Elsewhere files are hashed one at a time and big files
+one big file does not finish last. On x86-64 CPUs with AVX2 a worker hashes four files at
+once, one in each lane of a vector SHA-512 (about twice the bytes a core hashes one file at a
+time with AVX2, three times with AVX-512VL), and big files go four to a task. Elsewhere files are hashed one at a time and big files
 get a task each; files over 256 KiB then use OpenSSL's libcrypto when the system has one
 (libcrypto.so.3 or .1.1, loaded at run time), else Go's crypto/sha512. SUPERVISE_HASH=openssl
 or SUPERVISE_HASH=go forces one file at a time, with that SHA-512 for big files or Go's for

@@ -10,7 +10,7 @@ import (
 )
 
 // useLanes says whether digest workers hash four files at once (internal/mbsha512): on CPUs
-// with AVX-512VL, unless SUPERVISE_HASH names one SHA-512 ("go" or "openssl").
+// with AVX2 (best with AVX-512VL), unless SUPERVISE_HASH names one SHA-512 ("go" or "openssl").
 func useLanes() bool { return mbsha512.Fast() && os.Getenv("SUPERVISE_HASH") == "" }
 
 // laneBuffer is the read size of a lane: four lanes' buffers stay within a core's L2 cache,

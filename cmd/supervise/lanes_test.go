@@ -11,7 +11,7 @@ import (
 )
 
 // The worker's two ways of hashing a task, four files at once (digestLanes, on CPUs with
-// AVX-512VL) and one after another, give the same answer: sums, failures, deferred big files,
+// AVX2) and one after another, give the same answer: sums, failures, deferred big files,
 // where a budget stops the task, bytes hashed. The sizes straddle SHA-512's block, the lanes'
 // read size and the big-file size.
 func TestDigestLanesMatchOneAtATime(t *testing.T) {

@@ -4,6 +4,6 @@ package mbsha512
 
 import "unsafe"
 
-const haveAsm = false
+func haveAsm() bool { return false }
 
 func blocks(state *[32]uint64, ptrs *[4]unsafe.Pointer, n int) { blocksGeneric(state, ptrs, n) }

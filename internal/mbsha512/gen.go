@@ -1,11 +1,12 @@
 //go:build ignore
 
-// gen writes block_amd64.s: the 4-lane SHA-512 block function, fully unrolled
-// (TestGeneratedAssemblyIsCurrent checks that the file is its output).
+// gen writes block_amd64.s: the 4-lane SHA-512 block functions, fully unrolled, for AVX-512VL
+// (blocks4) and for AVX2 (blocks4avx2, see avx2) (TestGeneratedAssemblyIsCurrent checks that
+// the file is its output).
 //
 //	go run gen.go > block_amd64.s
 //
-// Registers: Y0-Y7 the working variables a-h of the four lanes (one 64-bit word per lane),
+// blocks4's registers: Y0-Y7 the working variables a-h of the four lanes (one 64-bit word per lane),
 // Y16-Y31 the message schedule W[t mod 16], Y8-Y14 temporaries, Y15 the byte-swap mask.
 // The AVX-512VL forms are used for their 64-bit rotate (VPRORQ), three-input logic
 // (VPTERNLOGQ) and the sixteen extra registers; nothing else of AVX-512.
@@ -161,5 +162,121 @@ func main() {
 	p("done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
+	p("")
+	avx2()
 	os.Stdout.WriteString(out.String())
+}
+
+// ror writes dst ^= x rotated right by n, with AVX2's shifts (it has no rotate); tmp is
+// clobbered. With first, dst = the rotation instead.
+func ror(x, dst, tmp string, n int, first bool) {
+	if first {
+		p("\tVPSRLQ $%d, %s, %s", n, x, dst)
+	} else {
+		p("\tVPSRLQ $%d, %s, %s", n, x, tmp)
+		p("\tVPXOR %s, %s, %s", tmp, dst, dst)
+	}
+	p("\tVPSLLQ $%d, %s, %s", 64-n, x, tmp)
+	p("\tVPXOR %s, %s, %s", tmp, dst, dst)
+}
+
+// avx2 writes blocks4avx2: the same function for CPUs with AVX2 but not AVX-512VL. With 16
+// registers, Y0-Y7 hold a-h, the message schedule lives in the frame (W[t mod 16] at
+// 32*(t mod 16)(SP)), Y8-Y15 are temporaries; rotates are two shifts and two XORs.
+func avx2() {
+	ws := func(t int) string { return fmt.Sprintf("%d(SP)", 32*(t%16)) }
+	p("// func blocks4avx2(state *[32]uint64, ptrs *[4]unsafe.Pointer, n int)")
+	p("TEXT ·blocks4avx2(SB), NOSPLIT, $512-24")
+	p("\tMOVQ state+0(FP), DI")
+	p("\tMOVQ ptrs+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tMOVQ 0(SI), R8")
+	p("\tMOVQ 8(SI), R9")
+	p("\tMOVQ 16(SI), R10")
+	p("\tMOVQ 24(SI), R11")
+	for i := 0; i < 8; i++ {
+		p("\tVMOVDQU %d(DI), %s", 32*i, y(i))
+	}
+	p("\tTESTQ CX, CX")
+	p("\tJZ avx2done")
+	p("avx2loop:")
+	p("\tVMOVDQU bswap64<>(SB), Y15")
+	for g := 0; g < 4; g++ {
+		for lane, r := range []string{"R8", "R9", "R10", "R11"} {
+			p("\tVMOVDQU %d(%s), %s", 32*g, r, y(8+lane))
+			p("\tVPSHUFB Y15, %s, %s", y(8+lane), y(8+lane))
+		}
+		p("\tVPUNPCKLQDQ Y9, Y8, Y12")
+		p("\tVPUNPCKHQDQ Y9, Y8, Y13")
+		p("\tVPUNPCKLQDQ Y11, Y10, Y14")
+		p("\tVPUNPCKHQDQ Y11, Y10, Y8")
+		p("\tVPERM2I128 $0x20, Y14, Y12, Y9")
+		p("\tVMOVDQU Y9, %s", ws(4*g+0))
+		p("\tVPERM2I128 $0x20, Y8, Y13, Y10")
+		p("\tVMOVDQU Y10, %s", ws(4*g+1))
+		p("\tVPERM2I128 $0x31, Y14, Y12, Y11")
+		p("\tVMOVDQU Y11, %s", ws(4*g+2))
+		p("\tVPERM2I128 $0x31, Y8, Y13, Y9")
+		p("\tVMOVDQU Y9, %s", ws(4*g+3))
+	}
+	reg := [8]int{0, 1, 2, 3, 4, 5, 6, 7}
+	for t := 0; t < 80; t++ {
+		if t >= 16 {
+			// W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16], into Y8
+			p("\tVMOVDQU %s, Y10", ws(t-15))
+			ror("Y10", "Y9", "Y11", 1, true)
+			ror("Y10", "Y9", "Y11", 8, false)
+			p("\tVPSRLQ $7, Y10, Y11")
+			p("\tVPXOR Y11, Y9, Y9")
+			p("\tVMOVDQU %s, Y10", ws(t-2))
+			ror("Y10", "Y12", "Y11", 19, true)
+			ror("Y10", "Y12", "Y11", 61, false)
+			p("\tVPSRLQ $6, Y10, Y11")
+			p("\tVPXOR Y11, Y12, Y12")
+			p("\tVPADDQ Y12, Y9, Y9")
+			p("\tVPADDQ %s, Y9, Y9", ws(t-7))
+			p("\tVPADDQ %s, Y9, Y9", ws(t-16))
+			p("\tVMOVDQU Y9, %s", ws(t))
+			p("\tVPADDQ kx4<>+%d(SB), Y9, Y8", 32*t)
+		} else {
+			p("\tVMOVDQU %s, Y8", ws(t))
+			p("\tVPADDQ kx4<>+%d(SB), Y8, Y8", 32*t)
+		}
+		a, b, c, d, e, f, g, h := y(reg[0]), y(reg[1]), y(reg[2]), y(reg[3]), y(reg[4]), y(reg[5]), y(reg[6]), y(reg[7])
+		// T1 = h + Σ1(e) + Ch(e,f,g) + K[t] + W[t]
+		p("\tVPADDQ %s, Y8, Y8", h)
+		ror(e, "Y9", "Y10", 14, true)
+		ror(e, "Y9", "Y10", 18, false)
+		ror(e, "Y9", "Y10", 41, false)
+		p("\tVPADDQ Y9, Y8, Y8")
+		p("\tVPXOR %s, %s, Y9", g, f) // Ch = ((f ^ g) & e) ^ g
+		p("\tVPAND %s, Y9, Y9", e)
+		p("\tVPXOR %s, Y9, Y9", g)
+		p("\tVPADDQ Y9, Y8, Y8")
+		// d += T1; h = T1 + Σ0(a) + Maj(a,b,c)
+		p("\tVPADDQ Y8, %s, %s", d, d)
+		ror(a, "Y9", "Y10", 28, true)
+		ror(a, "Y9", "Y10", 34, false)
+		ror(a, "Y9", "Y10", 39, false)
+		p("\tVPXOR %s, %s, Y10", b, a) // Maj = ((a ^ b) & (b ^ c)) ^ b
+		p("\tVPXOR %s, %s, Y11", c, b)
+		p("\tVPAND Y11, Y10, Y10")
+		p("\tVPXOR %s, Y10, Y10", b)
+		p("\tVPADDQ Y9, Y8, Y8")
+		p("\tVPADDQ Y10, Y8, %s", h)
+		reg = [8]int{reg[7], reg[0], reg[1], reg[2], reg[3], reg[4], reg[5], reg[6]}
+	}
+	for i := 0; i < 8; i++ {
+		p("\tVPADDQ %d(DI), %s, %s", 32*i, y(i), y(i))
+		p("\tVMOVDQU %s, %d(DI)", y(i), 32*i)
+	}
+	p("\tADDQ $128, R8")
+	p("\tADDQ $128, R9")
+	p("\tADDQ $128, R10")
+	p("\tADDQ $128, R11")
+	p("\tDECQ CX")
+	p("\tJNZ avx2loop")
+	p("avx2done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
 }

@@ -6,10 +6,11 @@
 // can share each vector instruction instead. On CPUs with AVX-512VL (AMD Zen 4 and later, Intel
 // since Skylake-SP) one call hashes a block of each of the four lanes in about the time
 // crypto/sha512 hashes one block, so when there are many files to hash the work per byte falls
-// to about a quarter. One message alone runs at about crypto/sha512's speed.
+// to about a third. With AVX2 alone (no 64-bit rotate, half the registers) it falls to about a
+// half. One message alone runs at about crypto/sha512's speed.
 //
-// Without AVX-512VL (and on other architectures) Fast reports false and the same API runs a
-// plain Go reference, for tests; callers should then use crypto/sha512.
+// Without AVX2 (and on other architectures) Fast reports false and the same API runs a plain
+// Go reference, for tests; callers should then use crypto/sha512.
 //
 // A Hasher is driven by its caller: Start a message in a free lane, Feed it data, and Run
 // until a lane needs more data or has finished its message.
@@ -28,7 +29,7 @@ const (
 
 // Fast reports whether this CPU runs the vector code. Without it a Hasher is far slower than
 // crypto/sha512.
-func Fast() bool { return haveAsm }
+func Fast() bool { return haveAsm() }
 
 var iv = [8]uint64{
 	0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,

@@ -75,7 +75,7 @@ func TestMatchesCryptoSHA512(t *testing.T) {
 // TestAssemblyMatchesGeneric compares the block function with the Go reference lane by lane,
 // on four different messages and states.
 func TestAssemblyMatchesGeneric(t *testing.T) {
-	if !haveAsm {
+	if !haveAsm() {
 		t.Skip("no vector code on this CPU")
 	}
 	rng := rand.New(rand.NewPCG(3, 4))

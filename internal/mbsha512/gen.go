@@ -75,33 +75,9 @@ func main() {
 	}
 	p("GLOBL bswap64<>(SB), RODATA|NOPTR, $32")
 	p("")
-	p("// func blocks4(state *[32]uint64, ptrs *[4]unsafe.Pointer, n int)")
-	p("TEXT ·blocks4(SB), NOSPLIT, $0-24")
-	p("\tMOVQ state+0(FP), DI")
-	p("\tMOVQ ptrs+8(FP), SI")
-	p("\tMOVQ n+16(FP), CX")
-	p("\tMOVQ 0(SI), R8")
-	p("\tMOVQ 8(SI), R9")
-	p("\tMOVQ 16(SI), R10")
-	p("\tMOVQ 24(SI), R11")
-	p("\tVMOVDQU bswap64<>(SB), Y15")
-	for i := 0; i < 8; i++ {
-		p("\tVMOVDQU %d(DI), %s", 32*i, y(i))
-	}
-	p("\tTESTQ CX, CX")
-	p("\tJZ done")
-	p("loop:")
-	// Load the block of each lane, swap to big-endian words, transpose 4x4 quadwords so that
-	// W[t] holds word t of the four lanes.
+	prologue("blocks4", "$0-24", "", true)
 	for g := 0; g < 4; g++ {
-		for lane, r := range []string{"R8", "R9", "R10", "R11"} {
-			p("\tVMOVDQU %d(%s), %s", 32*g, r, y(8+lane))
-			p("\tVPSHUFB Y15, %s, %s", y(8+lane), y(8+lane))
-		}
-		p("\tVPUNPCKLQDQ Y9, Y8, Y12")   // a0 b0 a2 b2
-		p("\tVPUNPCKHQDQ Y9, Y8, Y13")   // a1 b1 a3 b3
-		p("\tVPUNPCKLQDQ Y11, Y10, Y14") // c0 d0 c2 d2
-		p("\tVPUNPCKHQDQ Y11, Y10, Y8")  // c1 d1 c3 d3
+		loadWords(g)
 		p("\tVSHUFI64X2 $0x00, Y14, Y12, %s", w(4*g+0))
 		p("\tVSHUFI64X2 $0x00, Y8, Y13, %s", w(4*g+1))
 		p("\tVSHUFI64X2 $0x03, Y14, Y12, %s", w(4*g+2))
@@ -148,20 +124,7 @@ func main() {
 		// (a, b, c, d, e, f, g, h) = (h, a, b, c, d, e, f, g)
 		reg = [8]int{reg[7], reg[0], reg[1], reg[2], reg[3], reg[4], reg[5], reg[6]}
 	}
-	// After 80 rounds the rotation is back where it started (80 = 10 x 8).
-	for i := 0; i < 8; i++ {
-		p("\tVPADDQ %d(DI), %s, %s", 32*i, y(i), y(i))
-		p("\tVMOVDQU %s, %d(DI)", y(i), 32*i)
-	}
-	p("\tADDQ $128, R8")
-	p("\tADDQ $128, R9")
-	p("\tADDQ $128, R10")
-	p("\tADDQ $128, R11")
-	p("\tDECQ CX")
-	p("\tJNZ loop")
-	p("done:")
-	p("\tVZEROUPPER")
-	p("\tRET")
+	epilogue("")
 	p("")
 	avx2()
 	os.Stdout.WriteString(out.String())
@@ -185,31 +148,10 @@ func ror(x, dst, tmp string, n int, first bool) {
 // 32*(t mod 16)(SP)), Y8-Y15 are temporaries; rotates are two shifts and two XORs.
 func avx2() {
 	ws := func(t int) string { return fmt.Sprintf("%d(SP)", 32*(t%16)) }
-	p("// func blocks4avx2(state *[32]uint64, ptrs *[4]unsafe.Pointer, n int)")
-	p("TEXT ·blocks4avx2(SB), NOSPLIT, $512-24")
-	p("\tMOVQ state+0(FP), DI")
-	p("\tMOVQ ptrs+8(FP), SI")
-	p("\tMOVQ n+16(FP), CX")
-	p("\tMOVQ 0(SI), R8")
-	p("\tMOVQ 8(SI), R9")
-	p("\tMOVQ 16(SI), R10")
-	p("\tMOVQ 24(SI), R11")
-	for i := 0; i < 8; i++ {
-		p("\tVMOVDQU %d(DI), %s", 32*i, y(i))
-	}
-	p("\tTESTQ CX, CX")
-	p("\tJZ avx2done")
-	p("avx2loop:")
+	prologue("blocks4avx2", "$512-24", "avx2", false)
 	p("\tVMOVDQU bswap64<>(SB), Y15")
 	for g := 0; g < 4; g++ {
-		for lane, r := range []string{"R8", "R9", "R10", "R11"} {
-			p("\tVMOVDQU %d(%s), %s", 32*g, r, y(8+lane))
-			p("\tVPSHUFB Y15, %s, %s", y(8+lane), y(8+lane))
-		}
-		p("\tVPUNPCKLQDQ Y9, Y8, Y12")
-		p("\tVPUNPCKHQDQ Y9, Y8, Y13")
-		p("\tVPUNPCKLQDQ Y11, Y10, Y14")
-		p("\tVPUNPCKHQDQ Y11, Y10, Y8")
+		loadWords(g)
 		p("\tVPERM2I128 $0x20, Y14, Y12, Y9")
 		p("\tVMOVDQU Y9, %s", ws(4*g+0))
 		p("\tVPERM2I128 $0x20, Y8, Y13, Y10")
@@ -266,6 +208,49 @@ func avx2() {
 		p("\tVPADDQ Y10, Y8, %s", h)
 		reg = [8]int{reg[7], reg[0], reg[1], reg[2], reg[3], reg[4], reg[5], reg[6]}
 	}
+	epilogue("avx2")
+}
+
+// prologue starts the function: arguments in DI (state), R8-R11 (the lanes' blocks) and CX
+// (the count), a-h in Y0-Y7, the byte-swap mask in Y15 if mask; then the loop's label.
+func prologue(name, frame, label string, mask bool) {
+	p("// func %s(state *[32]uint64, ptrs *[4]unsafe.Pointer, n int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, %s", name, frame)
+	p("\tMOVQ state+0(FP), DI")
+	p("\tMOVQ ptrs+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tMOVQ 0(SI), R8")
+	p("\tMOVQ 8(SI), R9")
+	p("\tMOVQ 16(SI), R10")
+	p("\tMOVQ 24(SI), R11")
+	if mask {
+		p("\tVMOVDQU bswap64<>(SB), Y15")
+	}
+	for i := 0; i < 8; i++ {
+		p("\tVMOVDQU %d(DI), %s", 32*i, y(i))
+	}
+	p("\tTESTQ CX, CX")
+	p("\tJZ %sdone", label)
+	p("%sloop:", label)
+}
+
+// loadWords loads 32 bytes of each lane's block (words 4g to 4g+3), swaps them to big-endian
+// and half-transposes them: Y12 = a0 b0 a2 b2, Y13 = a1 b1 a3 b3, Y14 = c0 d0 c2 d2,
+// Y8 = c1 d1 c3 d3 (lanes a-d), for the caller to combine the 128-bit halves into W[4g..4g+3].
+func loadWords(g int) {
+	for lane, r := range []string{"R8", "R9", "R10", "R11"} {
+		p("\tVMOVDQU %d(%s), %s", 32*g, r, y(8+lane))
+		p("\tVPSHUFB Y15, %s, %s", y(8+lane), y(8+lane))
+	}
+	p("\tVPUNPCKLQDQ Y9, Y8, Y12")
+	p("\tVPUNPCKHQDQ Y9, Y8, Y13")
+	p("\tVPUNPCKLQDQ Y11, Y10, Y14")
+	p("\tVPUNPCKHQDQ Y11, Y10, Y8")
+}
+
+// epilogue ends the loop: after 80 rounds the rotation of a-h is back where it started
+// (80 = 10 x 8), so the state is added back register by register; then the next blocks.
+func epilogue(label string) {
 	for i := 0; i < 8; i++ {
 		p("\tVPADDQ %d(DI), %s, %s", 32*i, y(i), y(i))
 		p("\tVMOVDQU %s, %d(DI)", y(i), 32*i)
@@ -275,8 +260,8 @@ func avx2() {
 	p("\tADDQ $128, R10")
 	p("\tADDQ $128, R11")
 	p("\tDECQ CX")
-	p("\tJNZ avx2loop")
-	p("avx2done:")
+	p("\tJNZ %sloop", label)
+	p("%sdone:", label)
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

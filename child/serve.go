@@ -267,10 +267,6 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 func (w *worker) send(m channel.Message) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
-	// The last answers may still be in the pipe, to be read from this process's memory
-	// (channel.Conn.Send): the Conn keeps that memory from being reused, so it must outlive
-	// serve, in a program that goes on after Serve returns.
-	lastConn.Store(w.conn)
 	if w.writeErr != nil {
 		return w.writeErr
 	}

@@ -87,20 +87,24 @@ func testPipeBigPayloads(t *testing.T, byCopy bool) {
 	}
 	sizes := []int{64 << 10, 1<<20 + 3, 3 << 20, 200 << 10}
 	done := make(chan error, 1)
-	go func() {
+	go func() { // closes w on every path, so that the reader below never waits for ever
 		c := NewConn(nil, w, Options{Peer: "reader"})
 		c.pipe.byCopy = byCopy
-		for i, n := range sizes {
-			if err := c.Send(Message{Kind: KindResult, ID: uint64(i), Bin: src[i+1 : i+1+n]}, Message{Kind: KindHeartbeat}); err != nil {
-				done <- err
-				return
+		err := func() error {
+			for i, n := range sizes {
+				if err := c.Send(Message{Kind: KindResult, ID: uint64(i), Bin: src[i+1 : i+1+n]}, Message{Kind: KindHeartbeat}); err != nil {
+					return err
+				}
+				if byCopy && len(c.pipe.held) != 0 {
+					return fmt.Errorf("frame %d: copied, yet %d payloads held", i, len(c.pipe.held))
+				}
 			}
-			if byCopy && len(c.pipe.held) != 0 {
-				done <- fmt.Errorf("frame %d: copied, yet %d payloads held", i, len(c.pipe.held))
-				return
-			}
+			return nil
+		}()
+		if cerr := w.Close(); err == nil {
+			err = cerr
 		}
-		done <- w.Close()
+		done <- err
 	}()
 	c := NewConn(r, io.Discard, Options{Peer: "writer"})
 	for i, n := range sizes {

@@ -54,15 +54,9 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
   supervise digest ./dir | sha512sum -c --quiet`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
-			ctx, caught, stop := withSignals(cmd.Context())
-			defer stop()
-			err := digest(ctx, pf, &cf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
-			var ie interruptedError
-			if errors.As(err, &ie) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "supervise: interrupted: %d of %d files not hashed\n", ie.left, ie.total)
-				return exitError{128 + int(caught())}
-			}
-			return err
+			return untilSignal(cmd, "files not hashed", func(ctx context.Context) error {
+				return digest(ctx, pf, &cf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			})
 		},
 	}
 	cf.add(cmd.Flags(), "hash the files")

@@ -165,6 +165,21 @@ running and is replaced.`,
 	}
 }
 
+// untilSignal runs job with a context that signals cancel (withSignals). A job a signal cut
+// short (an interruptedError) is reported as how many of its items were left ("3 of 10 " +
+// left) and ends the command with status 128+signal.
+func untilSignal(cmd *cobra.Command, left string, job func(ctx context.Context) error) error {
+	ctx, caught, stop := withSignals(cmd.Context())
+	defer stop()
+	err := job(ctx)
+	var ie interruptedError
+	if errors.As(err, &ie) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "supervise: interrupted: %d of %d %s\n", ie.left, ie.total, left)
+		return exitError{128 + int(caught())}
+	}
+	return err
+}
+
 // withSignals returns a context that the first SIGINT or SIGTERM cancels (the command stops
 // cleanly: the pool shuts down, cancelling running tasks, with the kill ladder for workers
 // still busy --cancel-grace later) and a function that says which signal it

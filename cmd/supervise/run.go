@@ -82,15 +82,9 @@ could not start, bad input), 128+N on signal N.`,
 				// at 32). The backlog's fair share keeps a worker from hoarding a short queue.
 				pf.inFlight = 32
 			}
-			ctx, caught, stop := withSignals(cmd.Context())
-			defer stop()
-			err := runLines(ctx, pf, &cf, rf, command, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
-			var ie interruptedError
-			if errors.As(err, &ie) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "supervise: interrupted: %d of %d lines not done\n", ie.left, ie.total)
-				return exitError{128 + int(caught())}
-			}
-			return err
+			return untilSignal(cmd, "lines not done", func(ctx context.Context) error {
+				return runLines(ctx, pf, &cf, rf, command, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			})
 		},
 	}
 	cf.add(cmd.Flags(), "run the lines")

@@ -2,6 +2,7 @@ package channel
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -39,7 +40,8 @@ func Marshal(v any) (msgpack.RawMessage, error) {
 	return bytes.Clone(pe.buf.Bytes()), nil
 }
 
-// Unmarshal decodes a payload into v, a pointer. For a *[]byte and a payload that is msgpack
+// Unmarshal decodes a payload into v, a pointer. A payload nested deeper than MaxDepth is
+// refused (ErrDecode) before it reaches the decoder, which recurses. For a *[]byte and a payload that is msgpack
 // bin or str, the result aliases raw instead of copying it: received payloads own their memory,
 // so this is safe and saves a copy of every large binary payload.
 func Unmarshal(raw msgpack.RawMessage, v any) error {
@@ -56,6 +58,10 @@ func Unmarshal(raw msgpack.RawMessage, v any) error {
 	}
 	if len(raw) == 0 {
 		raw = []byte{msgpackNil}
+	}
+	r := reader{b: raw}
+	if _, err := r.skip(); err != nil {
+		return fmt.Errorf("%w: %v", ErrDecode, err)
 	}
 	return msgpack.Unmarshal(raw, v)
 }

@@ -61,12 +61,16 @@ func NewConn(r io.Reader, w io.Writer, opts Options) *Conn {
 	return &Conn{opts: opts, r: bufio.NewReaderSize(r, 64<<10), w: w, pipe: newPipeWriter(w), names: map[string]string{}}
 }
 
-// Send writes msgs as one frame (one batch). Payloads of 64 KiB or more are written from their
+// Send writes msgs, 1 to MaxBatch of them, as one frame (one batch). Payloads of 64 KiB or more are written from their
 // own memory without being copied; where w is a pipe on Linux, they go into it by reference
 // (vmsplice), so the reader copies them straight out of that memory: their bytes must not
 // change until the reader has read them (the Conn keeps them reachable until then).
 func (c *Conn) Send(msgs ...Message) error {
 	c.wframe++
+	if len(msgs) == 0 || len(msgs) > MaxBatch {
+		return &FrameError{Peer: c.opts.Peer, Op: "write", Frame: c.wframe, Err: ErrBatchSize,
+			Detail: fmt.Sprintf("%d messages; a frame holds 1..%d", len(msgs), MaxBatch)}
+	}
 	b := append(c.wbuf[:0], 0, 0, 0, 0)
 	c.splice = c.splice[:0]
 	size := 0 // bytes of spliced payloads
@@ -194,7 +198,10 @@ func (c *Conn) Recv() ([]Message, error) {
 	}
 	c.rframe++
 	n := int(binary.BigEndian.Uint32(hdr))
-	if n > c.opts.MaxFrame || n == 0 {
+	if n == 0 {
+		return nil, c.readErr(ErrDecode, "length 0: a frame holds a batch of at least one message")
+	}
+	if n > c.opts.MaxFrame {
 		return nil, c.readErr(ErrFrameTooLarge, fmt.Sprintf("length %d (bytes %x) is outside 1..%d", n, hdr, c.opts.MaxFrame))
 	}
 	var body []byte
@@ -232,6 +239,9 @@ func (c *Conn) parse(body []byte, own bool) ([]Message, error) {
 	}
 	if count == 0 {
 		return nil, errors.New("empty batch")
+	}
+	if count > MaxBatch {
+		return nil, fmt.Errorf("a batch of %d messages; at most %d (channel.MaxBatch)", count, MaxBatch)
 	}
 	if count > len(body) {
 		return nil, errShort

@@ -117,7 +117,7 @@ func TestFrameErrors(t *testing.T) {
 		detail string
 	}{
 		{"too large", "68656c6c6f20776f726c640a", ErrFrameTooLarge, "length 1751477356"},
-		{"zero length", "00000000", ErrFrameTooLarge, "outside"},
+		{"zero length", "00000000", ErrDecode, "length 0"},
 		{"truncated header", "0000", ErrTruncated, "2 of 4"},
 		{"truncated body", "00000010 9195", ErrTruncated, "2 of 16"},
 		{"not an array", "00000001 2a", ErrDecode, "want an array"},
@@ -148,11 +148,21 @@ func TestFrameErrors(t *testing.T) {
 func FuzzRecv(f *testing.F) {
 	f.Add(unhex(f, "0000000f 91 95 02 07 a46563686f c403010203 c0"))
 	f.Add(unhex(f, "00000003 91 91 06"))
+	f.Add(rawFrame(append([]byte{0x91}, envelope(KindResult, 1, nested(MaxDepth+1), []byte{msgpackNil})...)))
+	f.Add(rawFrame(append([]byte{0x91}, envelope(KindError, 1, []byte{msgpackNil}, append([]byte{0x81, 0xa1, 'x'}, nested(600)...))...)))
+	f.Add(rawFrame(append([]byte{0xdc, 0x10, 0x01}, bytes.Repeat([]byte{0x91, 0x06}, 4097)...)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := NewConn(bytes.NewReader(data), io.Discard, Options{MaxFrame: 1 << 16})
 		for {
-			if _, err := c.Recv(); err != nil {
+			msgs, err := c.Recv()
+			if err != nil {
 				return
+			}
+			for _, m := range msgs { // what the parent and the SDKs do with a payload
+				var v any
+				_ = Unmarshal(m.Payload, &v)
+				var h Hello
+				_ = Unmarshal(m.Payload, &h)
 			}
 		}
 	})

@@ -10,6 +10,7 @@ var (
 	ErrFrameTooLarge = errors.New("frame too large")
 	ErrTruncated     = errors.New("truncated frame")
 	ErrDecode        = errors.New("cannot decode frame")
+	ErrBatchSize     = errors.New("batch size out of range")
 )
 
 // FrameError is any failure to read or write a frame. It names the peer (as given in

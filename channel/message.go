@@ -12,6 +12,11 @@ const ProtocolVersion = 1
 // DefaultMaxFrame is the largest frame accepted or sent unless configured otherwise: 64 MiB.
 const DefaultMaxFrame = 64 << 20
 
+// MaxBatch is the most messages one frame may hold (docs/protocol.md, section 2). A frame
+// of a few megabytes could otherwise hold millions of tiny messages, each taking far more
+// memory decoded than on the wire.
+const MaxBatch = 4096
+
 // Kind says what a message is. The numbers are part of the wire protocol.
 type Kind uint8
 

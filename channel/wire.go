@@ -185,67 +185,29 @@ func (r *reader) strOrNil() ([]byte, error) {
 	return r.n(int(n))
 }
 
-// skip moves past one complete msgpack value, however nested, and returns where it started.
+// MaxDepth is how deeply arrays and maps may nest in any value a [Conn] or [ParseMessage]
+// accepts (docs/protocol.md, section 2): a peer that sends a deeper one breaks the protocol.
+// Decoders recurse, and a value nested a million levels deep in a 1 MB frame would otherwise
+// overflow the stack, which kills a Go process outright.
+const MaxDepth = 512
+
+var errTooDeep = fmt.Errorf("value nested deeper than %d levels (channel.MaxDepth)", MaxDepth)
+
+// skip moves past one complete msgpack value, however nested up to MaxDepth, and returns where
+// it started.
 func (r *reader) skip() (start int, err error) {
 	start = r.i
-	for pending := 1; pending > 0; pending-- {
-		at := r.i
-		c, err := r.byte()
-		if err != nil {
-			return start, err
+	// open[d] is how many items are still to come in the container d levels deep. The first
+	// levels live on the stack: most values are shallow.
+	var small [16]uint64
+	open := append(small[:0], 1)
+	for len(open) > 0 {
+		if open[len(open)-1] == 0 {
+			open = open[:len(open)-1]
+			continue
 		}
-		var size uint64 // bytes of data after the header
-		var items uint64
-		switch {
-		case c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
-		case c&0xf0 == 0x80:
-			items = 2 * uint64(c&0x0f)
-		case c&0xf0 == 0x90:
-			items = uint64(c & 0x0f)
-		case c&0xe0 == 0xa0:
-			size = uint64(c & 0x1f)
-		case c == 0xc4 || c == 0xd9:
-			size, err = r.uintN(1)
-		case c == 0xc5 || c == 0xda:
-			size, err = r.uintN(2)
-		case c == 0xc6 || c == 0xdb:
-			size, err = r.uintN(4)
-		case c == 0xc7:
-			size, err = r.uintN(1)
-			size++
-		case c == 0xc8:
-			size, err = r.uintN(2)
-			size++
-		case c == 0xc9:
-			size, err = r.uintN(4)
-			size++
-		case c == 0xca:
-			size = 4
-		case c == 0xcb:
-			size = 8
-		case c == 0xcc || c == 0xd0:
-			size = 1
-		case c == 0xcd || c == 0xd1:
-			size = 2
-		case c == 0xce || c == 0xd2:
-			size = 4
-		case c == 0xcf || c == 0xd3:
-			size = 8
-		case c >= 0xd4 && c <= 0xd8: // fixext 1, 2, 4, 8, 16 plus the type byte
-			size = 1 + 1<<(c-0xd4)
-		case c == 0xdc:
-			items, err = r.uintN(2)
-		case c == 0xdd:
-			items, err = r.uintN(4)
-		case c == 0xde:
-			items, err = r.uintN(2)
-			items *= 2
-		case c == 0xdf:
-			items, err = r.uintN(4)
-			items *= 2
-		default:
-			return start, fmt.Errorf("at byte %d: invalid msgpack code 0x%02x", at, c)
-		}
+		open[len(open)-1]--
+		size, items, err := r.header()
 		if err != nil {
 			return start, err
 		}
@@ -254,7 +216,73 @@ func (r *reader) skip() (start int, err error) {
 			return start, errShort
 		}
 		r.i += int(size)
-		pending += int(items)
+		if items > 0 {
+			if len(open) > MaxDepth {
+				return start, fmt.Errorf("at byte %d: %w", r.i, errTooDeep)
+			}
+			open = append(open, items)
+		}
 	}
 	return start, nil
+}
+
+// header reads the header of one msgpack value: how many bytes of data follow it (size), or
+// how many values it contains (items: an array's elements, a map's keys and values).
+func (r *reader) header() (size, items uint64, err error) {
+	at := r.i
+	c, err := r.byte()
+	if err != nil {
+		return 0, 0, err
+	}
+	switch {
+	case c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+	case c&0xf0 == 0x80:
+		items = 2 * uint64(c&0x0f)
+	case c&0xf0 == 0x90:
+		items = uint64(c & 0x0f)
+	case c&0xe0 == 0xa0:
+		size = uint64(c & 0x1f)
+	case c == 0xc4 || c == 0xd9:
+		size, err = r.uintN(1)
+	case c == 0xc5 || c == 0xda:
+		size, err = r.uintN(2)
+	case c == 0xc6 || c == 0xdb:
+		size, err = r.uintN(4)
+	case c == 0xc7:
+		size, err = r.uintN(1)
+		size++
+	case c == 0xc8:
+		size, err = r.uintN(2)
+		size++
+	case c == 0xc9:
+		size, err = r.uintN(4)
+		size++
+	case c == 0xca:
+		size = 4
+	case c == 0xcb:
+		size = 8
+	case c == 0xcc || c == 0xd0:
+		size = 1
+	case c == 0xcd || c == 0xd1:
+		size = 2
+	case c == 0xce || c == 0xd2:
+		size = 4
+	case c == 0xcf || c == 0xd3:
+		size = 8
+	case c >= 0xd4 && c <= 0xd8: // fixext 1, 2, 4, 8, 16 plus the type byte
+		size = 1 + 1<<(c-0xd4)
+	case c == 0xdc:
+		items, err = r.uintN(2)
+	case c == 0xdd:
+		items, err = r.uintN(4)
+	case c == 0xde:
+		items, err = r.uintN(2)
+		items *= 2
+	case c == 0xdf:
+		items, err = r.uintN(4)
+		items *= 2
+	default:
+		return 0, 0, fmt.Errorf("at byte %d: invalid msgpack code 0x%02x", at, c)
+	}
+	return size, items, err
 }

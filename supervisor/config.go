@@ -31,6 +31,11 @@ type Config struct {
 	InFlight int
 	// MaxFrame is the largest frame in bytes, in either direction. Default: 64 MiB.
 	MaxFrame int
+	// MaxReportBytes bounds the reports (child.Report) the pool keeps for a task whose caller
+	// has not taken them yet (Future.Reports), in bytes, counting 64 more for each report. A
+	// handler that sends more fails its task with a *ReportOverflowError, and its worker is
+	// killed. Default: 64 MiB; negative: no limit.
+	MaxReportBytes int
 	// StartTimeout bounds the wait for a new worker's hello. Default: 10s.
 	StartTimeout time.Duration
 	// Heartbeat is the period at which workers are asked to send heartbeats (and at which a
@@ -127,6 +132,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = channel.DefaultMaxFrame
+	}
+	if c.MaxReportBytes == 0 {
+		c.MaxReportBytes = 64 << 20
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 10 * time.Second

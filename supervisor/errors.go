@@ -30,7 +30,25 @@ var (
 	// ErrMemoryLimit: the worker running the task went over Config.MemoryHardLimit; see
 	// *MemoryLimitError.
 	ErrMemoryLimit = errors.New("memory limit exceeded")
+	// ErrReportOverflow: the task's handler sent more reports (child.Report) than the pool
+	// keeps for a caller who has not taken them (Config.MaxReportBytes); see
+	// *ReportOverflowError.
+	ErrReportOverflow = errors.New("reports overflow")
 )
+
+// ReportOverflowError is the reason a task failed and its worker was killed: its reports not
+// yet taken by the caller (Future.Reports) would have gone over Config.MaxReportBytes.
+type ReportOverflowError struct {
+	TaskID              uint64
+	Held, Report, Limit int // bytes kept, the size of the report refused, the limit
+}
+
+func (e *ReportOverflowError) Error() string {
+	return fmt.Sprintf("%v: task %d sent a report of %d bytes with %d bytes of reports not yet taken by its caller (limit %d, Config.MaxReportBytes): worker killed",
+		ErrReportOverflow, e.TaskID, e.Report, e.Held, e.Limit)
+}
+
+func (e *ReportOverflowError) Is(target error) bool { return target == ErrReportOverflow }
 
 // MemoryLimitError is the reason a worker was killed for its memory: the resident memory seen
 // (the worker's and its descendants') and the hard limit.

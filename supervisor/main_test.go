@@ -42,6 +42,8 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "hostile": // see hostile_test.go
+		hostileWorker(os.Getenv("SUPERVISE_TEST_HOSTILE"))
 	case "exit-after-hello": // a worker that starts, then exits at once
 		c := channel.NewConn(os.Stdin, os.Stdout, channel.Options{})
 		hello, _ := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: []string{"square"}})

@@ -71,6 +71,7 @@ type worker struct {
 	lastMem    time.Time    // only the watchdog touches it
 
 	// Figures for Stats.
+	strays      int // answers, puts and reports for tasks it does not hold; only the reader touches it
 	tasksDone   atomic.Int64
 	tasksFailed atomic.Int64
 	maxRSS      atomic.Uint64
@@ -559,10 +560,14 @@ func (w *worker) send() {
 				continue
 			}
 			// A frame holds calls up to batchBytes of payload, and never more than the frame
-			// limit: a big call starts a frame of its own, so the worker can start on it as soon
+			// limit or channel.MaxBatch calls: a big call starts a frame of its own, so the worker can start on it as soon
 			// as it has read it.
 			size := len(t.payload) + len(t.bin) + frameOverhead
-			if len(batch) > 0 && (frameBytes+size > batchBytes || frameBytes+size > w.p.cfg.MaxFrame) {
+			inFrame := len(batch)
+			if len(cuts) > 0 {
+				inFrame -= cuts[len(cuts)-1]
+			}
+			if inFrame > 0 && (frameBytes+size > batchBytes || frameBytes+size > w.p.cfg.MaxFrame || inFrame == channel.MaxBatch) {
 				cuts = append(cuts, len(batch))
 				frameBytes = 0
 			}
@@ -743,6 +748,12 @@ func (w *worker) run() {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
 		protocol = err
 	}
+	w.mu.Lock()
+	killed := w.killReason != ""
+	w.mu.Unlock()
+	if killed && errors.Is(protocol, channel.ErrTruncated) {
+		protocol = nil // the pool killed it (hung, a limit) in the middle of a frame
+	}
 	expected := w.stopping.Load() && protocol == nil
 	if protocol != nil {
 		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
@@ -882,6 +893,27 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 	}
 }
 
+// stray logs a message about a task the worker does not hold (a duplicate answer, a report
+// after the answer, an answer to a call it was killed for) and otherwise ignores it: failing
+// the worker for it would fail the innocent calls it holds. Only the first few are logged.
+func (w *worker) stray(m *channel.Message) {
+	w.strays++
+	switch {
+	case w.strays <= 10:
+		w.log.Warn("supervise: ignoring a message about a task this worker does not hold", "kind", m.Kind.String(), "task", m.ID)
+	case w.strays == 11:
+		w.log.Warn("supervise: ignoring more messages about tasks this worker does not hold; not logging them")
+	}
+}
+
+// overflow fails t, whose caller has not taken its reports as fast as its handler sends them,
+// and kills its worker, which sent them.
+func (w *worker) overflow(t *task, size int) {
+	err := &ReportOverflowError{TaskID: t.id, Held: t.reports.held(), Report: size, Limit: w.p.cfg.MaxReportBytes}
+	t.fail(w, err)
+	w.terminate(err.Error(), err)
+}
+
 // answers reports whether msgs holds an answer to a call.
 func answers(msgs []channel.Message) bool {
 	for i := range msgs {
@@ -913,8 +945,9 @@ func (w *worker) read() error {
 					continue
 				}
 				t, timedOut, closing := w.answered(m.ID, now)
-				if t == nil {
-					return fmt.Errorf("an answer (%s) to task %d, which this worker does not hold", m.Kind, m.ID)
+				if t == nil { // a duplicate, or a late answer to a call it was killed for
+					w.stray(m)
+					continue
 				}
 				var remote error
 				if m.Kind == channel.KindError {
@@ -926,12 +959,15 @@ func (w *worker) read() error {
 				w.settleAnswer(t, timedOut, closing, m.Payload, remote)
 			case channel.KindPut, channel.KindReport:
 				t := w.holding(m.ID)
-				if t == nil {
-					return fmt.Errorf("a %s for task %d, which this worker does not hold", m.Kind, m.ID)
+				if t == nil || t.settled.Load() {
+					w.stray(m)
+					continue
 				}
 				switch {
 				case m.Kind == channel.KindReport:
-					t.reports.add(m.Payload)
+					if !t.reports.add(m.Payload, w.p.cfg.MaxReportBytes) {
+						w.overflow(t, len(m.Payload))
+					}
 				case t.queue != nil:
 					t.queue.followUp(t, m.Payload)
 				default:

@@ -1,0 +1,179 @@
+package supervisor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+// hostileWorker is a worker that speaks the protocol well, squaring numbers, except on the
+// input 13, where it does what SUPERVISE_TEST_HOSTILE says: the hostile-peer suite's attacker.
+func hostileWorker(action string) {
+	conn := channel.NewConn(os.Stdin, os.Stdout, channel.Options{})
+	hello := channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: []string{"square"}}
+	payload, _ := channel.Marshal(hello)
+	if action == "deep-hello" { // an extra hello key nested far too deep
+		payload = append(append([]byte{0x85}, payload[1:]...), 0xa5, 'e', 'x', 't', 'r', 'a')
+		payload = append(payload, nestedValue(30_000_000)...)
+	}
+	_ = conn.Send(channel.Message{Kind: channel.KindHello, Payload: payload})
+	for {
+		msgs, err := conn.Recv()
+		if err != nil {
+			os.Exit(0)
+		}
+		for _, m := range msgs {
+			if m.Kind != channel.KindCall {
+				continue
+			}
+			var x int
+			_ = channel.Unmarshal(m.Payload, &x)
+			if x == 13 && misbehaveOn(action, conn, m.ID) {
+				continue
+			}
+			res, _ := channel.Marshal(x * x)
+			_ = conn.Send(channel.Message{Kind: channel.KindResult, ID: m.ID, Payload: res})
+		}
+	}
+}
+
+// misbehaveOn does action while answering call id; it reports whether it answered the call.
+func misbehaveOn(action string, conn *channel.Conn, id uint64) bool {
+	envelope := func(kind channel.Kind, payload, errField []byte) []byte {
+		b := []byte{0x95, byte(kind), 0xcf}
+		b = binary.BigEndian.AppendUint64(b, id)
+		return append(append(append(b, 0xc0), payload...), errField...)
+	}
+	switch action {
+	case "deep-result":
+		writeRaw(append([]byte{0x91}, envelope(channel.KindResult, nestedValue(1_000_000), []byte{0xc0})...))
+	case "deep-error":
+		writeRaw(append([]byte{0x91}, envelope(channel.KindError, []byte{0xc0}, append([]byte{0x81, 0xa1, 'x'}, nestedValue(6_000_000)...))...))
+	case "beats": // 4,000,000 heartbeats in one 8 MB frame
+		b := binary.BigEndian.AppendUint32([]byte{0xdd}, 4_000_000)
+		writeRaw(append(b, bytes.Repeat([]byte{0x91, byte(channel.KindHeartbeat)}, 4_000_000)...))
+	case "reports": // 100 reports of 1 MiB, then the answer
+		mib, _ := channel.Marshal(make([]byte, 1<<20))
+		for range 100 {
+			if conn.Send(channel.Message{Kind: channel.KindReport, ID: id, Payload: mib}) != nil {
+				os.Exit(1)
+			}
+		}
+		return false
+	case "dup": // the answer twice
+		res, _ := channel.Marshal(169)
+		_ = conn.Send(channel.Message{Kind: channel.KindResult, ID: id, Payload: res})
+		return false
+	case "truncate-hang": // half a frame, then silence
+		os.Stdout.Write([]byte{0, 0, 0, 100, 0x91, 0x95})
+		time.Sleep(time.Hour)
+	}
+	return true
+}
+
+func nestedValue(depth int) []byte { return append(bytes.Repeat([]byte{0x91}, depth), 0xc0) }
+
+func writeRaw(body []byte) {
+	os.Stdout.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...))
+}
+
+// squares submits 1..20 to a pool of one hostile worker and checks that every input but 13
+// comes back squared, once; it returns 13's error.
+func squares(t *testing.T, action string, cfg supervisor.Config) error {
+	t.Helper()
+	cfg.Workers = 1
+	cfg.Env = append(cfg.Env, "SUPERVISE_TEST_MODE=hostile", "SUPERVISE_TEST_HOSTILE="+action)
+	p, _ := startPool(t, cfg)
+	ctx := context.Background()
+	sq := supervisor.Bind[int, int](p, "square")
+	var fs []*supervisor.Future[int]
+	for x := 1; x <= 20; x++ {
+		fs = append(fs, sq.Submit(ctx, x))
+	}
+	var bad error
+	for i, f := range fs {
+		x := i + 1
+		v, err := f.Get(ctx)
+		switch {
+		case x == 13:
+			bad = err
+			if err == nil && v != 169 {
+				t.Errorf("%s: 13 came back as %d", action, v)
+			}
+		case err != nil || v != x*x:
+			t.Errorf("%s: an innocent task, %d, got %d, %v", action, x, v, err)
+		}
+	}
+	return bad
+}
+
+// A worker that sends a value nested too deep, or millions of messages in one frame, is killed
+// for breaking the protocol; only the task it was running fails, with an error that names the
+// worker and what was wrong. These crashed the parent with a stack overflow, or drove it past
+// a gigabyte.
+func TestHostileFramesKillOnlyTheirWorker(t *testing.T) {
+	for _, tc := range []struct{ action, want string }{
+		{"deep-result", "MaxDepth"},
+		{"deep-error", "MaxDepth"},
+		{"beats", "MaxBatch"},
+	} {
+		t.Run(tc.action, func(t *testing.T) {
+			err := squares(t, tc.action, supervisor.Config{})
+			var we *supervisor.WorkerError
+			if !errors.Is(err, supervisor.ErrWorkerDied) || !errors.As(err, &we) || we.Protocol == nil ||
+				!errors.Is(err, channel.ErrDecode) || !strings.Contains(err.Error(), tc.want) || we.Pid == 0 {
+				t.Fatalf("got %v, want a protocol error naming the worker and %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// A hello nested 30,000,000 levels deep is a failed start, not a crash.
+func TestHostileDeepHello(t *testing.T) {
+	cfg := supervisor.Config{Workers: 1, Env: []string{"SUPERVISE_TEST_MODE=hostile", "SUPERVISE_TEST_HOSTILE=deep-hello"}}
+	cfg.Restart.MaxStartFailures = 1
+	p, err := supervisor.Start(context.Background(), cfg)
+	if err == nil {
+		p.Close()
+		t.Fatal("a pool started on a worker whose hello is nested 30,000,000 deep")
+	}
+	if !errors.Is(err, supervisor.ErrBadHello) || !strings.Contains(err.Error(), "MaxDepth") {
+		t.Fatalf("got %v, want ErrBadHello naming MaxDepth", err)
+	}
+}
+
+// Reports the caller has not taken are bounded: a handler that sends more fails its task with
+// ErrReportOverflow and its worker is killed (1,500 reports of 1 MiB took a parent to 1.5 GB).
+func TestHostileReportFloodIsBounded(t *testing.T) {
+	err := squares(t, "reports", supervisor.Config{MaxReportBytes: 8 << 20})
+	var re *supervisor.ReportOverflowError
+	if !errors.Is(err, supervisor.ErrReportOverflow) || !errors.As(err, &re) || re.Limit != 8<<20 || re.Held > 8<<20 {
+		t.Fatalf("got %v, want a *ReportOverflowError", err)
+	}
+}
+
+// A duplicate answer is ignored (and logged); it used to kill the worker and fail the next,
+// innocent task.
+func TestHostileDuplicateAnswer(t *testing.T) {
+	if err := squares(t, "dup", supervisor.Config{}); err != nil {
+		t.Fatalf("the task answered twice: %v", err)
+	}
+}
+
+// A worker that goes silent in the middle of a frame is hung, and said to be: the frame its
+// kill cut short is not a protocol error.
+func TestHostileHangInsideFrame(t *testing.T) {
+	err := squares(t, "truncate-hang", supervisor.Config{HangTimeout: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond, StopGrace: 100 * time.Millisecond})
+	var we *supervisor.WorkerError
+	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) || we.Protocol != nil || strings.Contains(err.Error(), "protocol") {
+		t.Fatalf("got %v, want ErrHung and no protocol error", err)
+	}
+}

@@ -55,8 +55,16 @@ func Serve() error {
 	defer calls.Close()
 	defer frames.Close()
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
-	takeGroupDownOnSignals()
-	return serve(calls, frames)
+	grace := takeGroupDownOnSignals()
+	orderly, err := serve(calls, frames)
+	if !orderly {
+		// Stdin ended without a shutdown message: the parent died (or broke the stream) and
+		// will not take this worker's group down (docs/protocol.md, section 5). The
+		// parent-death signal says the same, but may come after EOF, too late for a worker
+		// that has already exited.
+		takeGroupDown(grace)
+	}
+	return err
 }
 
 // call is one task received from the parent.
@@ -89,7 +97,9 @@ type worker struct {
 // read yet, for the life of the process.
 var lastConn atomic.Pointer[channel.Conn]
 
-func serve(in io.Reader, out io.Writer) error {
+// serve runs the protocol until stdin ends; orderly reports that the parent asked for the end
+// with a shutdown message.
+func serve(in io.Reader, out io.Writer) (orderly bool, err error) {
 	maxFrame := handshake.IntEnv(handshake.MaxFrameKey, channel.DefaultMaxFrame)
 	w := &worker{
 		conn:     channel.NewConn(in, out, channel.Options{MaxFrame: maxFrame, Peer: "parent"}),
@@ -105,10 +115,10 @@ func serve(in io.Reader, out io.Writer) error {
 
 	hello, err := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: handlerNames()})
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := w.conn.Send(channel.Message{Kind: channel.KindHello, Payload: hello}); err != nil {
-		return err
+		return false, err
 	}
 
 	base, stop := context.WithCancel(context.Background())
@@ -134,23 +144,24 @@ func serve(in io.Reader, out io.Writer) error {
 	// (channel.Conn.Send): the Conn keeps that memory from being reused, so it must outlive
 	// serve, in a program that goes on after Serve returns.
 	lastConn.Store(w.conn)
+	orderly = readErr == nil
 	if w.writeErr != nil {
-		return w.writeErr
+		return orderly, w.writeErr
 	}
 	if readErr != nil && !errors.Is(readErr, io.EOF) {
-		return readErr
+		return orderly, readErr
 	}
-	return nil
+	return orderly, nil
 }
 
-// read receives frames until EOF, shutdown or a broken stream. Calls go on the queue; cancels
-// cancel the call's context, which also keeps a queued call from running.
+// read receives frames until EOF (io.EOF), shutdown (nil) or a broken stream. Calls go on the
+// queue; cancels cancel the call's context, which also keeps a queued call from running.
 func (w *worker) read(base context.Context) error {
 	for {
 		msgs, err := w.conn.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return err
 			}
 			// The parent is gone or broke the protocol: stop every handler.
 			w.mu.Lock()

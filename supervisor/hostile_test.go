@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,6 +72,16 @@ func misbehaveOn(action string, conn *channel.Conn, id uint64) bool {
 	case "dup": // the answer twice
 		res, _ := channel.Marshal(169)
 		_ = conn.Send(channel.Message{Kind: channel.KindResult, ID: id, Payload: res})
+		return false
+	case "leave-group-hang": // into the parent's process group, out of reach of kill(-pgid), then silence
+		pgid, _ := syscall.Getpgid(os.Getppid())
+		if err := syscall.Setpgid(0, pgid); err != nil {
+			os.Exit(1)
+		}
+		time.Sleep(time.Hour)
+	case "spin-silent": // 2 s of CPU work, sending nothing (no heartbeat), then the answer
+		for start := time.Now(); time.Since(start) < 2*time.Second; {
+		}
 		return false
 	case "truncate-hang": // half a frame, then silence
 		os.Stdout.Write([]byte{0, 0, 0, 100, 0x91, 0x95})
@@ -175,5 +186,29 @@ func TestHostileHangInsideFrame(t *testing.T) {
 	var we *supervisor.WorkerError
 	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) || we.Protocol != nil || strings.Contains(err.Error(), "protocol") {
 		t.Fatalf("got %v, want ErrHung and no protocol error", err)
+	}
+}
+
+// A worker that moves itself into another process group (here its parent's) and goes silent is
+// still killed as hung: the pool signals the worker by its pidfd too, not only its old group,
+// which kill(-pgid) no longer reaches. It used to stay alive, and its task never ended.
+func TestHostileWorkerLeavesItsGroup(t *testing.T) {
+	err := squares(t, "leave-group-hang", supervisor.Config{HangTimeout: 300 * time.Millisecond, StopGrace: 100 * time.Millisecond})
+	var we *supervisor.WorkerError
+	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) {
+		t.Fatalf("got %v, want ErrHung", err)
+	}
+	assertGone(t, we.Pid)
+}
+
+// A worker that sends nothing, not even heartbeats, while its processes burn CPU is busy, not
+// hung (a Python handler inside one long C call holding the GIL starves its heartbeat thread):
+// it used to be killed as hung.
+func TestHostileSilentButBusyIsNotHung(t *testing.T) {
+	// HangTimeout 1s against 2s of spinning: CPU is sampled every 250ms once the worker has
+	// been silent 500ms, so even on a loaded machine the spinning worker gets CPU time between
+	// two samples.
+	if err := squares(t, "spin-silent", supervisor.Config{HangTimeout: time.Second}); err != nil {
+		t.Fatalf("a silent worker using CPU: %v", err)
 	}
 }

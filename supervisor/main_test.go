@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -192,6 +193,21 @@ func TestMain(m *testing.M) {
 		}
 		return os.Getpid(), nil
 	})
+	// litter leaves two processes behind that ignore SIGTERM and SIGHUP, one a child of the
+	// worker, one double-forked (its parent exits, so it is no descendant of the worker, but
+	// still in its group), and returns their pids.
+	child.Handle("litter", func(context.Context, struct{}) ([2]int, error) {
+		direct := exec.Command("sh", "-c", `trap "" TERM HUP; exec sleep 300`)
+		if err := direct.Start(); err != nil {
+			return [2]int{}, err
+		}
+		out, err := exec.Command("sh", "-c", `(trap "" TERM HUP; exec sleep 300) >/dev/null 2>&1 & echo $!`).Output()
+		if err != nil {
+			return [2]int{}, err
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+		return [2]int{direct.Process.Pid, pid}, err
+	})
 	var initialized string
 	child.Handle("init", func(_ context.Context, v string) (bool, error) {
 		if v == "refuse" {
@@ -202,8 +218,11 @@ func TestMain(m *testing.M) {
 	})
 	child.Handle("initialized", func(context.Context, struct{}) (string, error) { return initialized, nil })
 	child.Main()
-	if os.Getenv("SUPERVISE_TEST_MODE") == "orphan-parent" {
+	switch os.Getenv("SUPERVISE_TEST_MODE") {
+	case "orphan-parent":
 		orphanParent()
+	case "orphan-parent-idle":
+		orphanParentIdle()
 	}
 	if os.Getenv("GORACE") == "" {
 		// A race-enabled program sleeps 1s at exit (GORACE atexit_sleep_ms): not in workers,
@@ -236,6 +255,22 @@ func orphanParent() {
 		os.Stdout.Write(b)
 	}
 	os.RemoveAll(dir)
+	select {}
+}
+
+// orphanParentIdle is the parent that TestNoOrphansWhenParentOfIdleWorkerIsKilled kills: its
+// one worker ran a task that left processes behind, and is idle. It prints "PID PID PID", the
+// worker's and theirs, and waits to be killed.
+func orphanParentIdle() {
+	p, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 1, StopGrace: 200 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	pids, err := supervisor.Bind[struct{}, [2]int](p, "litter").Call(context.Background(), struct{}{})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%d %d %d\n", p.Workers()[0].Pid, pids[0], pids[1])
 	select {}
 }
 

@@ -16,8 +16,21 @@ import (
 // parent-death signal reaches each worker, which takes its process group down, grandchildren
 // included. Nothing of the pool may be left.
 func TestNoOrphansWhenParentIsKilled(t *testing.T) {
+	killParentAndAwait(t, "orphan-parent", 4)
+}
+
+// The parent is SIGKILLed while its worker is idle, after a task that left two processes
+// behind that ignore SIGTERM and SIGHUP, one double-forked. The worker sees stdin end before
+// its parent-death signal, and used to exit at once, leaving them (6 of 6 tries).
+func TestNoOrphansWhenParentOfIdleWorkerIsKilled(t *testing.T) {
+	killParentAndAwait(t, "orphan-parent-idle", 3)
+}
+
+// killParentAndAwait starts this binary in mode, reads n pids from its stdout, SIGKILLs it and
+// waits for every one of them to be gone.
+func killParentAndAwait(t *testing.T, mode string, n int) {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "SUPERVISE_TEST_MODE=orphan-parent")
+	cmd.Env = append(os.Environ(), "SUPERVISE_TEST_MODE="+mode)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // should this test die first
 	out, err := cmd.StdoutPipe()
@@ -29,12 +42,12 @@ func TestNoOrphansWhenParentIsKilled(t *testing.T) {
 	}
 	var pids []int
 	sc := bufio.NewScanner(out)
-	for len(pids) < 4 && sc.Scan() {
+	for len(pids) < n && sc.Scan() {
 		for _, f := range strings.Fields(sc.Text()) {
 			pids = append(pids, atoi(t, f))
 		}
 	}
-	if len(pids) != 4 {
+	if len(pids) != n {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("the parent reported pids %v", pids)

@@ -60,15 +60,17 @@ type worker struct {
 	draining bool             // the sender takes no more tasks, pinned ones included
 	sent     []*task          // the same tasks in the order they were sent (settled ones linger)
 
-	stopping   atomic.Bool  // the pool asked it to finish (stdin closed): an exit is expected
-	recycled   atomic.Bool  // it was sent MaxTasksPerWorker calls: replace it once it exits
-	sentTotal  int          // calls sent so far; only the sender touches it
-	lastSeen   atomic.Int64 // unix nanoseconds of the last frame received
-	killReason string       // guarded by mu: why the pool killed it (time limit, hung)
-	hung       bool         // guarded by mu
-	limit      error        // guarded by mu: the limit it was killed for (memory)
-	recycleReq atomic.Bool  // over the soft memory limit: the sender stops feeding it
-	lastMem    time.Time    // only the watchdog touches it
+	stopping   atomic.Bool   // the pool asked it to finish (stdin closed): an exit is expected
+	recycled   atomic.Bool   // it was sent MaxTasksPerWorker calls: replace it once it exits
+	sentTotal  int           // calls sent so far; only the sender touches it
+	lastSeen   atomic.Int64  // unix nanoseconds of the last frame received
+	killReason string        // guarded by mu: why the pool killed it (time limit, hung)
+	hung       bool          // guarded by mu
+	limit      error         // guarded by mu: the limit it was killed for (memory)
+	recycleReq atomic.Bool   // over the soft memory limit: the sender stops feeding it
+	lastMem    time.Time     // only the watchdog touches it
+	lastCPU    time.Duration // CPU time of its process tree when the watchdog last looked; only the watchdog touches it
+	cpuSeen    time.Time     // when the watchdog last saw that tree use CPU; likewise
 
 	// Figures for Stats.
 	strays      int // answers, puts and reports for tasks it does not hold; only the reader touches it
@@ -195,7 +197,7 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 // abort kills a worker that failed to start and waits until it is reaped; e gets its exit
 // status and the tail of its stderr.
 func (w *worker) abort(e *StartError) *StartError {
-	killGroup(w.pid, syscall.SIGKILL)
+	w.kill(syscall.SIGKILL)
 	<-w.waited
 	<-w.stderrDone
 	closeAll(w.stdin, w.stdout, w.stderr)
@@ -342,6 +344,16 @@ func (w *worker) terminate(reason string, why error) {
 	}
 }
 
+// kill sends sig to the worker's process group, and to the worker itself through its pidfd
+// (os.Process uses one on Linux, so a reused pid is never hit): a worker that left its group
+// (setpgid) is still reached.
+func (w *worker) kill(sig syscall.Signal) {
+	killGroup(w.pid, sig)
+	if w.cmd != nil && w.cmd.Process != nil {
+		_ = w.cmd.Process.Signal(sig) // "process already finished" once reaped
+	}
+}
+
 // ladder sends SIGTERM to the worker's process group, then SIGKILL after Config.StopGrace
 // unless the worker was reaped first. Safe to call at any time, repeatedly.
 func (w *worker) ladder() {
@@ -350,7 +362,7 @@ func (w *worker) ladder() {
 		return
 	default:
 	}
-	killGroup(w.pid, syscall.SIGTERM)
+	w.kill(syscall.SIGTERM)
 	go w.killUnlessReaped()
 }
 
@@ -362,7 +374,7 @@ func (w *worker) killUnlessReaped() {
 	select {
 	case <-w.waited:
 	case <-t.C:
-		killGroup(w.pid, syscall.SIGKILL)
+		w.kill(syscall.SIGKILL)
 	}
 }
 
@@ -396,9 +408,18 @@ func (w *worker) watch() {
 
 func (w *worker) check(now time.Time) {
 	cfg := &w.p.cfg
-	if silent := now.Sub(time.Unix(0, w.lastSeen.Load())); cfg.HangTimeout > 0 && silent >= cfg.HangTimeout {
-		w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v)", silent.Round(time.Millisecond), cfg.HangTimeout), ErrHung)
-		return
+	if silent := now.Sub(time.Unix(0, w.lastSeen.Load())); cfg.HangTimeout > 0 && silent >= cfg.HangTimeout/2 {
+		// Silent for a while: a worker whose processes use CPU is busy, not hung (a Python
+		// handler inside one long C call starves its heartbeat thread).
+		if w.cpuProgress() {
+			w.cpuSeen = now
+		}
+		if idle := now.Sub(w.cpuSeen); silent >= cfg.HangTimeout && idle >= cfg.HangTimeout {
+			w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v), and no CPU used by its processes", silent.Round(time.Millisecond), cfg.HangTimeout), ErrHung)
+			return
+		}
+	} else {
+		w.lastCPU = 0 // not silent: the next silence starts from a fresh baseline
 	}
 	if (cfg.MemorySoftLimit > 0 || cfg.MemoryHardLimit > 0) && now.Sub(w.lastMem) >= cfg.MemoryInterval {
 		w.lastMem = now
@@ -458,6 +479,20 @@ func (w *worker) check(now time.Time) {
 	w.terminate(fmt.Sprintf("task %d still running %v after its cancel", overdue.id, cfg.CancelGrace), err)
 }
 
+// cpuProgress reports whether the worker's process tree used CPU since the last call. Where
+// /proc cannot tell (outside Linux), it never did.
+func (w *worker) cpuProgress() bool {
+	var total time.Duration
+	for _, pid := range procfs.Tree(w.pid) {
+		if own, reaped, err := procfs.CPU(pid); err == nil {
+			total += own + reaped
+		}
+	}
+	progressed := w.lastCPU > 0 && total > w.lastCPU // the first look sets the baseline
+	w.lastCPU = total
+	return progressed
+}
+
 // markRunning stamps the calls the worker is running now (the first `concurrency` unanswered
 // ones, in the order sent) with the time they started. Called with mu held.
 func (w *worker) markRunning(now time.Time) {
@@ -481,7 +516,7 @@ func (w *worker) markRunning(now time.Time) {
 func (w *worker) wait() {
 	_ = w.cmd.Wait()
 	w.state = w.cmd.ProcessState
-	killGroup(w.pid, syscall.SIGKILL) // nothing of the group outlives its leader
+	killGroup(w.pid, syscall.SIGKILL) // nothing of the group outlives its leader (reaped: no pid to signal)
 	deadline := time.Now().Add(time.Second)
 	_ = w.stdout.SetReadDeadline(deadline)
 	_ = w.stderr.SetReadDeadline(deadline)
@@ -594,7 +629,7 @@ func (w *worker) send() {
 					// The worker cannot be fed (it died, or closed stdin): run sees its stdout
 					// end and settles what it held.
 					w.log.Debug("supervise: writing to worker failed", "err", err)
-					killGroup(w.pid, syscall.SIGKILL)
+					w.kill(syscall.SIGKILL)
 					return
 				}
 				from = to
@@ -632,7 +667,7 @@ func (w *worker) takePinned(dst []*task) ([]*task, int, bool) {
 }
 
 // finish waits until the worker has answered every call it holds, still sending cancels
-// (time limits, Shutdown), then closes its stdin: EOF asks it to exit. Only the sender calls
+// (time limits, Shutdown), then sends it a shutdown and closes its stdin: it exits. Only the sender calls
 // it.
 func (w *worker) finish() {
 	w.mu.Lock()
@@ -651,6 +686,9 @@ func (w *worker) finish() {
 	if w.plugin != nil {
 		_ = w.plugin.conn.Close()
 	} else {
+		// A shutdown, then EOF: a worker that sees EOF without it takes its parent for dead
+		// and its group down itself (docs/protocol.md, section 5).
+		_ = w.conn.Send(channel.Message{Kind: channel.KindShutdown})
 		w.stdin.Close()
 	}
 }
@@ -759,7 +797,7 @@ func (w *worker) run() {
 		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
 	}
 	if !expected && w.plugin == nil { // (a plugin's run starts once it is reaped)
-		killGroup(w.pid, syscall.SIGKILL)
+		w.kill(syscall.SIGKILL)
 	}
 	<-w.waited
 	w.stdin.Close() // unblocks a sender stuck on a full pipe

@@ -48,6 +48,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 
 import msgpack
@@ -224,6 +225,7 @@ class _Worker:
         self.by_id = {}  # id -> _Task, for calls received and not answered
         self.current = None  # the _Task the main thread runs
         self.eof = False
+        self.orderly = False  # the parent sent a shutdown before EOF
         self.fatal = None  # a broken stream: the reason
         self.main_thread = threading.get_ident()
 
@@ -293,6 +295,7 @@ class _Worker:
                 if not isinstance(msgs, list):
                     raise _ProtocolError("frame %d: not an array of messages" % n)
                 if self.handle(msgs, n):
+                    self.orderly = True
                     break
         except _ProtocolError as e:
             self.stop(str(e))
@@ -429,6 +432,48 @@ def _write_all(fd, chunks):
             views[0] = views[0][n:]
 
 
+def _group_others():
+    """The live processes of this process's group other than itself, from /proc; None where
+    /proc cannot be read."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    me = os.getpid()
+    others = []
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone
+        fields = stat[stat.rfind(b")") + 1:].split()
+        if len(fields) >= 3 and fields[0] != b"Z" and int(fields[2]) == me:
+            others.append(int(name))
+    return others
+
+
+def _take_group_down(grace):
+    """The kill ladder a worker runs on its own group when its parent is gone (the parent-death
+    signal, or stdin EOF without a shutdown message): SIGTERM to the group (not acted on here
+    from now on), then SIGKILL to the group, this process included, if a member is still there after
+    grace. A group that holds only this process is left alone."""
+    if os.getpgrp() != os.getpid() or _group_others() == []:
+        return
+    if threading.current_thread() is threading.main_thread():
+        # Else this runs in the signal thread, which reads no more signals: SIGTERM is moot.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if _group_others() == []:
+            return
+        time.sleep(0.01)  # no signal tells a group leader its group emptied
+    os.killpg(0, signal.SIGKILL)
+
+
 def _take_group_down_on_signals():
     """SIGHUP is the parent-death signal (Linux): nobody else will take this worker's children
     down, so it does the kill ladder itself: SIGTERM to its process group, then SIGKILL after
@@ -451,11 +496,11 @@ def _take_group_down_on_signals():
             except InterruptedError:
                 continue
             for b in got:
-                if b in (signal.SIGTERM, signal.SIGHUP):
+                if b == signal.SIGHUP:
+                    _take_group_down(grace)
+                    os._exit(128 + b)
+                if b == signal.SIGTERM:
                     os.killpg(0, signal.SIGTERM)  # children, and this process (a no-op here)
-                    if b == signal.SIGHUP:
-                        threading.Event().wait(grace)
-                        os.killpg(0, signal.SIGKILL)
                     os._exit(128 + b)
 
     threading.Thread(target=act, name="supervise-signals", daemon=True).start()
@@ -508,6 +553,8 @@ def serve():
         stopped.set()
         beat.join()
         _worker = None
+        if not w.orderly:  # EOF without a shutdown: the parent is gone (docs/protocol.md, section 5)
+            _take_group_down(_env_int("SUPERVISE_STOP_GRACE_MS", 2000) / 1000.0)
     if w.fatal is not None:
         raise RuntimeError(w.fatal)
 

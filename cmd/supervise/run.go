@@ -349,10 +349,6 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	}
 	stopped := ctx.Done()
 	for lines != nil || len(queued) > 0 || outstanding > 0 {
-		var in chan []inputLine
-		if len(queued) == 0 {
-			in = lines
-		}
 		for len(queued) > 0 && outstanding < window { // room for another line
 			it := queued[0]
 			queued = queued[1:]
@@ -381,6 +377,10 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 					finished <- t // never blocks: at most window tasks are outstanding
 				}()
 			}
+		}
+		var in chan []inputLine // more lines, once those read are all submitted
+		if len(queued) == 0 {
+			in = lines
 		}
 		var head <-chan struct{} // --keep-order: the oldest line's task
 		if len(pending) > 0 {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,3 +177,82 @@ func TestRunParentKilledLeavesNoOrphan(t *testing.T) {
 	proctest.AwaitNoProcessWithArg(t, 10*time.Second, marker)
 	stdin.Close()
 }
+
+// SIGKILL supervise run while its Python worker is idle, after a task that left a process
+// behind that ignores SIGTERM and SIGHUP: the worker sees stdin end without a shutdown
+// message, takes that for its parent's death, and takes its group down. It used to exit at
+// once, before its parent-death ladder had sent SIGKILL, leaving the process (6 of 6 tries).
+func TestRunParentOfIdleWorkerKilledLeavesNoOrphan(t *testing.T) {
+	py, script := pythonScript(t, "litter_worker.py")
+	marker := fmt.Sprintf("%d.%d", 3000+time.Now().Nanosecond()%1000, time.Now().Nanosecond()%997)
+	cmd := exec.Command(binary, "--workers", "1", "--stop-grace", "2s", "run", "--call", "litter", "--", py, script)
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	fmt.Fprintf(stdin, "%s\n", marker)                    // and stdin stays open: the run goes on
+	line, err := bufio.NewReader(stdout).ReadString('\n') // the task is done: the worker is idle
+	if err != nil || !strings.Contains(line, marker) {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	proctest.AwaitProcessWithArg(t, 10*time.Second, marker)
+	must(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	proctest.AwaitNoProcessWithArg(t, 10*time.Second, script)
+	proctest.AwaitNoProcessWithArg(t, 10*time.Second, marker)
+	stdin.Close()
+}
+
+// A line that arrives while the lines before it run is submitted at once: the second line
+// here is what the first waits for. run used to wait for the first line's task before it
+// read on (6 lines 0.2 s apart, 3 s tasks, -j 4 took 18 s, not 3).
+func TestRunSlowLinesRunTogether(t *testing.T) {
+	py, script := pythonScript(t, "meet_worker.py")
+	path := filepath.Join(t.TempDir(), "met")
+	cmd := exec.Command(binary, "--workers", "2", "--in-flight", "1", "run", "--", py, script)
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	var out strings.Builder
+	cmd.Stdout = &out
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	fmt.Fprintf(stdin, "wait %s\n", path)
+	for deadline := time.Now().Add(20 * time.Second); !exists(path + ".started"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first line never started")
+		}
+	}
+	fmt.Fprintf(stdin, "make %s\n", path)
+	stdin.Close()
+	must(t, cmd.Wait())
+	if got := strings.Fields(out.String()); !slices.Equal(got, []string{"made", "met"}) && !slices.Equal(got, []string{"met", "made"}) {
+		t.Errorf("stdout %q, want made and met", got)
+	}
+	proctest.AwaitNoProcessWithArg(t, 5*time.Second, script)
+}
+
+// Input that fails as a whole or at its only line ends the run with the error; run used to
+// print it and hang.
+func TestRunBadInputDoesNotHang(t *testing.T) {
+	py, script := pythonScript(t, "e2e_worker.py")
+	_, stderr, code := runStdin(t, "{bad\n", script, "run", "--json", "--", py, script)
+	if code != 1 || !strings.Contains(stderr, "line 1: not JSON") {
+		t.Errorf("--json with a bad line: exit %d, stderr %q", code, stderr)
+	}
+	cmd := exec.Command(binary, "run", "--", py, script)
+	dir, err := os.Open(t.TempDir())
+	must(t, err)
+	defer dir.Close()
+	var e strings.Builder
+	cmd.Stdin, cmd.Stderr = dir, &e
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(e.String(), "reading stdin at line 1") || !strings.Contains(e.String(), "is a directory") {
+		t.Errorf("stdin a directory: %v, stderr %q", err, e.String())
+	}
+	proctest.AwaitNoProcessWithArg(t, 5*time.Second, script)
+}
+
+func exists(path string) bool { _, err := os.Stat(path); return err == nil }

@@ -211,12 +211,12 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 			var t task
 			var bytes int64
 			for _, it := range batch {
-				if it.err == "" {
+				if it.err == "" && it.sum == nil {
 					t.files = append(t.files, len(items))
 					bytes += max(0, it.size)
 				}
 				items = append(items, it)
-				sums = append(sums, nil)
+				sums = append(sums, it.sum)
 			}
 			view.found(len(t.files), bytes)
 			if len(t.files) > 0 {

@@ -119,31 +119,26 @@ func (hs *hashers) close() {
 //
 // It uses plain system calls: for tiny files the cost is in the calls. The file is opened
 // relative to its directory, kept open across consecutive files of the same directory, which
-// spares the kernel a walk of the whole path. A read shorter than the buffer means end of file
-// for a regular file, which saves the read that would return 0.
+// spares the kernel a walk of the whole path. Only a regular file is read (openRegular), to
+// its end (atEnd): a short read at the size fstat gave saves the read that would return 0.
 func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h digester, size int64, err error) {
 	dirfd, name := dirs.at(path)
-	fd, err := retry(func() (int, error) { return openat(dirfd, name) })
+	fd, want, err := openRegular(dirfd, name)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer closeFile(fd)
+	if !whole && want >= bigFile {
+		return nil, want, nil
+	}
 	n, err := retry(func() (int, error) { return readFile(fd, buf) })
 	if err != nil {
 		return nil, 0, err
 	}
-	if n < len(buf) { // the whole file in one read
+	if atEnd(n, len(buf), int64(n), want) { // the whole file in one read
 		hs.small.reset()
 		hs.small.write(buf[:n])
 		return hs.small, int64(n), nil
-	}
-	if !whole {
-		if size, err = fileSize(fd); err != nil {
-			return nil, 0, err
-		}
-		if size >= bigFile {
-			return nil, size, nil
-		}
 	}
 	if hs.big == nil {
 		hs.big = newDigester()
@@ -161,7 +156,7 @@ func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h 
 				hs.progress(size)
 			}
 		}
-		if n < len(buf) {
+		if n == 0 || atEnd(n, len(buf), size, want) {
 			return h, size, nil
 		}
 		if n, err = retry(func() (int, error) { return readFile(fd, buf) }); err != nil {

@@ -22,6 +22,7 @@ type laneFile struct {
 	index int   // in the request's paths
 	fd    int   // open while the lane hashes it
 	size  int64 // bytes read so far
+	want  int64 // its size when opened (fstat)
 	buf   []byte
 }
 
@@ -69,32 +70,29 @@ func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (
 			ans.Done++
 			buf := bufs[lane]
 			dirfd, name := dirs.at(req.Paths[i])
-			fd, err := retry(func() (int, error) { return openat(dirfd, name) })
+			fd, want, err := openRegular(dirfd, name)
 			if err != nil {
 				failed(i, err)
 				continue
 			}
-			n, err := retry(func() (int, error) { return readFile(fd, buf) })
-			if err == nil && n == len(buf) && !req.Whole {
-				var size int64
-				if size, err = fileSize(fd); err == nil && size >= bigFile {
-					closeFile(fd)
-					if ans.Deferred == nil {
-						ans.Deferred = map[int]int64{}
-					}
-					ans.Deferred[i] = size
-					continue
+			if !req.Whole && want >= bigFile {
+				closeFile(fd)
+				if ans.Deferred == nil {
+					ans.Deferred = map[int]int64{}
 				}
+				ans.Deferred[i] = want
+				continue
 			}
+			n, err := retry(func() (int, error) { return readFile(fd, buf) })
 			if err != nil {
 				closeFile(fd)
 				failed(i, err)
 				continue
 			}
 			took(n)
-			lanes[lane] = &laneFile{index: i, fd: fd, size: int64(n), buf: buf}
+			lanes[lane] = &laneFile{index: i, fd: fd, size: int64(n), want: want, buf: buf}
 			h.Start(lane)
-			h.Feed(lane, buf[:n], n < len(buf)) // a short read is the end of a regular file
+			h.Feed(lane, buf[:n], atEnd(n, len(buf), int64(n), want))
 			return
 		}
 	}
@@ -126,7 +124,7 @@ func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (
 		}
 		took(n)
 		f.size += int64(n)
-		h.Feed(lane, f.buf[:n], n < len(f.buf))
+		h.Feed(lane, f.buf[:n], atEnd(n, len(f.buf), f.size, f.want))
 	}
 	ans.Sums = ans.Sums[:sha512.Size*ans.Done]
 	return ans, nil

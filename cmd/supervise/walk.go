@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha512"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -9,12 +11,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// walkItem is one line of digest's output in walk order: a regular file to hash, or a path
-// that could not be read (err set).
+// walkItem is one line of digest's output in walk order: a regular file to hash, a path that
+// could not be read (err set), or one hashed already (sum set: hashHere).
 type walkItem struct {
 	path string
 	err  string
 	size int64 // -1: not known (the walk stats files only when asked)
+	sum  []byte
 }
 
 // walk lists the regular files under roots in sorted walk order and sends them on out in
@@ -34,7 +37,14 @@ func walk(ctx context.Context, roots []string, batch int, sizes bool, out chan<-
 	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes}
 	for _, root := range roots {
 		var st unix.Stat_t
-		if err := unix.Stat(root, &st); err != nil {
+		err := unix.Lstat(root, &st)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			err = unix.Stat(root, &st) // a root that is a link is followed
+			if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				st.Mode = unix.S_IFLNK // not a directory: hashed here (hashHere)
+			}
+		}
+		if err != nil {
 			w.add(walkItem{path: root, err: describe(err), size: -1})
 			continue
 		}
@@ -43,9 +53,30 @@ func walk(ctx context.Context, roots []string, batch int, sizes bool, out chan<-
 			w.add(walkItem{path: root, size: st.Size})
 		case unix.S_IFDIR:
 			w.dir(root)
+		default:
+			w.add(hashHere(root))
 		}
 	}
 	w.flush()
+}
+
+// hashHere hashes a root that is not a plain regular file or a directory in the parent, as
+// sha512sum would, to its end, following a link: a FIFO, a device, a link to a file. A
+// worker could not: /dev/stdin and /proc/self/... name the parent's own, and a worker opens
+// only regular files, not following links, so that nothing a walk listed can be swapped for
+// a FIFO or a link to /dev/zero. Reading a FIFO or a device blocks the walk meanwhile.
+func hashHere(path string) walkItem {
+	f, err := os.Open(path)
+	if err != nil {
+		return walkItem{path: path, err: describe(err), size: -1}
+	}
+	defer f.Close()
+	h := sha512.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return walkItem{path: path, err: describe(err), size: -1}
+	}
+	return walkItem{path: path, size: n, sum: h.Sum(nil)}
 }
 
 type walker struct {

@@ -158,17 +158,12 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 		return
 	}
 
+	// The task stays in progress until it is acknowledged: running it, and then storing its
+	// outcome (a result, or a dead letter of several megabytes) may each outlast AckWait on
+	// a busy machine, and the server would deliver the task again.
+	stop := m.keepInProgress(msg)
+	defer stop()
 	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).Submit(ctx, env.Payload)
-	tick := time.NewTicker(m.cfg.AckWait / 4)
-	for waiting := true; waiting; {
-		select {
-		case <-f.Done():
-			waiting = false
-		case <-tick.C:
-			msg.InProgress()
-		}
-	}
-	tick.Stop()
 	result, err := f.Get(context.Background())
 	last := meta.NumDelivered >= uint64(m.cfg.MaxDeliver)
 	switch {
@@ -194,6 +189,26 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 		return
 	}
 	msg.Ack()
+}
+
+// keepInProgress tells the server every AckWait/4 that msg is still being worked on, until
+// the returned stop is called (which waits for the ticking goroutine).
+func (m *machine) keepInProgress(msg natsjs.Msg) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(m.cfg.AckWait / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // outcome encodes a task's result or error as a result message. A result too large for the

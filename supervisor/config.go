@@ -14,7 +14,8 @@ import (
 // Config describes a pool. The zero value is a pool of runtime.NumCPU() workers that re-execute
 // the current binary (which must call child.Main first thing in main).
 type Config struct {
-	// Workers is the number of worker processes kept running. Default: runtime.NumCPU().
+	// Workers is the number of worker processes kept running. Default: runtime.NumCPU(); at
+	// most MaxWorkers().
 	Workers int
 	// Command is the worker's argv. Default: this executable, re-executed with no arguments
 	// (a plugin pool has no default).
@@ -109,6 +110,10 @@ type Init struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.Workers <= 0 {
 		c.Workers = runtime.NumCPU()
+	}
+	if most := MaxWorkers(); c.Workers > most {
+		// Starting them all would end in "too many open files" part way.
+		return c, fmt.Errorf("supervise: Config.Workers %d: at most %d workers fit in this process's limit of open files (RLIMIT_NOFILE)", c.Workers, most)
 	}
 	if c.Plugin != nil {
 		switch {

@@ -22,3 +22,17 @@ func exitDescription(s *os.ProcessState) string {
 	}
 	return fmt.Sprintf("exit status %d", s.ExitCode())
 }
+
+// fdsPerWorker is what a worker takes of the parent's file descriptors, with room to spare: its
+// three pipes' ends, a pidfd, and the child's ends while it starts.
+const fdsPerWorker = 8
+
+// MaxWorkers is how many workers a pool of this process can have at most: as many as fit in
+// its limit of open files (RLIMIT_NOFILE), beside 64 for everything else.
+func MaxWorkers() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 1 << 20
+	}
+	return max(1, (int(lim.Cur)-64)/fdsPerWorker)
+}

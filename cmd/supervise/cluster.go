@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	nkey "github.com/nats-io/nkeys"
 	"log/slog"
 	"net/url"
 	"os"
@@ -90,6 +91,7 @@ type job struct {
 	stopMonitor func()
 	nc          *nats.Conn // --connect
 	client      *jetstream.Client
+	log         *slog.Logger
 }
 
 // startJob starts the pool of a job, or with --connect joins the queue.
@@ -113,7 +115,7 @@ func startJob(ctx context.Context, pf *poolFlags, cf *clusterFlags, cfg supervis
 		nc.Close()
 		return nil, err
 	}
-	return &job{nc: nc, client: client, stopMonitor: func() {}}, nil
+	return &job{nc: nc, client: client, stopMonitor: func() {}, log: cfg.Logger}, nil
 }
 
 // abandon gives up the tasks out when the job is interrupted: a pool's are cancelled by the
@@ -127,9 +129,13 @@ func (j *job) abandon() {
 // close ends the job: the pool's workers stop, or the run's results are removed.
 func (j *job) close() error {
 	if j.client != nil {
-		err := j.client.Close()
+		// Every task has ended by now: removing the run's results from the server is
+		// housekeeping, and its failure (a server slow to answer) does not fail the job.
+		if err := j.client.Close(); err != nil {
+			j.log.Warn("supervise: the run's results stay on the server", "err", err)
+		}
 		j.nc.Close()
-		return err
+		return nil
 	}
 	err := j.pool.Close()
 	j.stopMonitor()
@@ -194,6 +200,14 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 			}
 			if token == "" {
 				token = os.Getenv("SUPERVISE_TOKEN")
+			}
+			for _, k := range nkeys {
+				if !nkey.IsValidPublicUserKey(k) {
+					return fmt.Errorf("--nkey %q: not an nkey user public key (U followed by 55 characters; nk -gen user -pubout makes a pair)", k)
+				}
+			}
+			if st, err := os.Stat(store); err == nil && !st.IsDir() {
+				return fmt.Errorf("--store %s: not a directory", store)
 			}
 			cfg := jetstream.ServerConfig{StoreDir: store, Listen: listen, Token: token, NKeys: nkeys, Logger: log}
 			if (cert == "") != (key == "") {

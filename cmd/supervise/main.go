@@ -123,7 +123,7 @@ running and is replaced.`,
 	root.PersistentFlags().DurationVar(&pf.timeout, "timeout", 0, "soft time limit of a task: its worker is asked to cancel it (0: none)")
 	root.PersistentFlags().DurationVar(&pf.cancelGrace, "cancel-grace", 5*time.Second, "how long a cancelled task may go on before its worker is killed and replaced")
 	root.PersistentFlags().DurationVar(&pf.stopGrace, "stop-grace", 2*time.Second, "time between SIGTERM and SIGKILL when a worker's process group is killed")
-	root.PersistentFlags().DurationVar(&pf.hang, "hang-timeout", 30*time.Second, "kill a worker that sends nothing, not even a heartbeat, for this long")
+	root.PersistentFlags().DurationVar(&pf.hang, "hang-timeout", 30*time.Second, "kill a worker that sends nothing, not even a heartbeat, and uses no CPU, for this long (0: never)")
 	root.PersistentFlags().IntVar(&pf.maxTasks, "max-tasks-per-worker", 0, "replace a worker after this many tasks (0: never)")
 	root.PersistentFlags().IntVar(&pf.retries, "retries", 0, "give a task to another worker up to this many times when its worker dies")
 	root.PersistentFlags().StringVar(&pf.memHard, "memory-limit", "", "kill a worker whose memory (with its children's) goes over this, e.g. 2GiB; its task fails (Linux)")
@@ -141,6 +141,9 @@ running and is replaced.`,
 	root.AddCommand(serveCommand(&pf))
 	root.AddCommand(workerCommand(&pf))
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if err := pf.check(); err != nil {
+			return err
+		}
 		if pf.cpuProfile == "" {
 			return nil
 		}
@@ -228,6 +231,9 @@ func (pf *poolFlags) config() (supervisor.Config, error) {
 	cfg := supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log,
 		TaskTimeout: pf.timeout, CancelGrace: pf.cancelGrace, StopGrace: pf.stopGrace, HangTimeout: pf.hang,
 		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries}
+	if pf.hang == 0 {
+		cfg.HangTimeout = -1 // never (the library's zero is its default)
+	}
 	for _, m := range []struct {
 		flag, value string
 		to          *uint64

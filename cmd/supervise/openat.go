@@ -62,12 +62,12 @@ func openRegular(dirfd int, name string) (fd int, size int64, err error) {
 	if err != nil {
 		return -1, 0, err
 	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
+	var st unix.Stat_t // a raw call too (see above): syscall.Fstat wakes the scheduler's monitor
+	if _, _, errno := unix.RawSyscall(unix.SYS_FSTAT, uintptr(fd), uintptr(unsafe.Pointer(&st)), 0); errno != 0 {
 		closeFile(fd)
-		return -1, 0, err
+		return -1, 0, errno
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		closeFile(fd)
 		return -1, 0, errChanged
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -195,27 +196,43 @@ func jsonToMsgpack(line []byte) (msgpack.RawMessage, error) {
 	if d.More() {
 		return nil, errors.New("not JSON: more than one value on the line")
 	}
-	return channel.Marshal(numbers(v))
+	v, err := numbers(v)
+	if err != nil {
+		return nil, err
+	}
+	return channel.Marshal(v)
 }
 
-func numbers(v any) any {
+// numbers turns the JSON numbers in v into int64 or uint64 where they are whole, float64
+// otherwise; a whole number beyond 64 bits is an error, not a float that rounds it.
+func numbers(v any) (any, error) {
+	var err error
 	switch v := v.(type) {
 	case json.Number:
 		if i, err := v.Int64(); err == nil {
-			return i
+			return i, nil
 		}
-		f, _ := v.Float64()
-		return f
+		if u, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+			return u, nil
+		}
+		if !strings.ContainsAny(string(v), ".eE") { // a whole number that no integer holds
+			return nil, fmt.Errorf("the integer %s does not fit in 64 bits (write it as a string, or as %s.0 for a float)", v, v)
+		}
+		return v.Float64()
 	case []any:
 		for i := range v {
-			v[i] = numbers(v[i])
+			if v[i], err = numbers(v[i]); err != nil {
+				return nil, err
+			}
 		}
 	case map[string]any:
 		for k := range v {
-			v[k] = numbers(v[k])
+			if v[k], err = numbers(v[k]); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return v
+	return v, nil
 }
 
 // resultLine renders a result payload as one output line (without its newline).

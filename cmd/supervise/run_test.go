@@ -256,3 +256,13 @@ func TestRunBadInputDoesNotHang(t *testing.T) {
 }
 
 func exists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+// A whole number beyond 64 bits is refused, naming its line; it used to be rounded to a float
+// without a word.
+func TestRunJSONIntegerOutOfRange(t *testing.T) {
+	py, script := pythonScript(t, "e2e_worker.py")
+	_, stderr, code := runStdin(t, "18446744073709551616\n18446744073709551615\n", script, "run", "--json", "--", py, script)
+	if code != 1 || !strings.Contains(stderr, "line 1: the integer 18446744073709551616 does not fit in 64 bits") || strings.Contains(stderr, "line 2: the integer") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}

@@ -101,12 +101,14 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	ns.SetLoggerV2(serverLog{log.With("component", "nats-server")}, false, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(serverLog{log: log.With("component", "nats-server"), fatal: fatal}, false, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
+	if err := awaitReady(ns, fatal, 30*time.Second); err != nil {
 		ns.Shutdown()
+		ns.WaitForShutdown()
 		os.RemoveAll(tmp)
-		return nil, errors.New("jetstream server: not ready after 30s")
+		return nil, err
 	}
 	s := &Server{ns: ns, tmp: tmp}
 	if cfg.Listen != "" {
@@ -141,12 +143,40 @@ func (s *Server) Shutdown() {
 	}
 }
 
-// serverLog writes the server's log as slog records.
-type serverLog struct{ log *slog.Logger }
+// awaitReady waits until ns takes connections, or reports why it will not: a fatal error it
+// logged (a port in use, a store it cannot use: the server does not exit on those), or within.
+func awaitReady(ns *server.Server, fatal <-chan string, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; {
+		if ns.ReadyForConnections(50 * time.Millisecond) {
+			return nil
+		}
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("jetstream server: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("jetstream server: not ready after %v", within)
+		}
+	}
+}
+
+// serverLog writes the server's log as slog records; the first fatal error also goes to fatal.
+type serverLog struct {
+	log   *slog.Logger
+	fatal chan<- string
+}
 
 func (l serverLog) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l serverLog) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l serverLog) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
 func (l serverLog) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l serverLog) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l serverLog) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

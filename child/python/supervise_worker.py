@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 PROTOCOL = 1
+MAX_BATCH = 4096  # messages in a frame, at most (docs/protocol.md, section 2)
 """The version of the protocol this module speaks."""
 
 COOKIE_KEY = "SUPERVISE_MAGIC_COOKIE"
@@ -292,8 +293,8 @@ class _Worker:
                     msgs = msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
                 except Exception as e:
                     raise _ProtocolError("frame %d: not msgpack: %s" % (n, e))
-                if not isinstance(msgs, list):
-                    raise _ProtocolError("frame %d: not an array of messages" % n)
+                if not isinstance(msgs, list) or not msgs or len(msgs) > MAX_BATCH:
+                    raise _ProtocolError("frame %d: not an array of 1 to %d messages" % (n, MAX_BATCH))
                 if self.handle(msgs, n):
                     self.orderly = True
                     break

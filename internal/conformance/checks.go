@@ -34,7 +34,13 @@ func mustMarshal(v any) []byte {
 // checkNoCookie starts the worker without the handshake variables: it must write nothing on
 // stdout and exit with a non-zero status.
 func checkNoCookie(s *suite) (string, error) {
-	p, stdout, err := spawn(s.command, nil)
+	return refuses(s, nil, "without "+handshake.CookieKey)
+}
+
+// refuses starts the worker with vars as its handshake variables, which a worker must refuse:
+// it writes nothing on stdout, says why on stderr and exits with a non-zero status.
+func refuses(s *suite, vars map[string]string, started string) (string, error) {
+	p, stdout, err := spawn(s.command, vars)
 	if err != nil {
 		return "", err
 	}
@@ -51,7 +57,7 @@ func checkNoCookie(s *suite) (string, error) {
 	select {
 	case b := <-wrote:
 		if len(b) > 0 {
-			return "", fmt.Errorf("started without %s, the worker wrote on stdout: %s", handshake.CookieKey, quote(string(b), 64))
+			return "", fmt.Errorf("started %s, the worker wrote on stdout: %s", started, quote(string(b), 64))
 		}
 		state, err = p.wait(answerTimeout)
 	case <-p.exited:
@@ -60,10 +66,10 @@ func checkNoCookie(s *suite) (string, error) {
 		err = fmt.Errorf("still running %v later", answerTimeout)
 	}
 	if err != nil {
-		return "", fmt.Errorf("started without %s, the worker is %v (it should refuse and exit)", handshake.CookieKey, err)
+		return "", fmt.Errorf("started %s, the worker is %v (it should refuse and exit)", started, err)
 	}
 	if state.ExitCode() == 0 {
-		return "", fmt.Errorf("started without %s, the worker exited with status 0 (want non-zero)", handshake.CookieKey)
+		return "", fmt.Errorf("started %s, the worker exited with status 0 (want non-zero)", started)
 	}
 	msg := strings.TrimSpace(p.stderr.tail(200))
 	if msg == "" {
@@ -121,14 +127,20 @@ func echoAll(p *peer, names []string, payloads [][]byte, batch int) error {
 		}
 		errs <- nil
 	}()
+	err := checkEchoes(p, names, payloads)
+	if serr := <-errs; serr != nil {
+		return fmt.Errorf("sending calls: %w", serr)
+	}
+	return err
+}
+
+// checkEchoes collects the answers to calls 1..len(payloads) and checks each is its payload.
+func checkEchoes(p *peer, names []string, payloads [][]byte) error {
 	want := make([]uint64, len(payloads))
 	for i := range want {
 		want[i] = uint64(i + 1)
 	}
 	got, _, err := p.answers(want, answerTimeout)
-	if serr := <-errs; serr != nil {
-		return fmt.Errorf("sending calls: %w", serr)
-	}
 	if err != nil {
 		return err
 	}
@@ -186,7 +198,34 @@ func checkPipelining(s *suite) (string, error) {
 			payloads[i] = enc(nil).bin(b, 0xc5)
 		}
 		t0 := time.Now()
-		if err := echoAll(p, names, payloads, 100); err != nil {
+		// Nothing is read until every call is sent: the answers fill the stdout pipe, and the
+		// worker must go on reading its stdin while its writes wait.
+		release := p.holdAnswers()
+		sent := make(chan error, 1)
+		go func() {
+			for i := 0; i < n; i += 100 {
+				var msgs []channel.Message
+				for k := i; k < i+100; k++ {
+					msgs = append(msgs, call(uint64(k+1), "echo", payloads[k]))
+				}
+				if err := p.send(msgs...); err != nil {
+					sent <- err
+					return
+				}
+			}
+			sent <- nil
+		}()
+		select {
+		case err := <-sent:
+			release()
+			if err != nil {
+				return "", fmt.Errorf("sending calls: %w", err)
+			}
+		case <-time.After(answerTimeout):
+			release() // the sender ends with the worker, which the suite kills
+			return "", fmt.Errorf("the worker stopped reading its stdin while its answers were not read (%v): it must read calls while a write of its own waits", answerTimeout)
+		}
+		if err := checkEchoes(p, names, payloads); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%d calls of %d bytes in frames of 100, answered in %v", n, size, time.Since(t0).Round(time.Millisecond)), nil

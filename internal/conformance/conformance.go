@@ -55,17 +55,23 @@ type suite struct {
 
 var battery = []check{
 	{"refuses without the cookie", "", checkNoCookie},
+	{"refuses a wrong cookie", "", checkWrongCookie},
 	{"hello", "", checkHello},
+	{"hello of its own version", "", checkOtherProtocol},
 	{"echo of every msgpack type", "", checkEchoTypes},
 	{"batches and pipelining", "", checkPipelining},
 	{"message shapes and unknown kinds", "", checkShapes},
 	{"payload near the frame limit", "", checkLargePayload},
 	{"frame over the limit", "", checkOversizedFrame},
+	{"empty batch", "", checkEmptyBatch},
+	{"message not an array", "", checkNotAnArray},
+	{"answer over the frame limit", "fail", checkOversizedAnswer},
 	{"error answers", "fail", checkErrors},
 	{"cancel", "sleep", checkCancel},
 	{"heartbeat", "sleep", checkHeartbeat},
 	{"reports", "report", checkReports},
 	{"shutdown message", "", checkShutdown},
+	{"nothing after a shutdown", "", checkAfterShutdown},
 	{"exit on stdin EOF", "sleep", checkEOF},
 }
 

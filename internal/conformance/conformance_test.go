@@ -83,6 +83,15 @@ func TestBrokenWorkersFail(t *testing.T) {
 		{"cancel ignored", `worker._handlers["sleep"] = (sleep, "poll")`, []string{"cancel"}},
 		{"no heartbeats", `worker._Worker.beat = lambda *a: None`, []string{"heartbeat"}},
 		{"prints before hello", `print("hello world", file=sys.__stdout__, flush=True)`, []string{"hello"}},
+		// The reader waits for the queue to empty before it reads on: a write of an answer that
+		// waits for the parent stops the reading of calls. The battery used to pass it.
+		{"reads nothing while it writes", `_enqueue = worker._Worker.enqueue
+def _enqueue_and_wait(self, calls):
+    _enqueue(self, calls)
+    with self.cond:
+        while self.queue and not self.eof:
+            self.cond.wait(0.01)
+worker._Worker.enqueue = _enqueue_and_wait`, []string{"batches and pipelining"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -32,6 +32,8 @@ type peer struct {
 	heartbeats atomic.Int64
 	lastBeat   atomic.Int64 // unix nanoseconds of the latest heartbeat
 
+	gate atomic.Pointer[chan struct{}] // while set, the reader reads nothing more until it is closed
+
 	exited chan struct{} // closed once Wait returned
 	state  *os.ProcessState
 }
@@ -98,9 +100,22 @@ func spawn(command []string, vars map[string]string) (*peer, *os.File, error) {
 	return p, stdout, nil
 }
 
+// holdAnswers stops reading the worker's stdout (after the frame being read, if any) until
+// the returned function is called: its answers pile up in the pipe.
+func (p *peer) holdAnswers() (release func()) {
+	gate := make(chan struct{})
+	p.gate.Store(&gate)
+	return func() { p.gate.Store(nil); close(gate) }
+}
+
 // start spawns the worker and waits for its hello.
 func start(command []string, maxFrame int, heartbeat time.Duration) (*peer, error) {
-	p, stdout, err := spawn(command, handshakeEnv(maxFrame, heartbeat))
+	return startWith(command, maxFrame, handshakeEnv(maxFrame, heartbeat))
+}
+
+// startWith is start with the environment's handshake variables as given.
+func startWith(command []string, maxFrame int, vars map[string]string) (*peer, error) {
+	p, stdout, err := spawn(command, vars)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +154,9 @@ func (p *peer) read(stdout *os.File, hello chan<- error) {
 	}
 	hello <- nil
 	for {
+		if gate := p.gate.Load(); gate != nil {
+			<-*gate
+		}
 		msgs, err := p.conn.Recv()
 		if err != nil {
 			p.readErr = err

@@ -140,6 +140,8 @@ func valueCases() []valueCase {
 		{"int 64 -9223372036854775808", e.b(0xd3).u64(1 << 63)},
 		{"float 32 1.5", e.b(0xca).u32(math.Float32bits(1.5))},
 		{"float 64 pi", e.b(0xcb).u64(math.Float64bits(math.Pi))},
+		{"float 64 2 (whole: stays a float)", e.b(0xcb).u64(math.Float64bits(2))},
+		{"float 32 1 (whole: stays a float)", e.b(0xca).u32(math.Float32bits(1))},
 		{"float 64 -0", e.b(0xcb).u64(math.Float64bits(math.Copysign(0, -1)))},
 		{"float 64 +Inf", e.b(0xcb).u64(math.Float64bits(math.Inf(1)))},
 		{"float 64 NaN", e.b(0xcb).u64(math.Float64bits(math.NaN()))},

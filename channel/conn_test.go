@@ -168,6 +168,27 @@ func FuzzRecv(f *testing.F) {
 	})
 }
 
+// FuzzParseMessage is the queue's reading of a task (a worker machine) and of a result (a
+// submitter): one envelope from a NATS message, from any client holding credentials.
+func FuzzParseMessage(f *testing.F) {
+	f.Add(AppendMessage(nil, Message{Kind: KindCall, ID: 7, Name: "echo", Payload: []byte{0x2a}}))
+	f.Add(AppendMessage(nil, Message{Kind: KindError, ID: 7, Err: &RemoteError{Type: "error", Message: "boom"}}))
+	f.Add(envelope(KindError, 1, []byte{msgpackNil}, append([]byte{0x81, 0xa1, 'x'}, nested(MaxDepth+1)...)))
+	f.Add(envelope(KindResult, 1, nested(MaxDepth), []byte{msgpackNil}))
+	f.Add([]byte("not msgpack"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseMessage(data)
+		if err != nil {
+			return
+		}
+		var v any
+		_ = Unmarshal(m.Payload, &v)
+		if again, err := ParseMessage(AppendMessage(nil, m)); err != nil || again.Kind != m.Kind || again.ID != m.ID {
+			t.Fatalf("%+v does not survive a round trip: %+v, %v", m, again, err)
+		}
+	})
+}
+
 // BenchmarkChannel is one message through Send and Recv over an in-memory stream.
 func BenchmarkChannel(b *testing.B) {
 	for _, size := range []int{64, 1 << 20} {

@@ -252,19 +252,31 @@ func (w *worker) handshake() error {
 	case err != nil:
 		return fmt.Errorf("%w: %v", ErrBadHello, err)
 	}
-	if len(msgs) != 1 || msgs[0].Kind != channel.KindHello {
-		return fmt.Errorf("%w: the first frame holds %d message(s), the first a %s, not one hello", ErrBadHello, len(msgs), msgs[0].Kind)
-	}
-	var h channel.Hello
-	if err := channel.Unmarshal(msgs[0].Payload, &h); err != nil {
-		return fmt.Errorf("%w: the hello's payload: %v", ErrBadHello, err)
-	}
-	if h.Protocol != channel.ProtocolVersion {
-		return fmt.Errorf("%w: the worker speaks protocol version %d, this parent speaks %d", ErrBadHello, h.Protocol, channel.ProtocolVersion)
+	h, err := parseHello(msgs)
+	if err != nil {
+		return err
 	}
 	w.handlers = h.Handlers
 	w.concurrency = max(1, h.Concurrency)
 	return nil
+}
+
+// parseHello checks that a worker's first frame is one hello of our protocol version.
+func parseHello(msgs []channel.Message) (channel.Hello, error) {
+	var h channel.Hello
+	if len(msgs) != 1 || msgs[0].Kind != channel.KindHello {
+		return h, fmt.Errorf("%w: the first frame holds %d message(s), the first a %s, not one hello", ErrBadHello, len(msgs), msgs[0].Kind)
+	}
+	if err := channel.Unmarshal(msgs[0].Payload, &h); err != nil {
+		return h, fmt.Errorf("%w: the hello's payload: %v", ErrBadHello, err)
+	}
+	if h.Protocol != channel.ProtocolVersion {
+		return h, fmt.Errorf("%w: the worker speaks protocol version %d, this parent speaks %d", ErrBadHello, h.Protocol, channel.ProtocolVersion)
+	}
+	if h.Concurrency < 0 {
+		return h, fmt.Errorf("%w: concurrency %d", ErrBadHello, h.Concurrency)
+	}
+	return h, nil
 }
 
 // initialize runs Config.Init on the worker before it takes tasks: one call, whose answer must

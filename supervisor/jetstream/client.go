@@ -168,6 +168,17 @@ func (c *Client) collect(msg natsjs.Msg) {
 	p := c.pending[id]
 	delete(c.pending, id)
 	c.mu.Unlock()
+	if p == nil && id > c.nextID.Load() {
+		// Not submitted yet, so no machine has run it: another client published this. The
+		// stream keeps one result per task, so it would shut out the task's own: remove it.
+		c.cfg.Logger.Warn("jetstream: removing a result for a task this run has not submitted", "queue", c.cfg.Queue, "subject", subject, "task", id)
+		if meta, err := msg.Metadata(); err == nil {
+			if err := c.s.results.DeleteMsg(c.ctx, meta.Sequence.Stream); err != nil {
+				c.cfg.Logger.Error("jetstream: could not remove a result for a task not submitted", "subject", subject, "err", err)
+			}
+		}
+		return
+	}
 	if p == nil {
 		return // settled already (a result seen again after a reconnect)
 	}
@@ -217,6 +228,14 @@ func (c *Client) maxDeliveries(m *nats.Msg) {
 		}
 		env, err := channel.ParseMessage(raw.Data)
 		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		_, pending := c.pending[env.ID]
+		c.mu.Unlock()
+		if !pending || adv.Deliveries < uint64(c.cfg.MaxDeliver) {
+			// Settled already, or not what the server would say: a client published it.
+			c.cfg.Logger.Warn("jetstream: ignoring a max-deliveries advisory that matches no task in its last delivery", "queue", c.cfg.Queue, "task", env.ID, "deliveries", adv.Deliveries)
 			return
 		}
 		out := nats.NewMsg(c.cfg.resultSubject(c.run, env.ID))

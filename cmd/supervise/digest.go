@@ -30,8 +30,12 @@ escaped (\\, \n, \r) when the name holds a backslash, newline or carriage return
 Files are listed in sorted walk order (each PATH in turn, directories depth first, entries
 sorted by name), so two runs print the same bytes. Symbolic links inside the trees, FIFOs,
 sockets and devices are skipped, as 'find -type f' skips them; a PATH that is a symbolic link
-is followed. A file that cannot be read prints "supervise: PATH: reason" on stderr, the rest
-go on, and the exit status is 1.
+is followed. A PATH that is not a directory or a plain regular file (a FIFO, a device,
+/dev/stdin, a link to a file) is read by supervise itself, to its end. Every file is read to
+its end (a short read, as files in /proc give, is not the end), and workers open only what is
+still a regular file, without following links: a file swapped for a FIFO or a link after the
+walk listed it fails, saying so. A file that cannot be read prints "supervise: PATH: reason"
+on stderr, the rest go on, and the exit status is 1.
 
 The workers open and read the files themselves: the parent sends them paths, small files
 batched together; files of 1 MiB or more go largest first, ahead of the small batches, so that

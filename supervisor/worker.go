@@ -69,11 +69,12 @@ type worker struct {
 	limit      error         // guarded by mu: the limit it was killed for (memory)
 	recycleReq atomic.Bool   // over the soft memory limit: the sender stops feeding it
 	lastMem    time.Time     // only the watchdog touches it
-	lastCPU    time.Duration // CPU time of its process tree when the watchdog last looked; only the watchdog touches it
+	lastCPU    time.Duration // CPU time of its process tree at the watchdog's last look; only the watchdog touches it
 	cpuSeen    time.Time     // when the watchdog last saw that tree use CPU; likewise
 
+	strays int // answers, puts and reports for tasks it does not hold; only the reader touches it
+
 	// Figures for Stats.
-	strays      int // answers, puts and reports for tasks it does not hold; only the reader touches it
 	tasksDone   atomic.Int64
 	tasksFailed atomic.Int64
 	maxRSS      atomic.Uint64
@@ -607,8 +608,8 @@ func (w *worker) send() {
 				continue
 			}
 			// A frame holds calls up to batchBytes of payload, and never more than the frame
-			// limit or channel.MaxBatch calls: a big call starts a frame of its own, so the worker can start on it as soon
-			// as it has read it.
+			// limit or channel.MaxBatch calls: a big call starts a frame of its own, so the
+			// worker can start on it as soon as it has read it.
 			size := len(t.payload) + len(t.bin) + frameOverhead
 			inFrame := len(batch)
 			if len(cuts) > 0 {
@@ -679,8 +680,8 @@ func (w *worker) takePinned(dst []*task) ([]*task, int, bool) {
 }
 
 // finish waits until the worker has answered every call it holds, still sending cancels
-// (time limits, Shutdown), then sends it a shutdown and closes its stdin: it exits. Only the sender calls
-// it.
+// (time limits, Shutdown), then sends it a shutdown and closes its stdin: it exits. Only the
+// sender calls it.
 func (w *worker) finish() {
 	w.mu.Lock()
 	w.draining = true // no more pinned tasks; those pinned already fail when it ends

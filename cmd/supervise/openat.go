@@ -62,10 +62,10 @@ func openRegular(dirfd int, name string) (fd int, size int64, err error) {
 	if err != nil {
 		return -1, 0, err
 	}
-	var st unix.Stat_t // a raw call too (see above): syscall.Fstat wakes the scheduler's monitor
-	if _, _, errno := unix.RawSyscall(unix.SYS_FSTAT, uintptr(fd), uintptr(unsafe.Pointer(&st)), 0); errno != 0 {
+	var st unix.Stat_t
+	if err := fstat(fd, &st); err != nil {
 		closeFile(fd)
-		return -1, 0, errno
+		return -1, 0, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		closeFile(fd)

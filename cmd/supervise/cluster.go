@@ -175,6 +175,7 @@ func serveCommand(pf *poolFlags) *cobra.Command {
 	var (
 		store, listen, token, cert, key string
 		nkeys                           []string
+		roles                           jetstream.Roles
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--store DIR] [--listen ADDR]",
@@ -189,9 +190,17 @@ credentials: --token (clients use nats://TOKEN@HOST:PORT) or --nkey (clients use
 --nkey-seed); add --tls-cert and --tls-key to encrypt the traffic (clients use tls://HOST:PORT,
 and --tls-ca when the certificate is not signed by a CA the system trusts).
 
+--token and --nkey let a client do anything: publish tasks, and forge results too. For
+machines and submitters you trust less than the work itself, give each role its own keys:
+--submitter-nkey (may publish tasks and read and remove results; not publish a result) and
+--machine-nkey (may take tasks and publish results; not publish a task), on the queues named
+by --queue. Either kind of key signs in with --nkey-seed. Submitters can still read the results
+of other runs of their queues: NATS permissions name streams, not runs.
+
 It stops on SIGINT or SIGTERM, flushing its store.`,
 		Example: `  supervise serve
-  supervise serve --store /var/lib/supervise --listen 0.0.0.0:4222 --token "$(cat token)" --tls-cert cert.pem --tls-key key.pem`,
+  supervise serve --store /var/lib/supervise --listen 0.0.0.0:4222 --token "$(cat token)" --tls-cert cert.pem --tls-key key.pem
+  supervise serve --listen 0.0.0.0:4222 --queue default --submitter-nkey "$(cat submitter.pub)" --machine-nkey "$(cat machine.pub)"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := pf.logger()
@@ -201,15 +210,20 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 			if token == "" {
 				token = os.Getenv("SUPERVISE_TOKEN")
 			}
-			for _, k := range nkeys {
-				if !nkey.IsValidPublicUserKey(k) {
-					return fmt.Errorf("--nkey %q: not an nkey user public key (U followed by 55 characters; nk -gen user -pubout makes a pair)", k)
+			for _, f := range []struct {
+				flag string
+				keys []string
+			}{{"--nkey", nkeys}, {"--submitter-nkey", roles.Submitters}, {"--machine-nkey", roles.Machines}} {
+				for _, k := range f.keys {
+					if !nkey.IsValidPublicUserKey(k) {
+						return fmt.Errorf("%s %q: not an nkey user public key (U followed by 55 characters; nk -gen user -pubout makes a pair)", f.flag, k)
+					}
 				}
 			}
 			if st, err := os.Stat(store); err == nil && !st.IsDir() {
 				return fmt.Errorf("--store %s: not a directory", store)
 			}
-			cfg := jetstream.ServerConfig{StoreDir: store, Listen: listen, Token: token, NKeys: nkeys, Logger: log}
+			cfg := jetstream.ServerConfig{StoreDir: store, Listen: listen, Token: token, NKeys: nkeys, Roles: roles, Logger: log}
 			if (cert == "") != (key == "") {
 				return errors.New("--tls-cert and --tls-key go together")
 			}
@@ -236,9 +250,12 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 		},
 	}
 	cmd.Flags().StringVar(&store, "store", defaultStore(), "keep the streams in `DIR`")
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:4222", "listen on `HOST:PORT`; beyond loopback, --token or --nkey is required")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:4222", "listen on `HOST:PORT`; beyond loopback, --token or nkeys are required")
 	cmd.Flags().StringVar(&token, "token", "", "clients must present this token (default $SUPERVISE_TOKEN)")
 	cmd.Flags().StringSliceVar(&nkeys, "nkey", nil, "let in the user with this nkey public key (U...), signing with its seed; repeatable")
+	cmd.Flags().StringSliceVar(&roles.Submitters, "submitter-nkey", nil, "let in a submitter with this nkey public key: tasks in, results out, nothing else; repeatable")
+	cmd.Flags().StringSliceVar(&roles.Machines, "machine-nkey", nil, "let in a worker machine with this nkey public key: tasks taken, results stored, nothing else; repeatable")
+	cmd.Flags().StringSliceVar(&roles.Queues, "queue", nil, "the queues --submitter-nkey and --machine-nkey may use (default: default); repeatable")
 	cmd.Flags().StringVar(&cert, "tls-cert", "", "serve TLS with the certificate in `FILE`")
 	cmd.Flags().StringVar(&key, "tls-key", "", "and its key in `FILE`")
 	return cmd

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
@@ -155,4 +158,37 @@ func awaitHeld(t *testing.T, url string, n int) {
 		case <-time.After(20 * time.Millisecond): // polling the server's count: it sends no event
 		}
 	}
+}
+
+// serve --submitter-nkey and --machine-nkey: a machine and a submitter sign in with keys of
+// their roles (--nkey-seed), and the queue works as with one credential for all.
+func TestRolesAcrossMachines(t *testing.T) {
+	keys := map[string]string{} // role -> seed file
+	pubs := map[string]string{}
+	for _, role := range []string{"submitter", "machine"} {
+		user, err := nkeys.CreateUser()
+		must(t, err)
+		pubs[role], _ = user.PublicKey()
+		seed, _ := user.Seed()
+		keys[role] = filepath.Join(t.TempDir(), role+".nk")
+		must(t, os.WriteFile(keys[role], seed, 0o600))
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	server := background(t, "JetStream server at", "serve", "--store", t.TempDir(), "--listen", addr,
+		"--submitter-nkey", pubs["submitter"], "--machine-nkey", pubs["machine"])
+	url := "nats://" + addr
+	py, script := pythonScript(t, "e2e_worker.py")
+	machine := background(t, "worker of queue default", "--workers", "1", "worker", "--connect", url, "--nkey-seed", keys["machine"], "--", py, script)
+	stdout, stderr, code := runCLI(t, "1\n2\n", "run", "--connect", url, "--nkey-seed", keys["submitter"], "--call", "work", "--keep-order")
+	if code != 0 || stdout != "ok 1\nok 2\n" {
+		t.Errorf("run --connect with a submitter's key: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	// A submitter's key cannot serve as a machine: it may not take tasks.
+	_, stderr, code = runCLI(t, "", "worker", "--connect", url, "--nkey-seed", keys["submitter"], "--", py, script)
+	if code == 0 || !strings.Contains(strings.ToLower(stderr), "permission") {
+		t.Errorf("worker --connect with a submitter's key: exit %d, stderr %q; want a permissions error", code, stderr)
+	}
+	stopBackground(t, machine)
+	stopBackground(t, server)
+	proctest.AwaitNoProcessWithArg(t, 5*time.Second, script)
 }

@@ -230,22 +230,22 @@ func (c *Client) maxDeliveries(m *nats.Msg) {
 		if err != nil {
 			return
 		}
+		if adv.Deliveries < uint64(c.cfg.MaxDeliver) {
+			// Not what the server would say: a client published it.
+			c.cfg.Logger.Warn("jetstream: ignoring a max-deliveries advisory for a task not in its last delivery", "queue", c.cfg.Queue, "task", env.ID, "deliveries", adv.Deliveries)
+			return
+		}
+		// The outcome is settled here, not stored as a result: a submitter has no right to
+		// publish results (Roles), and a result a machine stores after all is then ignored.
 		c.mu.Lock()
-		_, pending := c.pending[env.ID]
+		p := c.pending[env.ID]
+		delete(c.pending, env.ID)
 		c.mu.Unlock()
-		if !pending || adv.Deliveries < uint64(c.cfg.MaxDeliver) {
-			// Settled already, or not what the server would say: a client published it.
-			c.cfg.Logger.Warn("jetstream: ignoring a max-deliveries advisory that matches no task in its last delivery", "queue", c.cfg.Queue, "task", env.ID, "deliveries", adv.Deliveries)
-			return
+		if p == nil {
+			return // settled already
 		}
-		out := nats.NewMsg(c.cfg.resultSubject(c.run, env.ID))
-		out.Header.Set(headerDeliveries, strconv.FormatUint(adv.Deliveries, 10))
 		lost := fmt.Errorf("%w: delivered %d times (MaxDeliver), each time to a machine that was lost before it answered", ErrLost, adv.Deliveries)
-		out.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindError, ID: env.ID, Err: remoteError(lost)})
-		if err := c.s.storeResult(ctx, out); err != nil {
-			c.cfg.Logger.Error("jetstream: recording a lost task", "queue", c.cfg.Queue, "task", env.ID, "err", err)
-			return
-		}
+		p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: env.ID, Handler: p.handler, Deliveries: int(adv.Deliveries), Err: remoteError(lost)})
 		c.s.tasks.DeleteMsg(ctx, adv.StreamSeq)
 	}()
 }

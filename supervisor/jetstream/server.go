@@ -28,6 +28,9 @@ type ServerConfig struct {
 	Token string
 	// NKeys are the public keys (U...) of the users allowed in; each signs in with its seed.
 	NKeys []string
+	// Roles, when set, let submitters and machines in with credentials of their own role,
+	// each allowed only what it needs (see Roles). Token and NKeys stay all-powerful.
+	Roles Roles
 	// TLS, when set, serves TLS (clients connect with tls://). See server.GenTLSConfig.
 	TLS *tls.Config
 	// MaxPayload is the largest message the server accepts; zero means 8 MiB.
@@ -48,6 +51,10 @@ var ErrNoCredentials = errors.New("a server listening beyond loopback needs cred
 
 // StartServer starts an embedded server and waits until it takes connections.
 func StartServer(cfg ServerConfig) (*Server, error) {
+	roles, err := cfg.Roles.users()
+	if err != nil {
+		return nil, err
+	}
 	opts := &server.Options{
 		ServerName:         "supervise",
 		JetStream:          true,
@@ -73,6 +80,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	for _, k := range cfg.NKeys {
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: k})
 	}
+	opts.Nkeys = append(opts.Nkeys, roles...)
 	if cfg.TLS != nil {
 		opts.TLSConfig, opts.TLS, opts.TLSVerify = cfg.TLS, true, cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
@@ -88,7 +96,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			opts.Port = server.RANDOM_PORT // ":0" means any free port, as in net.Listen
 		}
 		opts.Host = host
-		if !isLoopback(host) && cfg.Token == "" && len(cfg.NKeys) == 0 {
+		if !isLoopback(host) && cfg.Token == "" && len(opts.Nkeys) == 0 {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, ErrNoCredentials)
 		}
 	}

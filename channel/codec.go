@@ -41,9 +41,9 @@ func Marshal(v any) (msgpack.RawMessage, error) {
 }
 
 // Unmarshal decodes a payload into v, a pointer. A payload nested deeper than MaxDepth is
-// refused (ErrDecode) before it reaches the decoder, which recurses. For a *[]byte and a payload that is msgpack
-// bin or str, the result aliases raw instead of copying it: received payloads own their memory,
-// so this is safe and saves a copy of every large binary payload.
+// refused (ErrDecode) before it reaches the decoder, which recurses. For a *[]byte and a
+// payload that is msgpack bin or str, the result aliases raw instead of copying it: received
+// payloads own their memory, so this is safe and saves a copy of every large binary payload.
 func Unmarshal(raw msgpack.RawMessage, v any) error {
 	if p, ok := v.(*[]byte); ok {
 		if len(raw) == 0 {

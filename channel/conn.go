@@ -61,10 +61,11 @@ func NewConn(r io.Reader, w io.Writer, opts Options) *Conn {
 	return &Conn{opts: opts, r: bufio.NewReaderSize(r, 64<<10), w: w, pipe: newPipeWriter(w), names: map[string]string{}}
 }
 
-// Send writes msgs, 1 to MaxBatch of them, as one frame (one batch). Payloads of 64 KiB or more are written from their
-// own memory without being copied; where w is a pipe on Linux, they go into it by reference
-// (vmsplice), so the reader copies them straight out of that memory: their bytes must not
-// change until the reader has read them (the Conn keeps them reachable until then).
+// Send writes msgs, 1 to MaxBatch of them, as one frame (one batch). Payloads of 64 KiB or
+// more are written from their own memory without being copied; where w is a pipe on Linux,
+// they go into it by reference (vmsplice), so the reader copies them straight out of that
+// memory: their bytes must not change until the reader has read them (the Conn keeps them
+// reachable until then).
 func (c *Conn) Send(msgs ...Message) error {
 	c.wframe++
 	if len(msgs) == 0 || len(msgs) > MaxBatch {

@@ -67,8 +67,9 @@ __all__ = [
 ]
 
 PROTOCOL = 1
-MAX_BATCH = 4096  # messages in a frame, at most (docs/protocol.md, section 2)
 """The version of the protocol this module speaks."""
+
+MAX_BATCH = 4096  # messages in a frame, at most (docs/protocol.md, section 2)
 
 COOKIE_KEY = "SUPERVISE_MAGIC_COOKIE"
 COOKIE_VALUE = "5b0d7a7e2c1f4f0c9d3f3b1e8a6c4d21"
@@ -459,8 +460,8 @@ def _group_others():
 def _take_group_down(grace):
     """The kill ladder a worker runs on its own group when its parent is gone (the parent-death
     signal, or stdin EOF without a shutdown message): SIGTERM to the group (not acted on here
-    from now on), then SIGKILL to the group, this process included, if a member is still there after
-    grace. A group that holds only this process is left alone."""
+    from now on), then SIGKILL to the group, this process included, if a member is still there
+    after grace. A group that holds only this process is left alone."""
     if os.getpgrp() != os.getpid() or _group_others() == []:
         return
     if threading.current_thread() is threading.main_thread():

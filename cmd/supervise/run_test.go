@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,19 +164,9 @@ func TestRunBadUsage(t *testing.T) {
 // worker and no grandchild is left.
 func TestRunParentKilledLeavesNoOrphan(t *testing.T) {
 	py, script := pythonScript(t, "spawner_worker.py")
-	marker := fmt.Sprintf("%d.%d", 3000+time.Now().Nanosecond()%1000, time.Now().Nanosecond()%997) // sleep's argument, unique to this run
-	cmd := exec.Command(binary, "--workers", "2", "--stop-grace", "300ms", "run", "--call", "spawn", "--", py, script)
-	stdin, err := cmd.StdinPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill() })   // if the test fails before it kills it
-	fmt.Fprintf(stdin, "%s\n%s\n", marker, marker) // and stdin stays open: the run goes on
-	proctest.AwaitProcessWithArg(t, 10*time.Second, marker)
-	must(t, cmd.Process.Kill())
-	_ = cmd.Wait()
-	proctest.AwaitNoProcessWithArg(t, 10*time.Second, script)
-	proctest.AwaitNoProcessWithArg(t, 10*time.Second, marker)
-	stdin.Close()
+	marker := sleepMarker()
+	killRunAndAwait(t, script, marker, marker+"\n"+marker+"\n", nil,
+		"--workers", "2", "--stop-grace", "300ms", "run", "--call", "spawn", "--", py, script)
 }
 
 // SIGKILL supervise run while its Python worker is idle, after a task that left a process
@@ -184,18 +175,37 @@ func TestRunParentKilledLeavesNoOrphan(t *testing.T) {
 // once, before its parent-death ladder had sent SIGKILL, leaving the process (6 of 6 tries).
 func TestRunParentOfIdleWorkerKilledLeavesNoOrphan(t *testing.T) {
 	py, script := pythonScript(t, "litter_worker.py")
-	marker := fmt.Sprintf("%d.%d", 3000+time.Now().Nanosecond()%1000, time.Now().Nanosecond()%997)
-	cmd := exec.Command(binary, "--workers", "1", "--stop-grace", "2s", "run", "--call", "litter", "--", py, script)
+	marker := sleepMarker()
+	idle := func(stdout io.Reader) { // the task is done: the worker is idle
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil || !strings.Contains(line, marker) {
+			t.Fatalf("first line %q, %v", line, err)
+		}
+	}
+	killRunAndAwait(t, script, marker, marker+"\n", idle,
+		"--workers", "1", "--stop-grace", "2s", "run", "--call", "litter", "--", py, script)
+}
+
+// sleepMarker is an argument for sleep unique to this run, to find its processes by.
+func sleepMarker() string {
+	return fmt.Sprintf("%d.%d", 3000+time.Now().Nanosecond()%1000, time.Now().Nanosecond()%997)
+}
+
+// killRunAndAwait starts supervise with args, writes lines on its stdin (which stays open: the
+// run goes on), waits for a process with marker among its arguments (and for ready, if given,
+// to return), SIGKILLs supervise and waits for every process of script and of marker to end.
+func killRunAndAwait(t *testing.T, script, marker, lines string, ready func(stdout io.Reader), args ...string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	stdin, err := cmd.StdinPipe()
 	must(t, err)
 	stdout, err := cmd.StdoutPipe()
 	must(t, err)
 	must(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	fmt.Fprintf(stdin, "%s\n", marker)                    // and stdin stays open: the run goes on
-	line, err := bufio.NewReader(stdout).ReadString('\n') // the task is done: the worker is idle
-	if err != nil || !strings.Contains(line, marker) {
-		t.Fatalf("first line %q, %v", line, err)
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // if the test fails before it kills it
+	fmt.Fprint(stdin, lines)
+	if ready != nil {
+		ready(stdout)
 	}
 	proctest.AwaitProcessWithArg(t, 10*time.Second, marker)
 	must(t, cmd.Process.Kill())

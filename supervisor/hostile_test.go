@@ -182,7 +182,9 @@ func TestHostileDuplicateAnswer(t *testing.T) {
 // A worker that goes silent in the middle of a frame is hung, and said to be: the frame its
 // kill cut short is not a protocol error.
 func TestHostileHangInsideFrame(t *testing.T) {
-	err := squares(t, "truncate-hang", supervisor.Config{HangTimeout: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond, StopGrace: 100 * time.Millisecond})
+	// The hostile worker sends no heartbeat: HangTimeout is 1s so that on a loaded machine it is
+	// not taken for hung while it answers the tasks before 13 (it uses CPU then, too).
+	err := squares(t, "truncate-hang", supervisor.Config{HangTimeout: time.Second, StopGrace: 100 * time.Millisecond})
 	var we *supervisor.WorkerError
 	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) || we.Protocol != nil || strings.Contains(err.Error(), "protocol") {
 		t.Fatalf("got %v, want ErrHung and no protocol error", err)
@@ -193,7 +195,7 @@ func TestHostileHangInsideFrame(t *testing.T) {
 // still killed as hung: the pool signals the worker by its pidfd too, not only its old group,
 // which kill(-pgid) no longer reaches. It used to stay alive, and its task never ended.
 func TestHostileWorkerLeavesItsGroup(t *testing.T) {
-	err := squares(t, "leave-group-hang", supervisor.Config{HangTimeout: 300 * time.Millisecond, StopGrace: 100 * time.Millisecond})
+	err := squares(t, "leave-group-hang", supervisor.Config{HangTimeout: time.Second, StopGrace: 100 * time.Millisecond}) // as above
 	var we *supervisor.WorkerError
 	if !errors.Is(err, supervisor.ErrHung) || !errors.As(err, &we) {
 		t.Fatalf("got %v, want ErrHung", err)

@@ -176,6 +176,7 @@ func serveCommand(pf *poolFlags) *cobra.Command {
 		store, listen, token, cert, key string
 		nkeys                           []string
 		roles                           jetstream.Roles
+		keys                            string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--store DIR] [--listen ADDR]",
@@ -194,13 +195,16 @@ and --tls-ca when the certificate is not signed by a CA the system trusts).
 machines and submitters you trust less than the work itself, give each role its own keys:
 --submitter-nkey (may publish tasks and read and remove results; not publish a result) and
 --machine-nkey (may take tasks and publish results; not publish a task), on the queues named
-by --queue. Either kind of key signs in with --nkey-seed. Submitters can still read the results
+by --queue. Either kind of key signs in with --nkey-seed. --keys DIR makes one key of each
+role in DIR the first time (and uses them after): hand DIR/submitter.nk to submitters and
+DIR/machine.nk to machines. Submitters can still read the results
 of other runs of their queues: NATS permissions name streams, not runs.
 
 It stops on SIGINT or SIGTERM, flushing its store.`,
 		Example: `  supervise serve
   supervise serve --store /var/lib/supervise --listen 0.0.0.0:4222 --token "$(cat token)" --tls-cert cert.pem --tls-key key.pem
-  supervise serve --listen 0.0.0.0:4222 --queue default --submitter-nkey "$(cat submitter.pub)" --machine-nkey "$(cat machine.pub)"`,
+  supervise serve --listen 0.0.0.0:4222 --queue default --submitter-nkey "$(cat submitter.pub)" --machine-nkey "$(cat machine.pub)"
+  supervise serve --listen 0.0.0.0:4222 --keys /etc/supervise/keys`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := pf.logger()
@@ -218,6 +222,20 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 					if !nkey.IsValidPublicUserKey(k) {
 						return fmt.Errorf("%s %q: not an nkey user public key (U followed by 55 characters; nk -gen user -pubout makes a pair)", f.flag, k)
 					}
+				}
+			}
+			var issued []string // said once the server runs
+			if keys != "" {
+				for _, role := range []struct {
+					name string
+					to   *[]string
+				}{{"submitter", &roles.Submitters}, {"machine", &roles.Machines}} {
+					pub, seed, err := roleKey(keys, role.name)
+					if err != nil {
+						return fmt.Errorf("--keys: %w", err)
+					}
+					*role.to = append(*role.to, pub)
+					issued = append(issued, fmt.Sprintf("supervise: %ss sign in with --nkey-seed %s\n", role.name, seed))
 				}
 			}
 			if st, err := os.Stat(store); err == nil && !st.IsDir() {
@@ -244,6 +262,9 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 				scheme = "tls"
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "supervise: JetStream server at %s://%s, store %s\n", scheme, listen, store)
+			for _, line := range issued {
+				fmt.Fprint(cmd.ErrOrStderr(), line)
+			}
 			<-ctx.Done()
 			srv.Shutdown()
 			return nil
@@ -255,6 +276,7 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 	cmd.Flags().StringSliceVar(&nkeys, "nkey", nil, "let in the user with this nkey public key (U...), signing with its seed; repeatable")
 	cmd.Flags().StringSliceVar(&roles.Submitters, "submitter-nkey", nil, "let in a submitter with this nkey public key: tasks in, results out, nothing else; repeatable")
 	cmd.Flags().StringSliceVar(&roles.Machines, "machine-nkey", nil, "let in a worker machine with this nkey public key: tasks taken, results stored, nothing else; repeatable")
+	cmd.Flags().StringVar(&keys, "keys", "", "issue a submitter key and a machine key in `DIR` (submitter.nk, machine.nk: give each its seed file), or use those there")
 	cmd.Flags().StringSliceVar(&roles.Queues, "queue", nil, "the queues --submitter-nkey and --machine-nkey may use (default: default); repeatable")
 	cmd.Flags().StringVar(&cert, "tls-cert", "", "serve TLS with the certificate in `FILE`")
 	cmd.Flags().StringVar(&key, "tls-key", "", "and its key in `FILE`")

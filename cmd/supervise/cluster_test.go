@@ -183,6 +183,19 @@ func TestRolesAcrossMachines(t *testing.T) {
 	if code != 0 || stdout != "ok 1\nok 2\n" {
 		t.Errorf("run --connect with a submitter's key: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
+	// serve --keys issues a key of each role in a directory, and uses them after a restart.
+	keyDir := filepath.Join(t.TempDir(), "keys")
+	for range 2 {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		issuing := background(t, "JetStream server at", "serve", "--store", t.TempDir(), "--listen", addr, "--keys", keyDir)
+		m := background(t, "worker of queue default", "--workers", "1", "worker", "--connect", "nats://"+addr, "--nkey-seed", filepath.Join(keyDir, "machine.nk"), "--", py, script)
+		stdout, stderr, code := runCLI(t, "3\n", "run", "--connect", "nats://"+addr, "--nkey-seed", filepath.Join(keyDir, "submitter.nk"), "--call", "work")
+		if code != 0 || stdout != "ok 3\n" {
+			t.Errorf("run --connect with a key of serve --keys: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		stopBackground(t, m)
+		stopBackground(t, issuing)
+	}
 	// A submitter's key cannot serve as a machine: it may not take tasks.
 	_, stderr, code = runCLI(t, "", "worker", "--connect", url, "--nkey-seed", keys["submitter"], "--", py, script)
 	if code == 0 || !strings.Contains(strings.ToLower(stderr), "permission") {

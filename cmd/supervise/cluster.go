@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	nkey "github.com/nats-io/nkeys"
 	"log/slog"
 	"net/url"
 	"os"
@@ -197,8 +196,8 @@ machines and submitters you trust less than the work itself, give each role its 
 --machine-nkey (may take tasks and publish results; not publish a task), on the queues named
 by --queue. Either kind of key signs in with --nkey-seed. --keys DIR makes one key of each
 role in DIR the first time (and uses them after): hand DIR/submitter.nk to submitters and
-DIR/machine.nk to machines. Submitters can still read the results
-of other runs of their queues: NATS permissions name streams, not runs.
+DIR/machine.nk to machines. Submitters can still read the results of other runs of their
+queues: NATS permissions name streams, not runs.
 
 It stops on SIGINT or SIGTERM, flushing its store.`,
 		Example: `  supervise serve
@@ -214,29 +213,9 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 			if token == "" {
 				token = os.Getenv("SUPERVISE_TOKEN")
 			}
-			for _, f := range []struct {
-				flag string
-				keys []string
-			}{{"--nkey", nkeys}, {"--submitter-nkey", roles.Submitters}, {"--machine-nkey", roles.Machines}} {
-				for _, k := range f.keys {
-					if !nkey.IsValidPublicUserKey(k) {
-						return fmt.Errorf("%s %q: not an nkey user public key (U followed by 55 characters; nk -gen user -pubout makes a pair)", f.flag, k)
-					}
-				}
-			}
-			var issued []string // said once the server runs
-			if keys != "" {
-				for _, role := range []struct {
-					name string
-					to   *[]string
-				}{{"submitter", &roles.Submitters}, {"machine", &roles.Machines}} {
-					pub, seed, err := roleKey(keys, role.name)
-					if err != nil {
-						return fmt.Errorf("--keys: %w", err)
-					}
-					*role.to = append(*role.to, pub)
-					issued = append(issued, fmt.Sprintf("supervise: %ss sign in with --nkey-seed %s\n", role.name, seed))
-				}
+			issued, err := serveKeys(nkeys, &roles, keys) // said once the server runs
+			if err != nil {
+				return err
 			}
 			if st, err := os.Stat(store); err == nil && !st.IsDir() {
 				return fmt.Errorf("--store %s: not a directory", store)

@@ -8,7 +8,39 @@ import (
 	"path/filepath"
 
 	"github.com/nats-io/nkeys"
+	"github.com/supervise-dev/supervise/supervisor/jetstream"
 )
+
+// serveKeys checks serve's public keys (--nkey, --submitter-nkey, --machine-nkey) and, with
+// --keys DIR, adds a key of each role from DIR (issued there the first time). It returns the
+// lines that tell where the issued seeds are.
+func serveKeys(admins []string, roles *jetstream.Roles, dir string) (issued []string, err error) {
+	for _, f := range []struct {
+		flag string
+		keys []string
+	}{{"--nkey", admins}, {"--submitter-nkey", roles.Submitters}, {"--machine-nkey", roles.Machines}} {
+		for _, k := range f.keys {
+			if !nkeys.IsValidPublicUserKey(k) {
+				return nil, fmt.Errorf("%s %q: not an nkey user public key (U followed by 55 characters; nk -gen user -pubout makes a pair)", f.flag, k)
+			}
+		}
+	}
+	if dir == "" {
+		return nil, nil
+	}
+	for _, role := range []struct {
+		name string
+		to   *[]string
+	}{{"submitter", &roles.Submitters}, {"machine", &roles.Machines}} {
+		pub, seed, err := roleKey(dir, role.name)
+		if err != nil {
+			return nil, fmt.Errorf("--keys: %w", err)
+		}
+		*role.to = append(*role.to, pub)
+		issued = append(issued, fmt.Sprintf("supervise: %ss sign in with --nkey-seed %s\n", role.name, seed))
+	}
+	return issued, nil
+}
 
 // roleKey returns the public key of the nkey user whose seed is in dir/role.nk, creating the
 // pair first (the seed readable by its owner only, the public key beside it in role.pub) when

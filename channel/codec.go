@@ -59,9 +59,11 @@ func Unmarshal(raw msgpack.RawMessage, v any) error {
 	if len(raw) == 0 {
 		raw = []byte{msgpackNil}
 	}
-	r := reader{b: raw}
-	if _, err := r.skip(); err != nil {
-		return fmt.Errorf("%w: %v", ErrDecode, err)
+	if c := raw[0]; c&0xe0 == 0x80 || (c >= 0xdc && c <= 0xdf) { // an array or a map: it may nest
+		r := reader{b: raw}
+		if _, err := r.skip(); err != nil {
+			return fmt.Errorf("%w: %v", ErrDecode, err)
+		}
 	}
 	return msgpack.Unmarshal(raw, v)
 }

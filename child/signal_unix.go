@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/supervise-dev/supervise/internal/handshake"
+	"github.com/supervise-dev/supervise/internal/procfs"
 )
 
 // takeGroupDownOnSignals makes the worker end its whole process group, when it leads it (the
@@ -51,7 +52,7 @@ func takeGroupDown(grace time.Duration) {
 	if syscall.Getpgrp() != os.Getpid() {
 		return
 	}
-	alone := func() bool { others, known := groupOthers(); return known && len(others) == 0 }
+	alone := func() bool { others, err := procfs.Group(os.Getpid()); return err == nil && len(others) == 0 }
 	if alone() {
 		return
 	}

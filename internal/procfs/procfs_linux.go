@@ -43,18 +43,11 @@ const clockTick = 10 * time.Millisecond
 // CPU returns the CPU time, user and system, that process pid has used itself, and that the
 // children it has waited for used (and theirs: cutime and cstime in /proc/PID/stat).
 func CPU(pid int) (own, reaped time.Duration, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	// utime, stime, cutime, cstime are fields 14 to 17, the 12th to the 15th after comm.
+	f, err := stat(strconv.Itoa(pid))
 	if err != nil {
 		return 0, 0, err
 	}
-	// "pid (comm) state ppid ...": comm may hold spaces and parentheses, so count fields
-	// from the last ')'. utime, stime, cutime, cstime are fields 14 to 17, the 12th to the
-	// 15th after it.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, os.ErrInvalid
-	}
-	f := bytes.Fields(b[i+1:])
 	if len(f) < 15 {
 		return 0, 0, os.ErrInvalid
 	}
@@ -65,6 +58,46 @@ func CPU(pid int) (own, reaped time.Duration, err error) {
 		}
 	}
 	return time.Duration(ticks[0]+ticks[1]) * clockTick, time.Duration(ticks[2]+ticks[3]) * clockTick, nil
+}
+
+// stat returns the fields of /proc/PID/stat after the command name: "pid (comm) state ppid
+// pgrp ...", where comm may hold spaces and parentheses, so fields count from the last ')'.
+func stat(pid string) ([][]byte, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, os.ErrInvalid
+	}
+	return bytes.Fields(b[i+1:]), nil
+}
+
+// Group lists the live processes (zombies are dead) of process group pgrp, leaving out the
+// process whose pid is pgrp, its leader.
+func Group(pgrp int) ([]int, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	want := []byte(strconv.Itoa(pgrp))
+	var out []int
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid == pgrp {
+			continue
+		}
+		if f, err := stat(name); err == nil && len(f) >= 3 && string(f[0]) != "Z" && bytes.Equal(f[2], want) {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
 }
 
 // rssOf reads the resident pages of one process from /proc/PID/statm ("size resident ...").

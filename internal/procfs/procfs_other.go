@@ -16,3 +16,6 @@ func Tree(pid int) []int { return []int{pid} }
 
 // CPU is only implemented on Linux.
 func CPU(pid int) (own, reaped time.Duration, err error) { return 0, 0, errors.ErrUnsupported }
+
+// Group is only implemented on Linux.
+func Group(pgrp int) ([]int, error) { return nil, errors.ErrUnsupported }

@@ -196,8 +196,10 @@ machines and submitters you trust less than the work itself, give each role its 
 --machine-nkey (may take tasks and publish results; not publish a task), on the queues named
 by --queue. Either kind of key signs in with --nkey-seed. --keys DIR makes one key of each
 role in DIR the first time (and uses them after): hand DIR/submitter.nk to submitters and
-DIR/machine.nk to machines. Submitters can still read the results of other runs of their
-queues: NATS permissions name streams, not runs.
+DIR/machine.nk to machines. NATS permissions name streams, not runs, so a submitter can
+fetch other runs' results, but they are sealed to their run (docs/protocol.md, section 11):
+it reads nothing of them. It can still remove them, or publish tasks in another run's name,
+and so make that run's tasks fail (never succeed falsely).
 
 It stops on SIGINT or SIGTERM, flushing its store.`,
 		Example: `  supervise serve

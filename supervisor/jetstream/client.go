@@ -2,7 +2,9 @@ package jetstream
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,9 +28,10 @@ import (
 // Each Client is one run: its tasks and results carry the run's id, so that many clients can
 // share a queue. Close ends the run.
 type Client struct {
-	s   *streams
-	cfg Config
-	run string
+	s    *streams
+	cfg  Config
+	run  string
+	keys *sealKeys // the run's: results are sealed to it
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -46,6 +49,7 @@ type Client struct {
 // pendingTask is a task submitted and not yet settled.
 type pendingTask struct {
 	handler string
+	digest  [sealDigest]byte // of the task as published: its result is bound to it
 	done    func(result msgpack.RawMessage, err error)
 }
 
@@ -60,7 +64,11 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, cfg: cfg, run: nuid.Next(), pending: map[uint64]*pendingTask{}}
+	keys, err := newSealKeys()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{s: s, cfg: cfg, run: nuid.Next(), keys: keys, pending: map[uint64]*pendingTask{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	cons, err := s.js.OrderedConsumer(ctx, cfg.resultsStream(), natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{cfg.resultsOf(c.run)},
@@ -105,6 +113,7 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 	}
 	msg := nats.NewMsg(c.cfg.tasksSubject())
 	msg.Header.Set(headerRun, c.run)
+	msg.Header.Set(headerSeal, c.keys.pubText)
 	msg.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: id, Name: handler, Payload: payload})
 	if len(msg.Data) > c.s.limit-headerRoom {
 		err := fmt.Errorf("%w: the task is %d bytes, the server takes messages of %d at most", ErrTooLarge, len(msg.Data), c.s.limit)
@@ -122,7 +131,7 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 		fail(ErrClosed)
 		return id
 	}
-	c.pending[id] = &pendingTask{handler: handler, done: done}
+	c.pending[id] = &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done}
 	c.wg.Add(1)
 	c.mu.Unlock()
 	msgID := c.run + "." + strconv.FormatUint(id, 10)
@@ -184,11 +193,18 @@ func (c *Client) collect(msg natsjs.Msg) {
 	}
 	deliveries, _ := strconv.Atoi(msg.Headers().Get(headerDeliveries))
 	te := &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Machine: msg.Headers().Get(headerWorker), Deliveries: deliveries}
-	env, err := channel.ParseMessage(msg.Data())
+	data, err := c.unseal(msg, p)
+	if err != nil {
+		c.cfg.Logger.Warn("jetstream: a result not for this run's task", "queue", c.cfg.Queue, "subject", subject, "machine", te.Machine, "err", err)
+		te.Err = fmt.Errorf("result %s: %w: %v", subject, ErrForged, err)
+		p.done(nil, te)
+		return
+	}
+	env, err := channel.ParseMessage(data)
 	switch {
 	case err != nil:
 		te.Err = fmt.Errorf("result %s: %w", subject, err)
-		c.s.deadLetter(c.ctx, msg.Data(), subject, "malformed result: "+err.Error())
+		c.s.deadLetter(c.ctx, data, subject, "malformed result: "+err.Error())
 	case env.Kind == channel.KindResult:
 		p.done(env.Payload, nil)
 		return
@@ -196,9 +212,29 @@ func (c *Client) collect(msg natsjs.Msg) {
 		te.Err = env.Err
 	default:
 		te.Err = fmt.Errorf("result %s: a %s message, not a result or an error", subject, env.Kind)
-		c.s.deadLetter(c.ctx, msg.Data(), subject, "malformed result: "+te.Err.Error())
+		c.s.deadLetter(c.ctx, data, subject, "malformed result: "+te.Err.Error())
 	}
 	p.done(nil, te)
+}
+
+// unseal opens a result sealed to the run and checks that it was sealed for task p's bytes.
+func (c *Client) unseal(msg natsjs.Msg, p *pendingTask) ([]byte, error) {
+	by := msg.Headers().Get(headerSealedBy)
+	if by == "" {
+		return nil, errors.New("it is not sealed")
+	}
+	peer, err := parseKey(by)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", headerSealedBy, err)
+	}
+	digest, env, err := c.keys.open(peer, msg.Data())
+	if err != nil {
+		return nil, err
+	}
+	if digest != p.digest {
+		return nil, errors.New("it was sealed for a task with other bytes than this run's")
+	}
+	return env, nil
 }
 
 // maxDeliveries records an outcome for one of this run's tasks that the server stopped

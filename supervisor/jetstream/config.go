@@ -69,6 +69,8 @@ const consumerName = "workers"
 // Message headers.
 const (
 	headerRun        = "Supervise-Run"        // on a task: the submitter's run id
+	headerSeal       = "Supervise-Seal"       // on a task: the run's public key, to seal its result to
+	headerSealedBy   = "Supervise-Sealed-By"  // on a sealed result: the machine's public key
 	headerWorker     = "Supervise-Worker"     // on a result: host/pid of the machine that ran it
 	headerDeliveries = "Supervise-Deliveries" // on a result: the delivery that ran it
 	headerReason     = "Supervise-Reason"     // on a dead letter: why

@@ -1,7 +1,9 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,5 +79,79 @@ func TestForgedAdvisoryIgnored(t *testing.T) {
 	must(t, forger.Flush())
 	if _, err := f.Get(ctx); err != nil {
 		t.Fatalf("the task after a forged advisory: %v", err)
+	}
+}
+
+// Another submitter of the queue may read the results stream (NATS permissions name streams,
+// not runs), but what it reads of another run's results is sealed: neither the result nor the
+// envelope around it is there in the clear. It used to be the result as the machine sent it.
+func TestOtherRunsReadNoResult(t *testing.T) {
+	s := startServer(t)
+	startMachines(t, s, 1)
+	cfg := testConfig()
+	c := newClient(t, s, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const secret = "a secret only this run may read"
+	if got, err := jetstream.Submit[string, string](ctx, c, "echo", secret).Get(ctx); err != nil || got != secret {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	js, err := connect(t, s).JetStream()
+	must(t, err)
+	raw, err := js.GetLastMsg("SUPERVISE_"+cfg.Queue+"_RESULTS", fmt.Sprintf("supervise.%s.results.%s.1", cfg.Queue, c.Run()))
+	must(t, err)
+	if bytes.Contains(raw.Data, []byte(secret)) {
+		t.Fatalf("another client reads the result in the clear: %q", raw.Data)
+	}
+	if env, err := channel.ParseMessage(raw.Data); err == nil {
+		t.Fatalf("another client reads the result's envelope: %+v", env)
+	}
+}
+
+// A client that may publish tasks publishes one under another run's name and task id, ahead
+// of that run's own result. The results stream keeps the first result per task, so the
+// impostor's result used to be taken as the task's own. The run now sees that the result was
+// not sealed to it, or was sealed for other bytes than its task's, and fails the task with
+// ErrForged: the impostor's value never reaches the caller.
+func TestTaskInAnotherRunsNameFails(t *testing.T) {
+	for _, copyKey := range []bool{true, false} {
+		t.Run(fmt.Sprintf("copies the run's key: %v", copyKey), func(t *testing.T) {
+			s := startServer(t)
+			startMachines(t, s, 1)
+			cfg := testConfig()
+			c := newClient(t, s, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			// The run's own task is slow, so the impostor's is answered first.
+			f := jetstream.Submit[napInput, any](ctx, c, "nap", napInput{N: 1, Ms: 5000})
+			js, err := connect(t, s).JetStream()
+			must(t, err)
+			var task *nats.RawStreamMsg
+			for task == nil {
+				if task, _ = js.GetMsg("SUPERVISE_"+cfg.Queue+"_TASKS", 1); ctx.Err() != nil {
+					t.Fatal("the run's task never reached the stream")
+				}
+			}
+			impostor := nats.NewMsg(task.Subject)
+			impostor.Header.Set("Supervise-Run", c.Run())
+			if copyKey {
+				impostor.Header.Set("Supervise-Seal", task.Header.Get("Supervise-Seal"))
+			}
+			payload, err := channel.Marshal("forged")
+			must(t, err)
+			impostor.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: 1, Name: "echo", Payload: payload})
+			_, err = js.PublishMsg(impostor)
+			must(t, err)
+
+			got, err := f.Get(ctx)
+			switch {
+			case errors.Is(err, jetstream.ErrForged):
+				t.Log(err)
+			case err == nil && got == "forged":
+				t.Fatal("the impostor's result was taken as the run's own")
+			default:
+				t.Fatalf("want ErrForged (or, had the run's own answer come first, its pid): %v, %v", got, err)
+			}
+		})
 	}
 }

@@ -61,7 +61,11 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeC
 		return err
 	}
 	host, _ := os.Hostname()
-	m := &machine{s: s, cfg: cfg, pool: pool, name: fmt.Sprintf("%s/%d", host, os.Getpid()), slots: make(chan struct{}, cfg.Hold)}
+	keys, err := newSealKeys()
+	if err != nil {
+		return err
+	}
+	m := &machine{s: s, cfg: cfg, pool: pool, name: fmt.Sprintf("%s/%d", host, os.Getpid()), keys: keys, slots: make(chan struct{}, cfg.Hold)}
 	// Tasks run under runCtx, which outlives ctx by Drain.
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
@@ -84,6 +88,7 @@ type machine struct {
 	cfg     ServeConfig
 	pool    *supervisor.Pool
 	name    string        // host/pid, on every result it stores
+	keys    *sealKeys     // the machine's: it seals results with them
 	slots   chan struct{} // one per task held
 	running sync.WaitGroup
 }
@@ -141,6 +146,10 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	from := fmt.Sprintf("%s #%d (delivery %d)", msg.Subject(), meta.Sequence.Stream, meta.NumDelivered)
 	run := msg.Headers().Get(headerRun)
 	env, err := channel.ParseMessage(msg.Data())
+	var sealTo *[32]byte
+	if key := msg.Headers().Get(headerSeal); key != "" && err == nil {
+		sealTo, err = parseKey(key)
+	}
 	switch {
 	case err == nil && run == "":
 		err = fmt.Errorf("no %s header", headerRun)
@@ -178,7 +187,15 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	out := nats.NewMsg(subject)
 	out.Header.Set(headerWorker, m.name)
 	out.Header.Set(headerDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
-	out.Data = m.outcome(ctx, env, result, err, from)
+	out.Data = m.outcome(ctx, env, result, err, from, sealTo != nil)
+	if sealTo != nil {
+		out.Header.Set(headerSealedBy, m.keys.pubText)
+		if out.Data, err = m.keys.seal(sealTo, msg.Data(), out.Data); err != nil {
+			m.cfg.Logger.Warn("jetstream: sealing a result failed; the task goes back", "subject", subject, "err", err)
+			msg.Nak()
+			return
+		}
+	}
 	if err := m.s.storeResult(ctx, out); err != nil {
 		m.cfg.Logger.Warn("jetstream: storing a result failed; the task goes back", "subject", subject, "err", err)
 		msg.Nak()
@@ -212,14 +229,18 @@ func (m *machine) keepInProgress(msg natsjs.Msg) (stop func()) {
 }
 
 // outcome encodes a task's result or error as a result message. A result too large for the
-// server becomes an error, and the result's head goes to the dead-letter subject.
-func (m *machine) outcome(ctx context.Context, call channel.Message, result msgpack.RawMessage, err error, from string) []byte {
+// server becomes an error, and the result's head goes to the dead-letter subject (not when
+// the result is to be sealed: then only the reason goes there).
+func (m *machine) outcome(ctx context.Context, call channel.Message, result msgpack.RawMessage, err error, from string, sealed bool) []byte {
 	if err == nil {
 		b := channel.AppendMessage(nil, channel.Message{Kind: channel.KindResult, ID: call.ID, Payload: result})
-		if len(b) <= m.s.limit-headerRoom {
+		if len(b) <= m.s.limit-headerRoom-sealOverhead {
 			return b
 		}
 		err = fmt.Errorf("%w: the result is %d bytes, the server takes messages of %d at most", ErrTooLarge, len(result), m.s.limit)
+		if sealed {
+			b = nil
+		}
 		m.s.deadLetter(ctx, b, from, "result too large: "+err.Error())
 	}
 	return channel.AppendMessage(nil, channel.Message{Kind: channel.KindError, ID: call.ID, Err: remoteError(err)})

@@ -15,8 +15,9 @@ import (
 //   - a machine may take tasks, acknowledge them and publish results; it may not publish a
 //     task, nor a server advisory.
 //
-// Limits: permissions name streams, not runs, so a submitter can read, and remove, the results
-// of other runs of its queues; and a machine, which publishes results, can publish a false one.
+// Limits: permissions name streams, not runs, so a submitter can fetch, and remove, the
+// results of other runs of its queues (it reads nothing of them: a Client's results are sealed
+// to its run, see ErrForged); and a machine, which publishes results, can publish a false one.
 type Roles struct {
 	// Queues are the queues the roles may use. Empty: "default".
 	Queues []string

@@ -93,7 +93,7 @@ type TaskError struct {
 	Handler  string
 	WorkerID int // 0 when no worker held it
 	Pid      int
-	Attempts int // workers it was given to (more than 1 with retries)
+	Attempts int // times its handler started (0: it never did; more than 1 only with retries)
 	Err      error
 }
 

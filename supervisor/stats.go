@@ -270,7 +270,7 @@ func (p *Pool) sample() Stats {
 		switch {
 		case w.draining || w.stopping.Load():
 			ws.State = WorkerStopping
-		case len(w.held) > 0:
+		case w.ledger.len() > 0:
 			ws.State = WorkerBusy
 		default:
 			ws.State = WorkerIdle

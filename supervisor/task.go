@@ -24,7 +24,7 @@ type task struct {
 	notify  chan<- *task                     // optional: receives the task once settled (MapUnordered)
 	index   int                              // position in a Map's input
 	retries int                              // times it may still go to another worker if its worker dies
-	sends   int                              // times it was sent to a worker
+	starts  atomic.Int32                     // times a worker started it
 	queue   *queue                           // the queue it came from, if any: follow-up puts go there
 	pinned  bool                             // for one worker only (Broadcast): never given to another
 	badPut  bool                             // it put follow-up work but came from no queue (only its reader touches it)
@@ -68,7 +68,7 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 }
 
 func (t *task) fail(w *worker, err error) bool {
-	te := &TaskError{ID: t.id, Handler: t.handler, Attempts: t.sends, Err: err}
+	te := &TaskError{ID: t.id, Handler: t.handler, Attempts: int(t.starts.Load()), Err: err}
 	if w != nil {
 		te.WorkerID, te.Pid = w.id, w.pid
 	}

@@ -1,0 +1,254 @@
+package supervisor
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+)
+
+// send feeds the worker: whenever it has free slots and the backlog has tasks, it takes as
+func (w *worker) send() {
+	defer close(w.senderDone)
+	batch := make([]channel.Message, 0, w.p.cfg.InFlight)
+	var cuts []int // where each frame of batch ends
+	tasks := make([]*task, 0, w.p.cfg.InFlight)
+	for {
+		if w.recycleReq.Load() { // over its soft memory limit: it finishes what it has and goes
+			w.recycled.Store(true)
+			w.finish()
+			return
+		}
+		var free int
+		var busy bool
+		tasks, free, busy = w.takePinned(tasks[:0])
+		closing := false
+		if free > 0 {
+			tasks, closing = w.p.backlog.take(tasks, free, w.p.cfg.Workers, busy)
+		}
+		if len(tasks) == 0 && !closing {
+			var ready, idleReady, done <-chan struct{} // nil, and never ready, while the worker is full
+			if free > 0 {
+				ready, done = w.p.backlog.ready, w.p.backlog.done
+			}
+			idle := free > 0 && !busy
+			if idle {
+				idleReady = w.p.backlog.idleReady
+				w.p.backlog.waitIdle(+1)
+			}
+			var cancel uint64
+			cancelled, quit := false, false
+			select {
+			case <-ready:
+			case <-idleReady:
+			case <-done:
+			case <-w.room:
+			case cancel = <-w.cancels:
+				cancelled = true
+			case <-w.quit:
+				quit = true
+			}
+			if idle {
+				w.p.backlog.waitIdle(-1)
+			}
+			if quit {
+				return
+			}
+			if cancelled {
+				w.sendCancel(cancel)
+			}
+			continue
+		}
+		batch, cuts = batch[:0], cuts[:0]
+		frameBytes := 0
+		now := time.Now()
+		w.mu.Lock()
+		live := tasks[:0]
+		for _, t := range tasks {
+			if err := t.ctx.Err(); err != nil { // cancelled while queued: never sent
+				t.fail(nil, err)
+				continue
+			}
+			live = append(live, t)
+			w.ledger.send(t, now)
+			if w.plugin != nil {
+				continue
+			}
+			// A frame holds calls up to batchBytes of payload, and never more than the frame
+			// limit or channel.MaxBatch calls: a big call starts a frame of its own, so the
+			// worker can start on it as soon as it has read it.
+			size := len(t.payload) + len(t.bin) + frameOverhead
+			inFrame := len(batch)
+			if len(cuts) > 0 {
+				inFrame -= cuts[len(cuts)-1]
+			}
+			if inFrame > 0 && (frameBytes+size > batchBytes || frameBytes+size > w.p.cfg.MaxFrame || inFrame == channel.MaxBatch) {
+				cuts = append(cuts, len(batch))
+				frameBytes = 0
+			}
+			frameBytes += size
+			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
+		}
+		cuts = append(cuts, len(batch))
+		w.mu.Unlock()
+		clear(tasks[len(live):])
+		tasks = live
+		if w.plugin != nil {
+			w.startCalls(tasks)
+		}
+		if len(batch) > 0 {
+			from := 0
+			for _, to := range cuts {
+				if from == to {
+					continue
+				}
+				if err := w.conn.Send(batch[from:to]...); err != nil {
+					// The worker cannot be fed (it died, or closed stdin): run sees its stdout
+					// end and settles what it held.
+					w.log.Debug("supervise: writing to worker failed", "err", err)
+					w.kill(syscall.SIGKILL)
+					return
+				}
+				from = to
+			}
+			clear(batch)
+		}
+		for _, t := range tasks {
+			t.watch(w)
+		}
+		w.sentTotal += len(tasks)
+		clear(tasks)
+		if max := w.p.cfg.MaxTasksPerWorker; max > 0 && w.sentTotal >= max {
+			w.recycled.Store(true)
+			closing = true
+		}
+		if closing {
+			w.finish()
+			return
+		}
+	}
+}
+
+// takePinned moves as many of the tasks pinned to this worker as it has free slots into dst,
+// and returns how many slots are left for the backlog, and whether the worker has tasks in
+// flight (busy).
+func (w *worker) takePinned(dst []*task) ([]*task, int, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	free := w.freeLocked()
+	k := max(0, min(free, len(w.pinned)))
+	dst = append(dst, w.pinned[:k]...)
+	clear(w.pinned[:k])
+	w.pinned = w.pinned[k:]
+	return dst, free - k, w.ledger.len() > 0 || k > 0
+}
+
+// finish waits until the worker has answered every call it holds, still sending cancels
+// (time limits, Shutdown), then sends it a shutdown and closes its stdin: it exits. Only the
+// sender calls it.
+func (w *worker) finish() {
+	w.mu.Lock()
+	w.draining = true // no more pinned tasks; those pinned already fail when it ends
+	w.mu.Unlock()
+	for w.busy() {
+		select {
+		case <-w.room:
+		case id := <-w.cancels:
+			w.sendCancel(id)
+		case <-w.quit:
+			return
+		}
+	}
+	w.stopping.Store(true)
+	if w.plugin != nil {
+		_ = w.plugin.conn.Close()
+	} else {
+		// A shutdown, then EOF: a worker that sees EOF without it takes its parent for dead
+		// and its group down itself (docs/protocol.md, section 5).
+		_ = w.conn.Send(channel.Message{Kind: channel.KindShutdown})
+		w.stdin.Close()
+	}
+}
+
+func (w *worker) busy() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ledger.len() > 0
+}
+
+// holding returns the task with id if the worker holds it.
+func (w *worker) holding(id uint64) *task {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ledger.held[id]
+}
+
+// freeLocked is how many more tasks the worker may be sent now. Called with mu held.
+func (w *worker) freeLocked() int {
+	free := w.p.cfg.InFlight - w.ledger.len()
+	if max := w.p.cfg.MaxTasksPerWorker; max > 0 {
+		free = min(free, max-w.sentTotal)
+	}
+	return free
+}
+
+// sendCancel sends the worker a cancel of call id, if it holds it. A call whose context ended
+// while it waited in the worker's queue fails at once with its context's error: it will not
+// run (the worker drops a cancelled call it has not started), and it must not wait for, or be
+// blamed with, the call running ahead of it.
+func (w *worker) sendCancel(id uint64) {
+	w.mu.Lock()
+	t, held := w.ledger.held[id]
+	waiting := held && w.ledger.cancel(t, time.Now()) // the hard limit counts from here
+	if held && t.stopCall != nil {
+		t.stopCall()
+	}
+	w.mu.Unlock()
+	if waiting && t.ctx.Err() != nil && !t.closing {
+		t.fail(nil, context.Cause(t.ctx))
+	}
+	if held && w.plugin == nil {
+		_ = w.conn.Send(channel.Message{Kind: channel.KindCancel, ID: id})
+	}
+}
+
+// cancelAll is Shutdown's cancel of every call the worker holds. The watchdog kills the worker
+// if any is still unanswered Config.CancelGrace later, even if the frame could not be sent.
+func (w *worker) cancelAll() {
+	w.mu.Lock()
+	ids := make([]uint64, 0, w.ledger.len())
+	now := time.Now()
+	for id, t := range w.ledger.held {
+		t.closing = true
+		w.ledger.cancel(t, now)
+		ids = append(ids, id)
+	}
+	w.mu.Unlock()
+	for _, id := range ids {
+		select {
+		case w.cancels <- id:
+		default: // the sender is far behind; the hard limit still holds
+		}
+	}
+}
+
+// watch arranges for a cancel frame when the task's context ends while the worker holds it.
+func (t *task) watch(w *worker) {
+	if t.ctx.Done() == nil {
+		return
+	}
+	stop := context.AfterFunc(t.ctx, func() {
+		select {
+		case w.cancels <- t.id:
+		default: // the sender is far behind; the answer will come anyway
+		}
+	})
+	// Unregister once settled, so long-lived contexts do not pile up callbacks. settle loads
+	// unwatch after marking the task settled; we check settled after storing it: one of the two
+	// sees the other.
+	t.unwatch.Store(&stop)
+	if t.settled.Load() {
+		stop()
+	}
+}

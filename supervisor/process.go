@@ -1,0 +1,155 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/supervise-dev/supervise/internal/handshake"
+	"github.com/supervise-dev/supervise/internal/keeper"
+)
+
+// spawn starts the worker's process, Config.Command with env added to the pool's environment,
+// with pipes for stdout and stderr (and stdin, if withStdin; else it reads /dev/null), as the
+// leader of its own process group. It starts wait and the stderr forwarder.
+func (w *worker) spawn(env []string, withStdin bool) error {
+	var child [3]*os.File // the worker's ends: stdin, stdout, stderr
+	for i, parent := range []**os.File{&w.stdin, &w.stdout, &w.stderr} {
+		if i == 0 && !withStdin {
+			continue
+		}
+		r, wr, err := os.Pipe()
+		if err != nil {
+			closeAll(child[:]...)
+			closeAll(w.stdin, w.stdout, w.stderr)
+			return err
+		}
+		if i == 0 {
+			child[i], *parent = r, wr
+		} else {
+			child[i], *parent = wr, r
+		}
+	}
+	if withStdin {
+		growPipe(w.stdin, 1<<20)
+	}
+	growPipe(w.stdout, 1<<20)
+
+	cfg := &w.p.cfg
+	argv := cfg.Command
+	if cfg.Plugin != nil && keeper.Available() {
+		// A plugin does not take its group down when we die: a keeper between us does.
+		if self, err := os.Executable(); err == nil {
+			argv = append([]string{self}, cfg.Command...)
+			env = append(env, keeper.Key+"=1", fmt.Sprintf("%s=%d", handshake.StopGraceKey, cfg.StopGrace.Milliseconds()))
+		}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if withStdin { // a nil *os.File in an io.Reader is not a nil Reader
+		cmd.Stdin = child[0]
+	}
+	cmd.Stdout, cmd.Stderr = child[1], child[2]
+	cmd.Dir = cfg.Dir
+	cmd.Env = append(append(os.Environ(), cfg.Env...), env...)
+	cmd.SysProcAttr = sysProcAttr()
+	err := w.p.spawner.start(cmd)
+	closeAll(child[:]...)
+	if err != nil {
+		closeAll(w.stdin, w.stdout, w.stderr)
+		return err
+	}
+	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, time.Now()
+	w.log = w.p.log.With("worker", w.id, "pid", w.pid)
+	go w.wait()
+	go func() {
+		defer close(w.stderrDone)
+		forwardStderr(w.stderr, w.log, &w.tail)
+	}()
+	return nil
+}
+
+// abort kills a worker that failed to start and waits until it is reaped; e gets its exit
+// status and the tail of its stderr.
+func (w *worker) abort(e *StartError) *StartError {
+	w.kill(syscall.SIGKILL)
+	<-w.waited
+	<-w.stderrDone
+	closeAll(w.stdin, w.stdout, w.stderr)
+	e.State, e.Stderr = w.state, w.tail.String()
+	return e
+}
+
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// terminate kills the worker for breaking a limit; reason goes into the error of the tasks it
+// was running, why (the typed reason: ErrHung, a *MemoryLimitError, a *TimeoutError) into the
+// event. The first reason given is kept.
+func (w *worker) terminate(reason string, why error) {
+	w.mu.Lock()
+	first := w.killReason == ""
+	if first {
+		w.killReason, w.hung = reason, why == ErrHung
+		if _, ok := why.(*MemoryLimitError); ok {
+			w.limit = why
+		}
+	}
+	w.mu.Unlock()
+	if first { // the watchdog may see the same overdue call or silence on every tick until the end
+		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: reason, Err: why})
+		w.ladder()
+	}
+}
+
+// kill sends sig to the worker's process group, and to the worker itself through its pidfd
+// (os.Process uses one on Linux, so a reused pid is never hit): a worker that left its group
+// (setpgid) is still reached.
+func (w *worker) kill(sig syscall.Signal) {
+	killGroup(w.pid, sig)
+	if w.cmd != nil && w.cmd.Process != nil {
+		_ = w.cmd.Process.Signal(sig) // "process already finished" once reaped
+	}
+}
+
+// ladder sends SIGTERM to the worker's process group, then SIGKILL after Config.StopGrace
+// unless the worker was reaped first. Safe to call at any time, repeatedly.
+func (w *worker) ladder() {
+	select {
+	case <-w.waited:
+		return
+	default:
+	}
+	w.kill(syscall.SIGTERM)
+	go w.killUnlessReaped()
+}
+
+// killUnlessReaped waits Config.StopGrace for the worker to be reaped, and SIGKILLs its group
+// if it was not.
+func (w *worker) killUnlessReaped() {
+	t := time.NewTimer(w.p.cfg.StopGrace)
+	defer t.Stop()
+	select {
+	case <-w.waited:
+	case <-t.C:
+		w.kill(syscall.SIGKILL)
+	}
+}
+
+// wait reaps the process (the only cmd.Wait), then clears away the rest of its group and
+// bounds how long the pipe readers may still block.
+func (w *worker) wait() {
+	_ = w.cmd.Wait()
+	w.state = w.cmd.ProcessState
+	killGroup(w.pid, syscall.SIGKILL) // nothing of the group outlives its leader (reaped: no pid to signal)
+	deadline := time.Now().Add(time.Second)
+	_ = w.stdout.SetReadDeadline(deadline)
+	_ = w.stderr.SetReadDeadline(deadline)
+	close(w.waited)
+}

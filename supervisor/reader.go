@@ -1,0 +1,140 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// read handles frames from the worker until its stdout ends or it breaks the protocol.
+func (w *worker) read() error {
+	for {
+		msgs, err := w.conn.Recv()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		w.lastSeen.Store(now.UnixNano())
+		if w.p.streak.Load() != 0 && answers(msgs) {
+			w.p.streak.Store(0) // the pool makes progress: see RestartPolicy
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			switch m.Kind {
+			case channel.KindResult, channel.KindError:
+				if m.ID == 0 && m.Kind == channel.KindError {
+					w.log.Error("supervise: worker reports an error", "err", m.Err)
+					continue
+				}
+				t, timedOut, closing := w.answered(m.ID, now)
+				if t == nil { // a duplicate, or a late answer to a call it was killed for
+					w.stray(m)
+					continue
+				}
+				var remote error
+				if m.Kind == channel.KindError {
+					remote = m.Err
+					if m.Err == nil {
+						remote = &RemoteError{Type: "error", Message: "the worker reported an error without details"}
+					}
+				}
+				w.settleAnswer(t, timedOut, closing, m.Payload, remote)
+			case channel.KindPut, channel.KindReport:
+				t := w.holding(m.ID)
+				if t == nil || t.settled.Load() {
+					w.stray(m)
+					continue
+				}
+				switch {
+				case m.Kind == channel.KindReport:
+					if !t.reports.add(m.Payload, w.p.cfg.MaxReportBytes) {
+						w.overflow(t, len(m.Payload))
+					}
+				case t.queue != nil:
+					t.queue.followUp(t, m.Payload)
+				default:
+					t.badPut = true
+				}
+			case channel.KindHello:
+				return errors.New("a second hello")
+			case channel.KindLog:
+				var rec map[string]any
+				if channel.Unmarshal(m.Payload, &rec) == nil {
+					msg, _ := rec["msg"].(string)
+					w.log.Info(msg, "record", rec)
+				}
+			}
+		}
+	}
+}
+
+// answered removes task id from those held and frees its slot. timedOut and closing report
+// that the task was cancelled for its time limit or by Shutdown.
+func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing bool) {
+	w.mu.Lock()
+	t = w.ledger.answer(id, now)
+	if t != nil {
+		timedOut, closing = t.timedOut, t.closing
+		w.slowest = keepSlowest(w.slowest, TaskTiming{ID: t.id, Handler: t.handler, WorkerID: w.id, Took: now.Sub(t.runningSince)})
+	}
+	w.mu.Unlock()
+	select {
+	case w.room <- struct{}{}:
+	default:
+	}
+	return t, timedOut, closing
+}
+
+// settleAnswer settles t with its worker's answer: result, or the error remote. timedOut and
+// closing say why it was cancelled, if it was (see answered).
+func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.RawMessage, remote error) {
+	switch {
+	case t.badPut:
+		t.fail(w, errors.New("the handler put follow-up work (child.Put), but the task did not come from a queue"))
+	case remote == nil:
+		w.tasksDone.Add(1) // counted before settle wakes the caller, who may read Stats next
+		if !t.settle(result, nil) {
+			w.tasksDone.Add(-1)
+		}
+	case timedOut: // the handler gave up when cancelled for its time limit
+		t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})
+	case closing:
+		t.fail(w, fmt.Errorf("%w: cancelled by Shutdown: %w", ErrPoolClosed, remote))
+	default:
+		t.fail(w, remote)
+	}
+}
+
+// stray logs a message about a task the worker does not hold (a duplicate answer, a report
+// after the answer, an answer to a call it was killed for) and otherwise ignores it: failing
+// the worker for it would fail the innocent calls it holds. Only the first few are logged.
+func (w *worker) stray(m *channel.Message) {
+	w.strays++
+	switch {
+	case w.strays <= 10:
+		w.log.Warn("supervise: ignoring a message about a task this worker does not hold", "kind", m.Kind.String(), "task", m.ID)
+	case w.strays == 11:
+		w.log.Warn("supervise: ignoring more messages about tasks this worker does not hold; not logging them")
+	}
+}
+
+// overflow fails t, whose caller has not taken its reports as fast as its handler sends them,
+// and kills its worker, which sent them.
+func (w *worker) overflow(t *task, size int) {
+	err := &ReportOverflowError{TaskID: t.id, Held: t.reports.held(), Report: size, Limit: w.p.cfg.MaxReportBytes}
+	t.fail(w, err)
+	w.terminate(err.Error(), err)
+}
+
+// answers reports whether msgs holds an answer to a call.
+func answers(msgs []channel.Message) bool {
+	for i := range msgs {
+		if k := msgs[i].Kind; (k == channel.KindResult || k == channel.KindError) && msgs[i].ID != 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -238,12 +238,23 @@ func (t *task) watch(w *worker) {
 	if t.ctx.Done() == nil {
 		return
 	}
-	stop := context.AfterFunc(t.ctx, func() {
+	// Each watch ends once: its callback runs, or a stop keeps it from running. The worker
+	// waits for all of them (callbacks) before it reports itself dead.
+	w.callbacks.Add(1)
+	stopFunc := context.AfterFunc(t.ctx, func() {
+		defer w.callbacks.Done()
 		select {
 		case w.cancels <- t.id:
 		default: // the sender is far behind; the answer will come anyway
 		}
 	})
+	stop := func() bool {
+		stopped := stopFunc()
+		if stopped {
+			w.callbacks.Done()
+		}
+		return stopped
+	}
 	// Unregister once settled, so long-lived contexts do not pile up callbacks. settle loads
 	// unwatch after marking the task settled; we check settled after storing it: one of the two
 	// sees the other.

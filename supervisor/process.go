@@ -127,7 +127,16 @@ func (w *worker) ladder() {
 	default:
 	}
 	w.kill(syscall.SIGTERM)
-	go w.killUnlessReaped()
+	w.timerMu.Lock()
+	defer w.timerMu.Unlock()
+	if w.ended { // run has joined the timers: the process is reaped
+		return
+	}
+	w.timers.Add(1)
+	go func() {
+		defer w.timers.Done()
+		w.killUnlessReaped()
+	}()
 }
 
 // killUnlessReaped waits Config.StopGrace for the worker to be reaped, and SIGKILLs its group

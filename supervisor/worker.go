@@ -74,7 +74,11 @@ type worker struct {
 	slowest     []TaskTiming // guarded by mu: its slowest calls
 	folded      bool         // guarded by the pool's sampler.mu: its figures are in its slot's totals
 
-	quit       chan struct{} // closed by run: the sender stops
+	timerMu    sync.Mutex     // guards ended, and timers' Add against run's Wait
+	ended      bool           // run joined the timers: no new ones
+	timers     sync.WaitGroup // kill ladders' SIGKILL timers; each ends when the process is reaped
+	callbacks  sync.WaitGroup // per-task cancel watches (task.watch)
+	quit       chan struct{}  // closed by run: the sender stops
 	senderDone chan struct{}
 	stderrDone chan struct{}
 	watchDone  chan struct{}
@@ -186,6 +190,11 @@ func (w *worker) run() {
 		w.p.emit(EventTaskRetried{TaskID: t.id, Handler: t.handler, WorkerID: w.id, RetriesLeft: t.retries, Err: cause})
 	}
 	requeue := append(fate.retry, fate.requeue...)
+	for _, t := range requeue { // their next worker watches their contexts
+		if stop := t.unwatch.Swap(nil); stop != nil {
+			(*stop)()
+		}
+	}
 	for _, t := range pinned { // never sent
 		t.fail(w, cause)
 	}
@@ -205,6 +214,11 @@ func (w *worker) run() {
 		// caller asked for it, not the worker.
 		ev.Failure = reason == "" || hung
 	}
+	w.timerMu.Lock()
+	w.ended = true
+	w.timerMu.Unlock()
+	w.timers.Wait()    // they end at the reaping, which is past
+	w.callbacks.Wait() // every watch was stopped (settled, requeued) or has run
 	w.p.workerExited(w)
 	w.p.exited(w, ev, !clean || w.recycled.Load())
 }

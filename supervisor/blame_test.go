@@ -71,3 +71,19 @@ func TestAttemptsCountStarts(t *testing.T) {
 		t.Errorf("a crash with 2 retries: want Attempts 3, got %v", err)
 	}
 }
+
+// A running call whose context is cancelled, and whose handler gives up, fails with an error
+// that is the context's (errors.Is context.Canceled) as well as the worker's: a caller, or
+// run counting the lines an interrupt left undone, tells it from a failure. It used to be
+// the worker's RemoteError only.
+func TestCancelledCallIsCanceled(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	f, _, _ := blockOnWith(t, p, ctx, blockInput{})
+	cancel()
+	_, err := f.Get(context.Background())
+	var re *supervisor.RemoteError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &re) || re.Type != "Canceled" {
+		t.Fatalf("want context.Canceled and the worker's Canceled, got %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -103,6 +104,8 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 		t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout, Cause: remote})
 	case closing:
 		t.fail(w, fmt.Errorf("%w: cancelled by Shutdown: %w", ErrPoolClosed, remote))
+	case t.ctx.Err() != nil && isCanceled(remote): // the handler gave up when its context ended
+		t.fail(w, fmt.Errorf("%w: %w", context.Cause(t.ctx), remote))
 	default:
 		t.fail(w, remote)
 	}
@@ -137,4 +140,11 @@ func answers(msgs []channel.Message) bool {
 		}
 	}
 	return false
+}
+
+// isCanceled reports whether a worker's error says its handler was cancelled (type Canceled,
+// docs/protocol.md, section 9).
+func isCanceled(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re) && re.Type == "Canceled"
 }

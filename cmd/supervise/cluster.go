@@ -141,9 +141,11 @@ func (j *job) close() error {
 	return err
 }
 
-// interrupted reports whether err is how a task ends when its job is interrupted.
+// interrupted reports whether err is how a task ends when its job is interrupted: cancelled
+// (waiting), cancelled by the pool's shutdown (running; the pool was started with ctx), or
+// given up by the queue's client.
 func interrupted(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, jetstream.ErrClosed))
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, supervisor.ErrPoolClosed) || errors.Is(err, jetstream.ErrClosed))
 }
 
 // window is how many tasks a job keeps out at most: local, what fills its pool (given); on a

@@ -104,3 +104,35 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 	proctest.AwaitNoProcessRuns(t, 10*time.Second, binary)
 }
+
+// Ctrl-C on run while lines run on workers: the lines in flight are counted as not done, not
+// failed. (They used to be failed one by one, "pool is closed: cancelled by Shutdown", and
+// then the summary said "interrupted: 0 of 6 lines not done".)
+func TestRunInterruptCountsLinesNotDone(t *testing.T) {
+	worker, cleanup, err := proctest.Build("../../examples/conformance-worker")
+	must(t, err)
+	defer cleanup()
+	cmd := exec.Command(binary, "--workers", "2", "run", "--json", "--call", "sleep", "--", worker)
+	cmd.Stdin = strings.NewReader("0\n0\n30\n30\n30\n30\n")
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	must(t, cmd.Start())
+	r := bufio.NewReader(stdout)
+	for range 2 { // the quick lines are done: the slow ones went out with them, and run
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatalf("stdout ended before two results: %v; stderr:\n%s", err, stderr.String())
+		}
+	}
+	must(t, cmd.Process.Signal(syscall.SIGINT))
+	io.Copy(io.Discard, r)
+	var ee *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("%v, want exit status 130; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "supervise: interrupted: 4 of 6 lines not done\n") || strings.Contains(stderr.String(), "supervise: line ") {
+		t.Fatalf("want 4 of 6 lines not done, and no line failed; stderr:\n%s", stderr.String())
+	}
+	proctest.AssertNoProcessRuns(t, worker)
+}

@@ -233,7 +233,21 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 			if d.err != nil && ctx.Err() != nil {
 				continue // interrupted: these files are left undone, not failed
 			}
-			if d.err != nil {
+			if d.err != nil && len(d.files) > 1 && errors.Is(d.err, supervisor.ErrTimeout) {
+				// One of its files overran --timeout: each goes again in a task of its own,
+				// first in line, so that only the one that overran fails.
+				log.Debug("digest task over its time limit: its files go again one by one", "files", len(d.files))
+				alone := make([]task, len(d.files))
+				for k, i := range d.files {
+					alone[k] = task{files: []int{i}, whole: d.whole}
+				}
+				waiting = append(alone, waiting...)
+				continue
+			}
+			switch {
+			case d.err != nil && errors.Is(d.err, supervisor.ErrTimeout): // its file's line says it all
+				log.Debug("digest task over its time limit", "files", len(d.files), "err", d.err)
+			case d.err != nil: // the whole story (a dead worker's stderr tail) beside the files' lines
 				log.Error("digest task failed", "files", len(d.files), "err", d.err)
 			}
 			if d.err == nil && d.ans.Done < len(d.files) { // over budget: the rest, first in line
@@ -319,6 +333,14 @@ func (e interruptedError) Error() string {
 // taskFailure says in a few words why a task failed, for each of its files' error lines; the
 // whole error (with the worker's stderr tail) is logged once.
 func taskFailure(err error) string {
+	var te *supervisor.TimeoutError
+	if errors.As(err, &te) { // not its cause: the handler's "Canceled" is how it obeyed
+		msg := fmt.Sprintf("%v (%v)", supervisor.ErrTimeout, te.Limit)
+		if te.Hard {
+			msg += ", and still running after its cancel: worker killed"
+		}
+		return msg
+	}
 	var we *supervisor.WorkerError
 	if errors.As(err, &we) {
 		msg := fmt.Sprintf("worker %d (pid %d) died", we.WorkerID, we.Pid)

@@ -200,3 +200,24 @@ func TestSumLine(t *testing.T) {
 		}
 	}
 }
+
+// A file that overruns --timeout fails alone, as a time limit: the small files batched with
+// it in one task are hashed. (They used to fail with it, "Canceled: context canceled".)
+// /proc/self/pagemap is a file of 0 bytes by its size that reads for minutes.
+func TestDigestTimeoutFailsOnlyTheSlowFile(t *testing.T) {
+	if _, err := os.Stat("/proc/self/pagemap"); err != nil {
+		t.Skip("no /proc/self/pagemap here")
+	}
+	dir := t.TempDir()
+	for i := range 20 {
+		must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d", i)), []byte(strconv.Itoa(i)), 0o644))
+	}
+	// 5s: a margin for the small files on a loaded machine; pagemap takes far longer.
+	stdout, stderr, code := runCLI(t, "", "--workers", "1", "--timeout", "5s", "--cancel-grace", "5s", "digest", dir, "/proc/self/pagemap")
+	if expected := string(want(t, dir)); stdout != expected || code != 1 {
+		t.Errorf("exit %d, stdout:\n%s\nwant exit 1 and:\n%s", code, stdout, expected)
+	}
+	if stderr != "supervise: /proc/self/pagemap: time limit exceeded (5s)\n" {
+		t.Errorf("stderr %q, want only pagemap's time limit", stderr)
+	}
+}

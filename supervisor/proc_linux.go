@@ -32,3 +32,6 @@ func exitMaxRSS(state *os.ProcessState) uint64 {
 	}
 	return 0
 }
+
+// fionread is the ioctl that says how many bytes a pipe holds unread (FIONREAD).
+const fionread = unix.TIOCINQ

@@ -21,3 +21,7 @@ func exitMaxRSS(state *os.ProcessState) uint64 {
 	}
 	return 0
 }
+
+// fionread is the ioctl that says how many bytes a pipe holds unread: FIONREAD, _IOR('f', 127,
+// int), on macOS and the BSDs.
+const fionread = 0x4004667f

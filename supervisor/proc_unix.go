@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // killGroup signals the worker's whole process group (the worker leads it), so grandchildren
@@ -35,4 +37,16 @@ func MaxWorkers() int {
 		return 1 << 20
 	}
 	return max(1, (int(lim.Cur)-64)/fdsPerWorker)
+}
+
+// unread is how many bytes the worker has written to f (its stdout) that the parent has not
+// read yet; 0 if it cannot tell.
+func unread(f *os.File) int {
+	n := 0
+	if raw, err := f.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			n, _ = unix.IoctlGetInt(int(fd), fionread)
+		})
+	}
+	return n
 }

@@ -43,7 +43,7 @@ func (w *worker) check(now time.Time) {
 		if w.cpuProgress() {
 			w.cpuSeen = now
 		}
-		if idle := now.Sub(w.cpuSeen); silent >= cfg.HangTimeout && idle >= cfg.HangTimeout {
+		if idle := now.Sub(w.cpuSeen); silent >= cfg.HangTimeout && idle >= cfg.HangTimeout && !w.answering(now, cfg.HangTimeout) {
 			w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v), and no CPU used by its processes", silent.Round(time.Millisecond), cfg.HangTimeout), ErrHung)
 			return
 		}
@@ -81,7 +81,7 @@ func (w *worker) check(now time.Time) {
 		default: // the sender is far behind; the hard limit still holds
 		}
 	}
-	if overdue == nil {
+	if overdue == nil || w.answering(now, cfg.CancelGrace) {
 		return
 	}
 	overdue.fail(w, err)
@@ -100,4 +100,19 @@ func (w *worker) cpuProgress() bool {
 	progressed := w.lastCPU > 0 && total > w.lastCPU // the first look sets the baseline
 	w.lastCPU = total
 	return progressed
+}
+
+// answering reports whether the worker has written what the parent has not read yet: its
+// answer may be there, and the parent (starved of CPU on a loaded machine) is late, not the
+// worker. The watchdog then holds a kill back for up to bound, looking again at each tick;
+// past that (a reader stuck with a full pipe) the kill goes ahead.
+func (w *worker) answering(now time.Time, bound time.Duration) bool {
+	if w.stdout == nil || unread(w.stdout) == 0 {
+		w.lateSince = time.Time{}
+		return false
+	}
+	if w.lateSince.IsZero() {
+		w.lateSince = now
+	}
+	return now.Sub(w.lateSince) < bound
 }

@@ -64,6 +64,7 @@ type worker struct {
 	lastMem    time.Time     // only the watchdog touches it
 	lastCPU    time.Duration // CPU time of its process tree at the watchdog's last look; only the watchdog touches it
 	cpuSeen    time.Time     // when the watchdog last saw that tree use CPU; likewise
+	lateSince  time.Time     // since when the watchdog held a kill back for unread output; likewise
 
 	strays int // answers, puts and reports for tasks it does not hold; only the reader touches it
 

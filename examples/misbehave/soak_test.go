@@ -64,8 +64,11 @@ func TestSoak(t *testing.T) {
 	}
 	cfg := matrixConfig()
 	cfg.Workers = 4
-	// Generous limits: a healthy task delayed by a loaded machine must not pass them.
-	cfg.TaskTimeout, cfg.CancelGrace, cfg.StopGrace = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+	// Generous limits: a healthy task delayed by a loaded machine must not pass them. 200ms
+	// did not hold beside go test -race ./... (load ~10): a worker left unscheduled that long
+	// ran over. 500ms is 2.5 times that; a parent starved while the answer waits in the pipe
+	// no longer kills (the watchdog holds back while the pipe has unread bytes).
+	cfg.TaskTimeout, cfg.CancelGrace, cfg.StopGrace = 500*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
 	cfg.HangTimeout = 5 * time.Second
 	// Hundreds of deaths on purpose: restarts must not back off.
 	cfg.Restart = supervisor.RestartPolicy{FailureThreshold: 1e9}

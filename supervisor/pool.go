@@ -256,10 +256,17 @@ func (p *Pool) drain() {
 func (p *Pool) exited(w *worker, ev EventWorkerExited, replace bool) {
 	var wait time.Duration
 	var backoff *EventRestartBackoff
-	if ev.Failure {
+	switch {
+	case ev.Failure && ev.TasksFailed > 0 && w.answeredAny.Load():
+		// A worker that had answered calls died under one, which is charged with it: the
+		// input is at fault, not the command, and the replacement starts without backoff.
+		// (It still counts towards breaking the pool: see RestartPolicy.)
+		p.streak.Add(1)
+		wait = p.restart.wait(time.Now())
+	case ev.Failure:
 		p.streak.Add(1)
 		wait, backoff = p.restart.failure(time.Now())
-	} else {
+	default:
 		wait = p.restart.wait(time.Now())
 	}
 	p.mu.Lock()

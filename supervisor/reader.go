@@ -19,6 +19,9 @@ func (w *worker) read() error {
 		}
 		now := time.Now()
 		w.lastSeen.Store(now.UnixNano())
+		if !w.answeredAny.Load() && answers(msgs) {
+			w.answeredAny.Store(true)
+		}
 		if w.p.streak.Load() != 0 && answers(msgs) {
 			w.p.streak.Store(0) // the pool makes progress: see RestartPolicy
 		}

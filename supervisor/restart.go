@@ -12,7 +12,10 @@ import (
 // A failure is a worker that died without the pool asking it to (a crash, a protocol error, a
 // hang) or a worker that could not be started. Workers the pool kills for a time or memory
 // limit, and workers it recycles (MaxTasksPerWorker, MemorySoftLimit), are replaced too but are
-// not failures: the task was at fault, not the worker.
+// not failures: the task was at fault, not the worker. Nor, for the backoff below, is a worker
+// that had answered calls and died under one (the call fails with ErrWorkerDied): an input that
+// crashes its worker is that input's fault, and a batch with a few such inputs must not wait
+// out backoffs. It still counts towards breaking the pool (Giving up, below).
 //
 // Restart intensity: every failure adds 1 to a failure count that decays, halving every
 // FailureDecay (smoothly). While the count is at most FailureThreshold a replacement starts at

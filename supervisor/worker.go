@@ -66,6 +66,8 @@ type worker struct {
 	cpuSeen    time.Time     // when the watchdog last saw that tree use CPU; likewise
 	lateSince  time.Time     // since when the watchdog held a kill back for unread output; likewise
 
+	answeredAny atomic.Bool // it answered a call: it works, so a death under a call is the call's doing
+
 	strays int // answers, puts and reports for tasks it does not hold; only the reader touches it
 
 	// Figures for Stats.

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -65,6 +66,13 @@ type RemoteError struct {
 	Message   string `msgpack:"message"`             // human-readable text
 	Traceback string `msgpack:"traceback,omitempty"` // stack or traceback, when known
 }
+
+// ErrPanic matches (errors.Is) a RemoteError of Type "panic": a Go handler panicked. (A
+// Python handler's exception comes with its class name as Type, e.g. "ValueError".)
+var ErrPanic = errors.New("the handler panicked")
+
+// Is matches ErrPanic for a panic.
+func (e *RemoteError) Is(target error) bool { return target == ErrPanic && e.Type == "panic" }
 
 func (e *RemoteError) Error() string {
 	if e.Type == "" || e.Type == "error" {

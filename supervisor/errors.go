@@ -34,6 +34,13 @@ var (
 	// keeps for a caller who has not taken them (Config.MaxReportBytes); see
 	// *ReportOverflowError.
 	ErrReportOverflow = errors.New("reports overflow")
+	// ErrPanic: the handler panicked (a *RemoteError of Type "panic").
+	ErrPanic = channel.ErrPanic
+	// ErrNotInQueue: the handler put follow-up work (child.Put) for a task that did not come
+	// from a Queue.
+	ErrNotInQueue = errors.New("child.Put from a task that did not come from a queue")
+	// ErrResultType: the task's result does not decode into the Out type it was bound with.
+	ErrResultType = errors.New("the result does not decode into the bound type")
 )
 
 // ReportOverflowError is the reason a task failed and its worker was killed: its reports not
@@ -147,8 +154,11 @@ func writeExit(b *strings.Builder, sep string, state *os.ProcessState, stderr st
 	}
 }
 
+// Is matches ErrWorkerDied, unless the pool killed it for a limit (Limit: a memory limit,
+// which errors.Is matches instead, as a hard time limit is a *TimeoutError and not a dead
+// worker); and ErrHung for a hung worker.
 func (e *WorkerError) Is(target error) bool {
-	return target == ErrWorkerDied || (target == ErrHung && e.Hung)
+	return (target == ErrWorkerDied && e.Limit == nil) || (target == ErrHung && e.Hung)
 }
 
 // Unwrap gives errors.Is and errors.As the limit it was killed for and its protocol error
@@ -188,4 +198,18 @@ func (e *StartError) Error() string {
 func (e *StartError) Unwrap() error { return e.Err }
 
 // RemoteError is the error a handler returned or panicked with, as reported by its worker.
+// Its Type says what kind of failure it was (docs/protocol.md, section 9):
+//
+//   - "error": a Go handler returned an error;
+//   - a Python exception's class name ("ValueError", "KeyError", ...): a Python handler raised it;
+//   - "panic": a Go handler panicked (errors.Is ErrPanic);
+//   - "decode": the input did not decode into the handler's input type;
+//   - "encode": the result could not be encoded;
+//   - "unknown_handler": the worker serves no handler by that name;
+//   - "Canceled": the handler gave up when its context was cancelled (with the parent's
+//     cancel, the task's error matches context.Canceled too).
+//
+// Over a JetStream queue (supervisor/jetstream) a machine sends failures that are not the
+// handler's own with Type "timeout", "memory-limit", "hung", "worker-died", "too-large" or
+// "lost", which errors.Is matches with this package's sentinels.
 type RemoteError = channel.RemoteError

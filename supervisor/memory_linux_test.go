@@ -16,7 +16,8 @@ func TestMemoryHardLimitKillsWorker(t *testing.T) {
 	_, err := supervisor.Bind[eatInput, int](p, "eat").Call(ctx, eatInput{MiB: 300, Hold: true})
 	var me *supervisor.MemoryLimitError
 	var te *supervisor.TaskError
-	if !errors.Is(err, supervisor.ErrMemoryLimit) || !errors.As(err, &me) || !errors.As(err, &te) ||
+	// A limit, like a hard time limit: not a worker that died (it used to match ErrWorkerDied).
+	if !errors.Is(err, supervisor.ErrMemoryLimit) || errors.Is(err, supervisor.ErrWorkerDied) || !errors.As(err, &me) || !errors.As(err, &te) ||
 		me.RSS <= 150<<20 || !strings.Contains(err.Error(), "MiB over the hard limit of 150.0 MiB") {
 		t.Fatalf("the call of a worker over its hard memory limit: %v", err)
 	}

@@ -97,7 +97,7 @@ func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing 
 func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.RawMessage, remote error) {
 	switch {
 	case t.badPut:
-		t.fail(w, errors.New("the handler put follow-up work (child.Put), but the task did not come from a queue"))
+		t.fail(w, fmt.Errorf("%w: the handler put follow-up work, but the task was submitted to the pool", ErrNotInQueue))
 	case remote == nil:
 		w.tasksDone.Add(1) // counted before settle wakes the caller, who may read Stats next
 		if !t.settle(result, nil) {

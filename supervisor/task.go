@@ -112,7 +112,7 @@ func decode[Out any](t *task) (Out, error) {
 	}
 	if err := channel.Unmarshal(t.result, &out); err != nil {
 		return out, &TaskError{ID: t.id, Handler: t.handler,
-			Err: fmt.Errorf("decoding the result as %T: %w", out, err)}
+			Err: fmt.Errorf("%w: decoding the result as %T: %w", ErrResultType, out, err)}
 	}
 	return out, nil
 }

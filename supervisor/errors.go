@@ -39,6 +39,9 @@ var (
 	// ErrNotInQueue: the handler put follow-up work (child.Put) for a task that did not come
 	// from a Queue.
 	ErrNotInQueue = errors.New("child.Put from a task that did not come from a queue")
+	// ErrQueueReport: the handler of a Queue's item sent a report (child.Report); a queue's
+	// Results carry outcomes only, so the item fails rather than its reports being dropped.
+	ErrQueueReport = errors.New("child.Report from a queue item: a queue has no reader for reports")
 	// ErrResultType: the task's result does not decode into the Out type it was bound with.
 	ErrResultType = errors.New("the result does not decode into the bound type")
 )

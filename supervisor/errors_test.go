@@ -27,3 +27,26 @@ func TestErrorsSortByKind(t *testing.T) {
 		t.Errorf("child.Put from a task of the pool: want ErrNotInQueue, got %v", err)
 	}
 }
+
+// A queue item whose handler reports (child.Report) fails with ErrQueueReport: a queue's
+// results carry no reports, and they used to be dropped without a word.
+func TestQueueItemReportRefused(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	q := supervisor.NewQueue[int, int](p, "report", supervisor.QueueConfig{})
+	ctx := context.Background()
+	if err := q.Put(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Put(ctx, 0); err != nil { // no reports: succeeds
+		t.Fatal(err)
+	}
+	q.Close()
+	for r := range q.Results(ctx) {
+		switch {
+		case r.Index == 0 && !errors.Is(r.Err, supervisor.ErrQueueReport):
+			t.Errorf("an item that reported: want ErrQueueReport, got %v, %v", r.Value, r.Err)
+		case r.Index == 1 && (r.Err != nil || r.Value != 0):
+			t.Errorf("an item without reports: %v, %v", r.Value, r.Err)
+		}
+	}
+}

@@ -53,6 +53,8 @@ func (w *worker) read() error {
 					continue
 				}
 				switch {
+				case m.Kind == channel.KindReport && t.queue != nil:
+					t.badReport = true // a queue's results carry no reports: refused, not dropped
 				case m.Kind == channel.KindReport:
 					if !t.reports.add(m.Payload, w.p.cfg.MaxReportBytes) {
 						w.overflow(t, len(m.Payload))
@@ -98,6 +100,8 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 	switch {
 	case t.badPut:
 		t.fail(w, fmt.Errorf("%w: the handler put follow-up work, but the task was submitted to the pool", ErrNotInQueue))
+	case t.badReport:
+		t.fail(w, ErrQueueReport)
 	case remote == nil:
 		w.tasksDone.Add(1) // counted before settle wakes the caller, who may read Stats next
 		if !t.settle(result, nil) {

@@ -16,19 +16,20 @@ import (
 // reader (an answer), the worker's owner (the worker died), the sender (cancelled before it
 // was sent) or the pool (closed).
 type task struct {
-	id      uint64
-	handler string
-	payload msgpack.RawMessage
-	bin     []byte // a []byte input, sent as is (see Func.Submit)
-	ctx     context.Context
-	notify  chan<- *task                     // optional: receives the task once settled (MapUnordered)
-	index   int                              // position in a Map's input
-	retries int                              // times it may still go to another worker if its worker dies
-	starts  atomic.Int32                     // times a worker started it
-	queue   *queue                           // the queue it came from, if any: follow-up puts go there
-	pinned  bool                             // for one worker only (Broadcast): never given to another
-	badPut  bool                             // it put follow-up work but came from no queue (only its reader touches it)
-	call    func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload
+	id        uint64
+	handler   string
+	payload   msgpack.RawMessage
+	bin       []byte // a []byte input, sent as is (see Func.Submit)
+	ctx       context.Context
+	notify    chan<- *task                     // optional: receives the task once settled (MapUnordered)
+	index     int                              // position in a Map's input
+	retries   int                              // times it may still go to another worker if its worker dies
+	starts    atomic.Int32                     // times a worker started it
+	queue     *queue                           // the queue it came from, if any: follow-up puts go there
+	pinned    bool                             // for one worker only (Broadcast): never given to another
+	badPut    bool                             // it put follow-up work but came from no queue (only its reader touches it)
+	badReport bool                             // it sent a report but came from a queue, which has no reader for them (likewise)
+	call      func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload
 
 	reports reports // messages from its handler (child.Report)
 

@@ -78,12 +78,12 @@ func (w *worker) send() {
 			// A frame holds calls up to batchBytes of payload, and never more than the frame
 			// limit or channel.MaxBatch calls: a big call starts a frame of its own, so the
 			// worker can start on it as soon as it has read it.
-			size := len(t.payload) + len(t.bin) + frameOverhead
+			size := channel.CallSize(t.handler, len(t.payload)+len(t.bin), t.bin != nil)
 			inFrame := len(batch)
 			if len(cuts) > 0 {
 				inFrame -= cuts[len(cuts)-1]
 			}
-			if inFrame > 0 && (frameBytes+size > batchBytes || frameBytes+size > w.p.cfg.MaxFrame || inFrame == channel.MaxBatch) {
+			if inFrame > 0 && (frameBytes+size > batchBytes || frameBytes+size > channel.FrameRoom(w.p.cfg.MaxFrame) || inFrame == channel.MaxBatch) {
 				cuts = append(cuts, len(batch))
 				frameBytes = 0
 			}

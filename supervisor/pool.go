@@ -113,8 +113,8 @@ func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *
 		}
 		t.payload, size = payload, len(payload)
 	}
-	if limit := p.cfg.MaxFrame - frameOverhead; size > limit {
-		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d (Config.MaxFrame)", ErrTooLarge, size, limit))
+	if call, room := channel.CallSize(handler, size, t.bin != nil), channel.FrameRoom(p.cfg.MaxFrame); call > room {
+		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, a frame holds %d of input at most (Config.MaxFrame)", ErrTooLarge, size, size-(call-room)))
 		return t
 	}
 	p.enqueue(t, o)
@@ -149,9 +149,6 @@ func (p *Pool) enqueue(t *task, o taskOpts) {
 		t.fail(nil, err)
 	}
 }
-
-// frameOverhead is room left in a frame for the envelope around one task's payload.
-const frameOverhead = 1 << 10
 
 // batchBytes is how much payload one frame of calls carries before the next call goes in a
 // frame of its own: batching pays for small calls only.

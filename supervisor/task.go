@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/notify"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -43,6 +44,7 @@ type task struct {
 
 	settled atomic.Bool
 	unwatch atomic.Pointer[func() bool] // stops the cancel watch (see watch)
+	onDone  notify.Once                 // Future.OnDone's callback
 	done    chan struct{}
 	result  msgpack.RawMessage
 	err     error
@@ -58,6 +60,7 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		(*stop)()
 	}
 	close(t.done)
+	t.onDone.Fire()
 	t.reports.end()
 	if t.notify != nil {
 		t.notify <- t
@@ -93,6 +96,12 @@ func (f *Future[Out]) ID() uint64 { return f.t.id }
 
 // Done is closed when the task has its outcome.
 func (f *Future[Out]) Done() <-chan struct{} { return f.t.done }
+
+// OnDone has fn called once, when the task has its outcome (at once if it has it already),
+// from the goroutine that settled it: fn must not block (a send on a channel with room will
+// do). It is how a program waiting on many futures learns which is done without a goroutine
+// for each. Call it once per future.
+func (f *Future[Out]) OnDone(fn func()) { f.t.onDone.Set(fn) }
 
 // Get waits for the task's outcome, or for ctx to end (which does not cancel the task: cancel
 // the context it was submitted with for that). Errors are *TaskError.

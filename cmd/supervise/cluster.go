@@ -161,6 +161,7 @@ func (j *job) window(local int) int {
 type pendingTask[Out any] interface {
 	ID() uint64
 	Done() <-chan struct{}
+	OnDone(func())
 	Get(context.Context) (Out, error)
 }
 

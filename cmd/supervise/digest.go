@@ -159,15 +159,20 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 		if job.means != nil {
 			what[f.ID()] = describeTask(req.Paths)
 		}
-		go func() {
-			var reported int64 // a big file's bytes, as they are read
-			if req.Progress {
-				for r := range f.(*supervisor.Future[digestAnswer]).Reports(context.Background()) {
-					var n int64
-					if r.Decode(&n) == nil {
-						view.hashed(0, n-reported)
-						reported = n
-					}
+		if !req.Progress { // done never blocks: at most window tasks are pending
+			f.OnDone(func() {
+				ans, err := f.Get(context.Background()) // it is done: no wait
+				done <- taskDone{t, ans, err, 0}
+			})
+			return
+		}
+		go func() { // a big file's bytes for the live view, as they are read
+			var reported int64
+			for r := range f.(*supervisor.Future[digestAnswer]).Reports(context.Background()) {
+				var n int64
+				if r.Decode(&n) == nil {
+					view.hashed(0, n-reported)
+					reported = n
 				}
 			}
 			ans, err := f.Get(context.Background()) // every task ends, even when ctx is cancelled

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/supervise-dev/supervise/channel"
@@ -151,37 +150,10 @@ func readLines(ctx context.Context, in io.Reader, asJSON bool, out chan<- []inpu
 			}
 			it.payload, it.err = jsonToMsgpack(line)
 		} else {
-			it.payload = stringPayload(line)
+			it.payload = channel.StringValue(line)
 		}
 		batch = append(batch, it)
 		held += size
-	}
-}
-
-// stringPayload encodes a line as a msgpack str, or bin if it is not UTF-8.
-func stringPayload(line []byte) msgpack.RawMessage {
-	b := make([]byte, 0, len(line)+5)
-	switch n := len(line); {
-	case !utf8.Valid(line):
-		b = appendLenHeader(b, 0xc4, n)
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	default:
-		b = appendLenHeader(b, 0xd9, n)
-	}
-	return append(b, line...)
-}
-
-// appendLenHeader appends the header of a str (first = 0xd9) or bin (0xc4) of n bytes in its
-// smallest 8, 16 or 32-bit length form.
-func appendLenHeader(b []byte, first byte, n int) []byte {
-	switch {
-	case n < 1<<8:
-		return append(b, first, byte(n))
-	case n < 1<<16:
-		return append(b, first+1, byte(n>>8), byte(n))
-	default:
-		return append(b, first+2, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	}
 }
 
@@ -241,7 +213,7 @@ func resultLine(raw msgpack.RawMessage, asJSON bool) ([]byte, error) {
 		raw = msgpack.RawMessage{0xc0}
 	}
 	if !asJSON {
-		if b, ok := strOrBin(raw); ok {
+		if b, ok := channel.StrOrBin(raw); ok {
 			return b, nil
 		}
 	}
@@ -254,28 +226,6 @@ func resultLine(raw msgpack.RawMessage, asJSON bool) ([]byte, error) {
 		return nil, fmt.Errorf("the result cannot be printed as JSON: %w", err)
 	}
 	return b, nil
-}
-
-// strOrBin returns the bytes of a msgpack str or bin value, in place.
-func strOrBin(raw []byte) ([]byte, bool) {
-	c := raw[0]
-	head, n := 0, 0
-	switch {
-	case c&0xe0 == 0xa0:
-		head, n = 1, int(c&0x1f)
-	case (c == 0xd9 || c == 0xc4) && len(raw) >= 2:
-		head, n = 2, int(raw[1])
-	case (c == 0xda || c == 0xc5) && len(raw) >= 3:
-		head, n = 3, int(raw[1])<<8|int(raw[2])
-	case (c == 0xdb || c == 0xc6) && len(raw) >= 5:
-		head, n = 5, int(raw[1])<<24|int(raw[2])<<16|int(raw[3])<<8|int(raw[4])
-	default:
-		return nil, false
-	}
-	if len(raw) != head+n {
-		return nil, false
-	}
-	return raw[head:], true
 }
 
 // runTask is one line on its way through the pool.
@@ -389,10 +339,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 			if rf.keepOrder {
 				pending = append(pending, t)
 			} else {
-				go func() {
-					<-t.f.Done()
-					finished <- t // never blocks: at most window tasks are outstanding
-				}()
+				t.f.OnDone(func() { finished <- t }) // never blocks: at most window tasks are outstanding
 			}
 		}
 		var in chan []inputLine // more lines, once those read are all submitted

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/notify"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -13,6 +14,7 @@ type Future[Out any] struct {
 	done   chan struct{}
 	result msgpack.RawMessage
 	err    error
+	onDone notify.Once
 }
 
 // Submit sends a task for handler with input in to the queue's machines.
@@ -21,6 +23,7 @@ func Submit[In, Out any](ctx context.Context, c *Client, handler string, in In) 
 	f.id = c.submit(ctx, handler, in, func(result msgpack.RawMessage, err error) {
 		f.result, f.err = result, err
 		close(f.done)
+		f.onDone.Fire()
 	})
 	return f
 }
@@ -30,6 +33,10 @@ func (f *Future[Out]) ID() uint64 { return f.id }
 
 // Done is closed once the outcome is known.
 func (f *Future[Out]) Done() <-chan struct{} { return f.done }
+
+// OnDone has fn called once, when the outcome is known (at once if it is), from the goroutine
+// that learnt it: fn must not block. Call it once per future.
+func (f *Future[Out]) OnDone(fn func()) { f.onDone.Set(fn) }
 
 // Get waits for the outcome, or for ctx to end.
 func (f *Future[Out]) Get(ctx context.Context) (Out, error) {

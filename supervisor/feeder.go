@@ -9,8 +9,12 @@ import (
 )
 
 // send feeds the worker: whenever it has free slots and the backlog has tasks, it takes as
+// many as fit and sends them in one frame. It also sends cancels.
 func (w *worker) send() {
 	defer close(w.senderDone)
+	w.mu.Lock()
+	w.setIdle(true) // nothing in flight yet
+	w.mu.Unlock()
 	batch := make([]channel.Message, 0, w.p.cfg.InFlight)
 	var cuts []int // where each frame of batch ends
 	tasks := make([]*task, 0, w.p.cfg.InFlight)
@@ -32,10 +36,8 @@ func (w *worker) send() {
 			if free > 0 {
 				ready, done = w.p.backlog.ready, w.p.backlog.done
 			}
-			idle := free > 0 && !busy
-			if idle {
+			if free > 0 && !busy {
 				idleReady = w.p.backlog.idleReady
-				w.p.backlog.waitIdle(+1)
 			}
 			var cancel uint64
 			cancelled, quit := false, false
@@ -48,9 +50,6 @@ func (w *worker) send() {
 				cancelled = true
 			case <-w.quit:
 				quit = true
-			}
-			if idle {
-				w.p.backlog.waitIdle(-1)
 			}
 			if quit {
 				return
@@ -72,6 +71,7 @@ func (w *worker) send() {
 			}
 			live = append(live, t)
 			w.ledger.send(t, now)
+			w.setIdle(false)
 			if w.plugin != nil {
 				continue
 			}
@@ -150,6 +150,7 @@ func (w *worker) takePinned(dst []*task) ([]*task, int, bool) {
 func (w *worker) finish() {
 	w.mu.Lock()
 	w.draining = true // no more pinned tasks; those pinned already fail when it ends
+	w.setIdle(false)
 	w.mu.Unlock()
 	for w.busy() {
 		select {
@@ -261,5 +262,22 @@ func (t *task) watch(w *worker) {
 	t.unwatch.Store(&stop)
 	if t.settled.Load() {
 		stop()
+	}
+}
+
+// setIdle counts the worker in or out of the backlog's idle workers, those with nothing in
+// flight, which new tasks go to first. It counts from the moment its last answer frees it (the
+// reader calls it), not from when its sender next waits: a task submitted in between must not
+// go to a busy worker. Called with mu held.
+func (w *worker) setIdle(idle bool) {
+	idle = idle && !w.draining
+	if idle == w.idle {
+		return
+	}
+	w.idle = idle
+	if idle {
+		w.p.backlog.waitIdle(+1)
+	} else {
+		w.p.backlog.waitIdle(-1)
 	}
 }

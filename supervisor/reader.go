@@ -82,6 +82,9 @@ func (w *worker) read() error {
 func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing bool) {
 	w.mu.Lock()
 	t = w.ledger.answer(id, now)
+	if w.ledger.len() == 0 && len(w.pinned) == 0 {
+		w.setIdle(true)
+	}
 	if t != nil {
 		timedOut, closing = t.timedOut, t.closing
 		w.slowest = keepSlowest(w.slowest, TaskTiming{ID: t.id, Handler: t.handler, WorkerID: w.id, Took: now.Sub(t.runningSince)})

@@ -52,6 +52,7 @@ type worker struct {
 	ledger   ledger  // the calls sent and not yet answered (at most Config.InFlight)
 	pinned   []*task // for this worker alone (Broadcast), not yet sent
 	draining bool    // the sender takes no more tasks, pinned ones included
+	idle     bool    // counted in the backlog's idle workers (setIdle)
 
 	stopping   atomic.Bool   // the pool asked it to finish (stdin closed): an exit is expected
 	recycled   atomic.Bool   // it was sent MaxTasksPerWorker calls: replace it once it exits
@@ -173,6 +174,8 @@ func (w *worker) run() {
 	closeAll(w.stdout, w.stderr)
 
 	w.mu.Lock()
+	w.draining = true
+	w.setIdle(false)
 	fate := w.ledger.death()
 	pinned := w.pinned
 	w.pinned = nil

@@ -29,7 +29,11 @@ import (
 //   - forwardStderr logs stderr lines until EOF or that deadline.
 //   - watch enforces time limits and notices a hung worker until run closes quit; run waits
 //     for it. Killing (terminate, kill) is SIGTERM to the group, then SIGKILL after
-//     Config.StopGrace, from a goroutine that ends when the process is reaped.
+//     Config.StopGrace, from a timer goroutine that ends when the process is reaped; run joins
+//     the timers, and the per-task cancel watches (context.AfterFunc), before it reports the
+//     worker dead.
+//   - ledger (guarded by mu) is which calls it holds and which it runs; the reader, the sender
+//     and the watchdog ask it, and run reads the fate of each call from it at the end.
 type worker struct {
 	p        *Pool
 	log      *slog.Logger

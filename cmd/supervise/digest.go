@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
 	"slices"
 	"strings"
@@ -59,7 +60,7 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			return untilSignal(cmd, "files not hashed", func(ctx context.Context) error {
-				return digest(ctx, pf, &cf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return digestTrees(ctx, pf, &cf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
@@ -92,17 +93,17 @@ type task struct {
 
 type taskDone struct {
 	task
-	ans      digestAnswer
+	ans      digest.Answer
 	err      error
 	reported int64 // bytes already counted from the task's progress reports
 }
 
-// digest runs the whole job. The walk streams batches of paths in walk order; each batch is
-// one task. Workers defer files of bigFile bytes or more, which come back with their size and
-// are hashed bigPerTask to a task, largest first, ahead of the small batches still waiting: a
+// digestTrees runs the whole job. The walk streams batches of paths in walk order; each batch is
+// one task. Workers defer files of digest.BigFile bytes or more, which come back with their size and
+// are hashed digest.BigPerTask to a task, largest first, ahead of the small batches still waiting: a
 // big file starts as soon as it is known, so that it does not finish last. Lines are printed in
 // walk order as soon as every line before them is known.
-func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, paths []string, stdout, stderr io.Writer) error {
+func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, paths []string, stdout, stderr io.Writer) error {
 	cfg, err := pf.config()
 	if err != nil {
 		return err
@@ -146,7 +147,7 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 	)
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	submit := func(t task) {
-		req := digestRequest{Paths: make([]string, len(t.files)), Whole: t.whole}
+		req := digest.Request{Paths: make([]string, len(t.files)), Whole: t.whole}
 		if !t.whole {
 			req.Budget = b.bytes
 		}
@@ -154,7 +155,7 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 			req.Paths[k] = items[i].path
 		}
 		req.Progress = view != nil && t.whole && job.pool != nil // no reports from other machines
-		f := submitTo[digestRequest, digestAnswer](ctx, job, "digest", req)
+		f := submitTo[digest.Request, digest.Answer](ctx, job, "digest", req)
 		pending++
 		if job.means != nil {
 			what[f.ID()] = describeTask(req.Paths)
@@ -168,7 +169,7 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 		}
 		go func() { // a big file's bytes for the live view, as they are read
 			var reported int64
-			for r := range f.(*supervisor.Future[digestAnswer]).Reports(context.Background()) {
+			for r := range f.(*supervisor.Future[digest.Answer]).Reports(context.Background()) {
 				var n int64
 				if r.Decode(&n) == nil {
 					view.hashed(0, n-reported)
@@ -201,7 +202,7 @@ func digest(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, pa
 		}
 		for pending < window && (len(big) > 0 || len(waiting) > 0) {
 			if len(big) > 0 {
-				k := min(len(big), bigPerTask)
+				k := min(len(big), digest.BigPerTask)
 				submit(task{files: big[:k:k], whole: true})
 				big = big[k:]
 			} else {

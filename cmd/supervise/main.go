@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
 	"log/slog"
 	"os"
@@ -102,7 +103,7 @@ func serveProfiled(path string) int {
 }
 
 func main() {
-	child.Handle("digest", digestFiles)
+	child.Handle("digest", digest.Files)
 	if os.Getenv(profileEnv) != "" && os.Getenv(handshake.CookieKey) != "" {
 		os.Exit(serveProfiled(os.Getenv(profileEnv)))
 	}

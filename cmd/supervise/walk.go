@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha512"
+	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
 	"os"
 	"slices"
@@ -45,7 +46,7 @@ func walk(ctx context.Context, roots []string, batch int, sizes bool, out chan<-
 			}
 		}
 		if err != nil {
-			w.add(walkItem{path: root, err: describe(err), size: -1})
+			w.add(walkItem{path: root, err: digest.Describe(err), size: -1})
 			continue
 		}
 		switch st.Mode & unix.S_IFMT {
@@ -68,13 +69,13 @@ func walk(ctx context.Context, roots []string, batch int, sizes bool, out chan<-
 func hashHere(path string) walkItem {
 	f, err := os.Open(path)
 	if err != nil {
-		return walkItem{path: path, err: describe(err), size: -1}
+		return walkItem{path: path, err: digest.Describe(err), size: -1}
 	}
 	defer f.Close()
 	h := sha512.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return walkItem{path: path, err: describe(err), size: -1}
+		return walkItem{path: path, err: digest.Describe(err), size: -1}
 	}
 	return walkItem{path: path, size: n, sum: h.Sum(nil)}
 }
@@ -109,16 +110,16 @@ func (w *walker) dir(dir string) {
 	if w.ctx.Err() != nil {
 		return
 	}
-	fd, err := retry(func() (int, error) { return openDir(dir) })
+	fd, err := digest.Retry(func() (int, error) { return digest.OpenDir(dir) })
 	if err != nil {
-		w.add(walkItem{path: dir, err: describe(err), size: -1})
+		w.add(walkItem{path: dir, err: digest.Describe(err), size: -1})
 		return
 	}
 	d := os.NewFile(uintptr(fd), dir)
 	entries, err := d.ReadDir(-1)
 	d.Close()
 	if err != nil {
-		w.add(walkItem{path: dir, err: describe(err), size: -1})
+		w.add(walkItem{path: dir, err: digest.Describe(err), size: -1})
 		return
 	}
 	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })

@@ -1,4 +1,4 @@
-package main
+package digest
 
 import (
 	"context"
@@ -26,11 +26,11 @@ type laneFile struct {
 	buf   []byte
 }
 
-// digestLanes is digestFiles with four files in flight, one in each lane of a multi-buffer
+// digestLanes is Files with four files in flight, one in each lane of a multi-buffer
 // SHA-512. Files start in path order, so that Paths[:Done] are the ones attempted, and finish
-// in any order; the answer is the same as digestFiles gives.
-func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (digestAnswer, error) {
-	ans := digestAnswer{Sums: make([]byte, sha512.Size*len(req.Paths))}
+// in any order; the answer is the same as Files gives.
+func digestLanes(ctx context.Context, req Request, progress func(int64)) (Answer, error) {
+	ans := Answer{Sums: make([]byte, sha512.Size*len(req.Paths))}
 	var (
 		h      mbsha512.Hasher
 		dirs   dirCache
@@ -41,7 +41,7 @@ func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (
 			if ans.Failed == nil {
 				ans.Failed = map[int]string{}
 			}
-			ans.Failed[i] = describe(err)
+			ans.Failed[i] = Describe(err)
 		}
 	)
 	defer lanesBuffers.Put(bufs)
@@ -75,7 +75,7 @@ func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (
 				failed(i, err)
 				continue
 			}
-			if !req.Whole && want >= bigFile {
+			if !req.Whole && want >= BigFile {
 				closeFile(fd)
 				if ans.Deferred == nil {
 					ans.Deferred = map[int]int64{}
@@ -83,7 +83,7 @@ func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (
 				ans.Deferred[i] = want
 				continue
 			}
-			n, err := retry(func() (int, error) { return readFile(fd, buf) })
+			n, err := Retry(func() (int, error) { return readFile(fd, buf) })
 			if err != nil {
 				closeFile(fd)
 				failed(i, err)
@@ -105,7 +105,7 @@ func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (
 			break
 		}
 		if err := ctx.Err(); err != nil {
-			return digestAnswer{}, err
+			return Answer{}, err
 		}
 		f := lanes[lane]
 		if done {
@@ -115,7 +115,7 @@ func digestLanes(ctx context.Context, req digestRequest, progress func(int64)) (
 			start(lane)
 			continue
 		}
-		n, err := retry(func() (int, error) { return readFile(f.fd, f.buf) })
+		n, err := Retry(func() (int, error) { return readFile(f.fd, f.buf) })
 		if err != nil {
 			closeFile(f.fd)
 			failed(f.index, err)
@@ -138,11 +138,11 @@ var lanesBuffers = sync.Pool{New: func() any {
 	return &bufs
 }}
 
-// bigPerTask is how many big files (bigFile bytes or more, largest first) a task gets: as many
+// BigPerTask is how many big files (BigFile bytes or more, largest first) a task gets: as many
 // as a worker hashes at once. A lane hashes at about the speed of a single SHA-512, so a task
 // of four takes about as long as its largest file alone, and leaves the other workers free.
 // The parent decides by its own CPU, which is its workers' (remote machines: most likely).
-var bigPerTask = func() int {
+var BigPerTask = func() int {
 	if useLanes() {
 		return mbsha512.Lanes
 	}

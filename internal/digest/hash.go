@@ -1,4 +1,4 @@
-package main
+package digest
 
 import (
 	"context"
@@ -11,15 +11,15 @@ import (
 	"github.com/supervise-dev/supervise/child"
 )
 
-// digestRequest is one task of `supervise digest`: files to hash, in walk order.
-type digestRequest struct {
+// Request is one task of `supervise digest`: files to hash, in walk order.
+type Request struct {
 	Paths []string `msgpack:"p"`
-	// Whole asks for every file to be hashed, however large. Otherwise a file of bigFile bytes
+	// Whole asks for every file to be hashed, however large. Otherwise a file of BigFile bytes
 	// or more is not hashed but reported in Deferred, so that the parent can give it a task
 	// of its own, largest first.
 	Whole bool `msgpack:"w,omitempty"`
 	// Budget, when above zero, stops the task once it has hashed that many bytes: the paths
-	// not attempted are left to another task (digestAnswer.Done says where it stopped), so
+	// not attempted are left to another task (Answer.Done says where it stopped), so
 	// that a batch of many files of unknown size cannot run for long.
 	Budget int64 `msgpack:"b,omitempty"`
 	// Progress asks for a report (child.Report) of the bytes hashed so far every
@@ -27,9 +27,9 @@ type digestRequest struct {
 	Progress bool `msgpack:"r,omitempty"`
 }
 
-// digestAnswer is the worker's answer: one 64-byte SHA-512 per path, in order (zeros where
+// Answer is the worker's answer: one 64-byte SHA-512 per path, in order (zeros where
 // the path failed or was deferred), and the exceptions by index.
-type digestAnswer struct {
+type Answer struct {
 	Done     int            `msgpack:"n"` // paths attempted: Paths[:Done]
 	Sums     []byte         `msgpack:"s"`
 	Failed   map[int]string `msgpack:"f,omitempty"`
@@ -40,15 +40,15 @@ type digestAnswer struct {
 // progressEvery is how many bytes of a big file a worker hashes between progress reports.
 const progressEvery = 16 << 20
 
-// bigFile is the size from which a file is hashed in a task of its own.
-const bigFile = 1 << 20
+// BigFile is the size from which a file is hashed in a task of its own.
+const BigFile = 1 << 20
 
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
-// digestFiles is the worker side of `supervise digest`. A file that cannot be read gets its
+// Files is the worker side of `supervise digest`. A file that cannot be read gets its
 // error; the others are unaffected. On CPUs that have it, files are hashed four at a time
 // (digestLanes); else one after another, here.
-func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
+func Files(ctx context.Context, req Request) (Answer, error) {
 	var progress func(bytes int64)
 	if req.Progress {
 		progress = func(n int64) { _ = child.Report(ctx, n) }
@@ -58,7 +58,7 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 	}
 	bufp := readBuffers.Get().(*[]byte)
 	defer readBuffers.Put(bufp)
-	ans := digestAnswer{Sums: make([]byte, 0, sha512.Size*len(req.Paths))}
+	ans := Answer{Sums: make([]byte, 0, sha512.Size*len(req.Paths))}
 	hs := hashers{ctx: ctx, small: goSHA512{sha512.New()}, progress: progress}
 	defer hs.close()
 	var dirs dirCache
@@ -66,7 +66,7 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 	var hashed int64
 	for i, p := range req.Paths {
 		if err := ctx.Err(); err != nil {
-			return digestAnswer{}, err
+			return Answer{}, err
 		}
 		if req.Budget > 0 && hashed >= req.Budget {
 			break
@@ -74,14 +74,14 @@ func digestFiles(ctx context.Context, req digestRequest) (digestAnswer, error) {
 		ans.Done++
 		h, size, err := hs.file(&dirs, p, *bufp, req.Whole)
 		if ctxErr := ctx.Err(); ctxErr != nil && err != nil { // cancelled inside a big file
-			return digestAnswer{}, ctxErr
+			return Answer{}, ctxErr
 		}
 		switch {
 		case err != nil:
 			if ans.Failed == nil {
 				ans.Failed = map[int]string{}
 			}
-			ans.Failed[i] = describe(err)
+			ans.Failed[i] = Describe(err)
 			ans.Sums = append(ans.Sums, make([]byte, sha512.Size)...)
 		case h == nil:
 			if ans.Deferred == nil {
@@ -114,7 +114,7 @@ func (hs *hashers) close() {
 }
 
 // file reads path to its end into one of the hashers and returns it, ready for sum, and the
-// bytes it read. Unless whole, a file of bigFile bytes or more is left alone: the hasher is
+// bytes it read. Unless whole, a file of BigFile bytes or more is left alone: the hasher is
 // nil and size its size.
 //
 // It uses plain system calls: for tiny files the cost is in the calls. The file is opened
@@ -128,10 +128,10 @@ func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h 
 		return nil, 0, err
 	}
 	defer closeFile(fd)
-	if !whole && want >= bigFile {
+	if !whole && want >= BigFile {
 		return nil, want, nil
 	}
-	n, err := retry(func() (int, error) { return readFile(fd, buf) })
+	n, err := Retry(func() (int, error) { return readFile(fd, buf) })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -159,7 +159,7 @@ func (hs *hashers) file(dirs *dirCache, path string, buf []byte, whole bool) (h 
 		if n == 0 || atEnd(n, len(buf), size, want) {
 			return h, size, nil
 		}
-		if n, err = retry(func() (int, error) { return readFile(fd, buf) }); err != nil {
+		if n, err = Retry(func() (int, error) { return readFile(fd, buf) }); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -182,7 +182,7 @@ func (c *dirCache) at(path string) (int, string) {
 	dir, name := path[:slash+1], path[slash+1:]
 	if !c.ok || c.dir != dir {
 		c.close()
-		fd, err := retry(func() (int, error) { return openDir(dir) })
+		fd, err := Retry(func() (int, error) { return OpenDir(dir) })
 		if err != nil {
 			return atFDCWD, path
 		}
@@ -198,8 +198,8 @@ func (c *dirCache) close() {
 	}
 }
 
-// retry repeats a system call interrupted by a signal (the Go runtime preempts with SIGURG).
-func retry(call func() (int, error)) (int, error) {
+// Retry repeats a system call interrupted by a signal (the Go runtime preempts with SIGURG).
+func Retry(call func() (int, error)) (int, error) {
 	for {
 		n, err := call()
 		if !errors.Is(err, syscall.EINTR) {
@@ -208,8 +208,8 @@ func retry(call func() (int, error)) (int, error) {
 	}
 }
 
-// describe words an error as coreutils does (strerror): "Permission denied".
-func describe(err error) string {
+// Describe words an error as coreutils does (strerror): "Permission denied".
+func Describe(err error) string {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		s := errno.Error()

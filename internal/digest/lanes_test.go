@@ -1,4 +1,4 @@
-package main
+package digest
 
 import (
 	"context"
@@ -21,7 +21,7 @@ func TestDigestLanesMatchOneAtATime(t *testing.T) {
 	dir := t.TempDir()
 	var paths []string
 	sizes := []int{0, 1, 127, 128, 129, 4096, laneBuffer - 1, laneBuffer, laneBuffer + 1, 2 * laneBuffer,
-		bigFile - 1, bigFile, bigFile + 5, 3*bigFile + 77, 300, 5000}
+		BigFile - 1, BigFile, BigFile + 5, 3*BigFile + 77, 300, 5000}
 	for i, size := range sizes {
 		p := filepath.Join(dir, fmt.Sprintf("f%02d", i))
 		data := make([]byte, size)
@@ -34,20 +34,20 @@ func TestDigestLanesMatchOneAtATime(t *testing.T) {
 			paths = append(paths, filepath.Join(dir, "missing"), dir) // ENOENT, EISDIR
 		}
 	}
-	reqs := []digestRequest{
+	reqs := []Request{
 		{Paths: paths},
 		{Paths: paths, Whole: true},
 		{Paths: paths, Budget: 3 * laneBuffer}, // stops early: Done < len(Paths)
 	}
-	var lanes []digestAnswer
+	var lanes []Answer
 	for _, req := range reqs {
-		ans, err := digestFiles(context.Background(), req)
+		ans, err := Files(context.Background(), req)
 		must(t, err)
 		lanes = append(lanes, ans)
 	}
 	t.Setenv("SUPERVISE_HASH", "go")
 	for k, req := range reqs {
-		serial, err := digestFiles(context.Background(), req)
+		serial, err := Files(context.Background(), req)
 		must(t, err)
 		ans := lanes[k]
 		if req.Budget > 0 { // the two count a budget differently (files in flight): both stop early

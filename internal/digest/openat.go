@@ -1,4 +1,4 @@
-package main
+package digest
 
 import (
 	"errors"
@@ -29,7 +29,9 @@ func openat(dirfd int, name string) (int, error) {
 	return int(fd), nil
 }
 
-func openDir(dir string) (int, error) {
+// OpenDir opens a directory for reading its entries (O_DIRECTORY, O_NOFOLLOW: a link is not
+// followed), as the walk does.
+func OpenDir(dir string) (int, error) {
 	return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 }
 
@@ -55,7 +57,7 @@ var (
 // open, a file may have been swapped for a FIFO (read as empty), or a link to /dev/zero (read
 // forever).
 func openRegular(dirfd int, name string) (fd int, size int64, err error) {
-	fd, err = retry(func() (int, error) { return openat(dirfd, name) })
+	fd, err = Retry(func() (int, error) { return openat(dirfd, name) })
 	if errors.Is(err, syscall.ELOOP) {
 		return -1, 0, errLinkNow
 	}

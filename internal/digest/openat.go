@@ -29,8 +29,7 @@ func openat(dirfd int, name string) (int, error) {
 	return int(fd), nil
 }
 
-// OpenDir opens a directory for reading its entries (O_DIRECTORY, O_NOFOLLOW: a link is not
-// followed), as the walk does.
+// OpenDir opens a directory for reading its entries, as the walk does.
 func OpenDir(dir string) (int, error) {
 	return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 }

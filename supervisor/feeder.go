@@ -5,7 +5,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/supervise-dev/supervise/channel"
 )
 
 // send feeds the worker: whenever it has free slots and the backlog has tasks, it takes as
@@ -15,8 +14,6 @@ func (w *worker) send() {
 	w.mu.Lock()
 	w.setIdle(true) // nothing in flight yet
 	w.mu.Unlock()
-	batch := make([]channel.Message, 0, w.p.cfg.InFlight)
-	var cuts []int // where each frame of batch ends
 	tasks := make([]*task, 0, w.p.cfg.InFlight)
 	for {
 		if w.recycleReq.Load() { // over its soft memory limit: it finishes what it has and goes
@@ -59,8 +56,6 @@ func (w *worker) send() {
 			}
 			continue
 		}
-		batch, cuts = batch[:0], cuts[:0]
-		frameBytes := 0
 		now := time.Now()
 		w.mu.Lock()
 		live := tasks[:0]
@@ -72,47 +67,16 @@ func (w *worker) send() {
 			live = append(live, t)
 			w.ledger.send(t, now)
 			w.setIdle(false)
-			if w.plugin != nil {
-				continue
-			}
-			// A frame holds calls up to batchBytes of payload, and never more than the frame
-			// limit or channel.MaxBatch calls: a big call starts a frame of its own, so the
-			// worker can start on it as soon as it has read it.
-			size := channel.CallSize(t.handler, len(t.payload)+len(t.bin), t.bin != nil)
-			inFrame := len(batch)
-			if len(cuts) > 0 {
-				inFrame -= cuts[len(cuts)-1]
-			}
-			if inFrame > 0 && (frameBytes+size > batchBytes || frameBytes+size > channel.FrameRoom(w.p.cfg.MaxFrame) || inFrame == channel.MaxBatch) {
-				cuts = append(cuts, len(batch))
-				frameBytes = 0
-			}
-			frameBytes += size
-			batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
 		}
-		cuts = append(cuts, len(batch))
 		w.mu.Unlock()
 		clear(tasks[len(live):])
 		tasks = live
-		if w.plugin != nil {
-			w.startCalls(tasks)
-		}
-		if len(batch) > 0 {
-			from := 0
-			for _, to := range cuts {
-				if from == to {
-					continue
-				}
-				if err := w.conn.Send(batch[from:to]...); err != nil {
-					// The worker cannot be fed (it died, or closed stdin): run sees its stdout
-					// end and settles what it held.
-					w.log.Debug("supervise: writing to worker failed", "err", err)
-					w.kill(syscall.SIGKILL)
-					return
-				}
-				from = to
-			}
-			clear(batch)
+		if err := w.link.send(tasks); err != nil {
+			// The worker cannot be fed (it died, or closed stdin): run sees its stdout end
+			// and settles what it held.
+			w.log.Debug("supervise: writing to worker failed", "err", err)
+			w.kill(syscall.SIGKILL)
+			return
 		}
 		for _, t := range tasks {
 			t.watch(w)
@@ -162,14 +126,7 @@ func (w *worker) finish() {
 		}
 	}
 	w.stopping.Store(true)
-	if w.plugin != nil {
-		_ = w.plugin.conn.Close()
-	} else {
-		// A shutdown, then EOF: a worker that sees EOF without it takes its parent for dead
-		// and its group down itself (docs/protocol.md, section 5).
-		_ = w.conn.Send(channel.Message{Kind: channel.KindShutdown})
-		w.stdin.Close()
-	}
+	w.link.shutdown()
 }
 
 func (w *worker) busy() bool {
@@ -209,8 +166,8 @@ func (w *worker) sendCancel(id uint64) {
 	if waiting && t.ctx.Err() != nil && !t.closing {
 		t.fail(nil, context.Cause(t.ctx))
 	}
-	if held && w.plugin == nil {
-		_ = w.conn.Send(channel.Message{Kind: channel.KindCancel, ID: id})
+	if held {
+		w.link.cancel(id)
 	}
 }
 

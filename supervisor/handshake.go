@@ -19,13 +19,14 @@ func (w *worker) startFrames() error {
 		return w.startError(err)
 	}
 	rec := &recorder{r: w.stdout, on: true}
-	w.conn = channel.NewConn(rec, w.stdin, channel.Options{MaxFrame: cfg.MaxFrame,
+	conn := channel.NewConn(rec, w.stdin, channel.Options{MaxFrame: cfg.MaxFrame,
 		Peer: fmt.Sprintf("worker %d (pid %d)", w.id, w.pid)})
+	w.link = &frameLink{w: w, conn: conn}
 	_ = w.stdout.SetReadDeadline(time.Now().Add(cfg.StartTimeout))
-	err := w.handshake()
+	err := w.handshake(conn)
 	if err == nil && cfg.Init.Handler != "" {
 		rec.on = false
-		err = w.initialize()
+		err = w.initialize(conn)
 	}
 	if err != nil {
 		e := w.startError(err)
@@ -40,8 +41,8 @@ func (w *worker) startFrames() error {
 }
 
 // handshake reads the first frame and checks that it is a hello of our protocol version.
-func (w *worker) handshake() error {
-	msgs, err := w.conn.Recv()
+func (w *worker) handshake(conn *channel.Conn) error {
+	msgs, err := conn.Recv()
 	switch {
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: stdout closed before a hello (did the worker exit?)", ErrBadHello)
@@ -79,18 +80,18 @@ func parseHello(msgs []channel.Message) (channel.Hello, error) {
 
 // initialize runs Config.Init on the worker before it takes tasks: one call, whose answer must
 // be a result, within what is left of Config.StartTimeout.
-func (w *worker) initialize() error {
+func (w *worker) initialize(conn *channel.Conn) error {
 	init := w.p.cfg.Init
 	payload, err := channel.Marshal(init.Input)
 	if err != nil {
 		return fmt.Errorf("encoding the input of Config.Init: %w", err)
 	}
 	id := w.p.nextTask.Add(1)
-	if err := w.conn.Send(channel.Message{Kind: channel.KindCall, ID: id, Name: init.Handler, Payload: payload}); err != nil {
+	if err := conn.Send(channel.Message{Kind: channel.KindCall, ID: id, Name: init.Handler, Payload: payload}); err != nil {
 		return fmt.Errorf("sending Config.Init: %w", err)
 	}
 	for {
-		msgs, err := w.conn.Recv()
+		msgs, err := conn.Recv()
 		if err != nil {
 			return fmt.Errorf("waiting for Config.Init (%s): %w", init.Handler, err)
 		}

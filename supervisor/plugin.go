@@ -121,6 +121,7 @@ func (pr *Process) Kill() {
 
 // pluginLink is what a plugin worker has instead of a frame connection.
 type pluginLink struct {
+	w        *worker
 	conn     PluginConn
 	calls    sync.WaitGroup // one per call running (runCall)
 	pingDone chan struct{}
@@ -144,17 +145,19 @@ func (w *worker) startPlugin() error {
 		_ = conn.Close()
 		return w.startError(errors.New("Plugin.Connect returned without starting the process (Process.Start)"))
 	}
-	w.plugin = &pluginLink{conn: conn, pingDone: make(chan struct{})}
+	l := &pluginLink{w: w, conn: conn, pingDone: make(chan struct{})}
+	w.link = l
 	w.concurrency = cfg.InFlight // calls run side by side: all those sent are running
-	go w.ping()
+	go l.ping()
 	return nil
 }
 
 // ping is a plugin worker's heartbeat: a successful Ping every Config.Heartbeat, until run
 // closes quit. A Ping that blocks (the process is stopped) leaves lastSeen behind, and the
 // watchdog kills the worker as hung; the connection then fails and Ping returns.
-func (w *worker) ping() {
-	defer close(w.plugin.pingDone)
+func (l *pluginLink) ping() {
+	w := l.w
+	defer close(l.pingDone)
 	t := time.NewTicker(w.p.cfg.Heartbeat)
 	defer t.Stop()
 	for {
@@ -163,14 +166,15 @@ func (w *worker) ping() {
 			return
 		case <-t.C:
 		}
-		if w.plugin.conn.Ping() == nil {
+		if l.conn.Ping() == nil {
 			w.lastSeen.Store(time.Now().UnixNano())
 		}
 	}
 }
 
-// startCalls starts the calls the sender took (and holds now), each in its own goroutine.
-func (w *worker) startCalls(tasks []*task) {
+// send starts the calls the sender took (and holds now), each in its own goroutine.
+func (l *pluginLink) send(tasks []*task) error {
+	w := l.w
 	for _, t := range tasks {
 		ctx, stop := context.WithCancel(t.ctx)
 		w.mu.Lock()
@@ -180,19 +184,33 @@ func (w *worker) startCalls(tasks []*task) {
 		if cancelled { // by Shutdown, between the sender's taking it and now
 			stop()
 		}
-		w.plugin.calls.Add(1)
-		go w.runCall(t, ctx, stop)
+		l.calls.Add(1)
+		go l.runCall(t, ctx, stop)
 	}
+	return nil
+}
+
+// cancel has nothing to send: the call's context is cancelled (task.stopCall).
+func (l *pluginLink) cancel(uint64) {}
+
+// shutdown closes the connection: the plugin exits.
+func (l *pluginLink) shutdown() { _ = l.conn.Close() }
+
+// serve waits for the process to be reaped: a plugin's stream is not ours to read.
+func (l *pluginLink) serve() error {
+	<-l.w.waited
+	return nil
 }
 
 // runCall runs one call on the plugin worker and settles it, unless the worker died under it:
 // then run settles it with the worker's exit status and stderr, or gives it to another worker
 // (Config.Retries).
-func (w *worker) runCall(t *task, ctx context.Context, stop context.CancelFunc) {
-	defer w.plugin.calls.Done()
-	err := w.callPlugin(ctx, t)
+func (l *pluginLink) runCall(t *task, ctx context.Context, stop context.CancelFunc) {
+	w := l.w
+	defer l.calls.Done()
+	err := l.callPlugin(ctx, t)
 	stop()
-	if err != nil && w.plugin.conn.Ping() != nil {
+	if err != nil && l.conn.Ping() != nil {
 		// Gone, or going: leave the call to run, which has its exit status. If it is alive
 		// and unreachable after StopGrace, kill it.
 		w.killUnlessReaped()
@@ -211,13 +229,13 @@ func (w *worker) runCall(t *task, ctx context.Context, stop context.CancelFunc) 
 }
 
 // callPlugin runs the call's function on the worker's client; a panic is its error.
-func (w *worker) callPlugin(ctx context.Context, t *task) (err error) {
+func (l *pluginLink) callPlugin(ctx context.Context, t *task) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &RemoteError{Type: "panic", Message: fmt.Sprint(r), Traceback: string(debug.Stack())}
 		}
 	}()
-	return t.call(ctx, w.plugin.conn.Client())
+	return t.call(ctx, l.conn.Client())
 }
 
 // end closes a plugin worker's connection once its process is gone, and waits for its calls

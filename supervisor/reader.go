@@ -11,9 +11,9 @@ import (
 )
 
 // read handles frames from the worker until its stdout ends or it breaks the protocol.
-func (w *worker) read() error {
+func (w *worker) read(conn *channel.Conn) error {
 	for {
-		msgs, err := w.conn.Recv()
+		msgs, err := conn.Recv()
 		if err != nil {
 			return err
 		}

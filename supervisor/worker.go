@@ -43,9 +43,8 @@ type worker struct {
 	handlers []string
 	started  time.Time
 
-	stdin, stdout, stderr *os.File      // the parent's ends (no stdin for a plugin)
-	conn                  *channel.Conn // nil for a plugin
-	plugin                *pluginLink   // only for a plugin (Config.Plugin)
+	stdin, stdout, stderr *os.File // the parent's ends (no stdin for a plugin)
+	link                  link     // frames (frameLink), or a plugin's connection (pluginLink)
 	tail                  tail
 
 	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)
@@ -144,11 +143,7 @@ func (w *worker) startError(err error) *StartError {
 func (w *worker) run() {
 	defer w.p.wg.Done()
 	var err error
-	if w.plugin != nil {
-		<-w.waited // a plugin's stream is not ours to read: its end is the process's
-	} else {
-		err = w.read()
-	}
+	err = w.link.serve()
 	close(w.quit)
 	var protocol error
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
@@ -164,15 +159,17 @@ func (w *worker) run() {
 	if protocol != nil {
 		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
 	}
-	if !expected && w.plugin == nil { // (a plugin's run starts once it is reaped)
-		w.kill(syscall.SIGKILL)
+	select {
+	case <-w.waited: // reaped: nothing to kill (and its pid may be another's now)
+	default:
+		if !expected {
+			w.kill(syscall.SIGKILL)
+		}
 	}
 	<-w.waited
 	w.stdin.Close() // unblocks a sender stuck on a full pipe
 	<-w.senderDone
-	if w.plugin != nil {
-		w.plugin.end()
-	}
+	w.link.end()
 	<-w.stderrDone
 	<-w.watchDone
 	closeAll(w.stdout, w.stderr)

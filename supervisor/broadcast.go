@@ -56,7 +56,7 @@ func (w *worker) unpin(t *task) bool {
 func (w *worker) pin(t *task) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ledger.held == nil || w.draining {
+	if w.phase != phaseReady {
 		return fmt.Errorf("%w: worker %d (pid %d) exited before the broadcast reached it", ErrWorkerDied, w.id, w.pid)
 	}
 	w.pinned = append(w.pinned, t)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"syscall"
 	"time"
-
 )
 
 // send feeds the worker: whenever it has free slots and the backlog has tasks, it takes as
@@ -113,8 +112,7 @@ func (w *worker) takePinned(dst []*task) ([]*task, int, bool) {
 // sender calls it.
 func (w *worker) finish() {
 	w.mu.Lock()
-	w.draining = true // no more pinned tasks; those pinned already fail when it ends
-	w.setIdle(false)
+	w.enter(phaseDraining) // no more pinned tasks; those pinned already fail when it ends
 	w.mu.Unlock()
 	for w.busy() {
 		select {
@@ -125,8 +123,12 @@ func (w *worker) finish() {
 			return
 		}
 	}
-	w.stopping.Store(true)
-	w.link.shutdown()
+	w.mu.Lock()
+	told := w.enter(phaseStopping) // not if killed meanwhile
+	w.mu.Unlock()
+	if told {
+		w.link.shutdown()
+	}
 }
 
 func (w *worker) busy() bool {
@@ -227,7 +229,7 @@ func (t *task) watch(w *worker) {
 // reader calls it), not from when its sender next waits: a task submitted in between must not
 // go to a busy worker. Called with mu held.
 func (w *worker) setIdle(idle bool) {
-	idle = idle && !w.draining
+	idle = idle && w.phase == phaseReady
 	if idle == w.idle {
 		return
 	}

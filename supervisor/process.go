@@ -94,12 +94,10 @@ func closeAll(files ...*os.File) {
 // event. The first reason given is kept.
 func (w *worker) terminate(reason string, why error) {
 	w.mu.Lock()
-	first := w.killReason == ""
+	during := w.phase
+	first := w.enter(phaseKilled)
 	if first {
-		w.killReason, w.hung = reason, why == ErrHung
-		if _, ok := why.(*MemoryLimitError); ok {
-			w.limit = why
-		}
+		w.cause = killCause{reason: reason, why: why, during: during}
 	}
 	w.mu.Unlock()
 	if first { // the watchdog may see the same overdue call or silence on every tick until the end

@@ -268,7 +268,7 @@ func (p *Pool) sample() Stats {
 		ws.Tasks, ws.Failed = int(w.tasksDone.Load()), int(w.tasksFailed.Load())
 		w.mu.Lock()
 		switch {
-		case w.draining || w.stopping.Load():
+		case w.phase != phaseReady:
 			ws.State = WorkerStopping
 		case w.ledger.len() > 0:
 			ws.State = WorkerBusy

@@ -49,21 +49,18 @@ type worker struct {
 
 	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)
 
-	cancels  chan uint64   // task ids to send cancels for
-	room     chan struct{} // capacity 1: an answer freed a slot
-	mu       sync.Mutex
-	ledger   ledger  // the calls sent and not yet answered (at most Config.InFlight)
-	pinned   []*task // for this worker alone (Broadcast), not yet sent
-	draining bool    // the sender takes no more tasks, pinned ones included
-	idle     bool    // counted in the backlog's idle workers (setIdle)
+	cancels chan uint64   // task ids to send cancels for
+	room    chan struct{} // capacity 1: an answer freed a slot
+	mu      sync.Mutex
+	ledger  ledger    // the calls sent and not yet answered (at most Config.InFlight)
+	pinned  []*task   // for this worker alone (Broadcast), not yet sent
+	phase   phase     // where it is in its life (lifecycle.go)
+	cause   killCause // why the pool killed it, in phaseKilled
+	idle    bool      // counted in the backlog's idle workers (setIdle)
 
-	stopping   atomic.Bool   // the pool asked it to finish (stdin closed): an exit is expected
 	recycled   atomic.Bool   // it was sent MaxTasksPerWorker calls: replace it once it exits
 	sentTotal  int           // calls sent so far; only the sender touches it
 	lastSeen   atomic.Int64  // unix nanoseconds of the last frame received
-	killReason string        // guarded by mu: why the pool killed it (time limit, hung)
-	hung       bool          // guarded by mu
-	limit      error         // guarded by mu: the limit it was killed for (memory)
 	recycleReq atomic.Bool   // over the soft memory limit: the sender stops feeding it
 	lastMem    time.Time     // only the watchdog touches it
 	lastCPU    time.Duration // CPU time of its process tree at the watchdog's last look; only the watchdog touches it
@@ -150,12 +147,12 @@ func (w *worker) run() {
 		protocol = err
 	}
 	w.mu.Lock()
-	killed := w.killReason != ""
-	w.mu.Unlock()
+	killed := w.phase == phaseKilled
 	if killed && errors.Is(protocol, channel.ErrTruncated) {
 		protocol = nil // the pool killed it (hung, a limit) in the middle of a frame
 	}
-	expected := w.stopping.Load() && protocol == nil
+	expected := w.expected() && protocol == nil
+	w.mu.Unlock()
 	if protocol != nil {
 		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
 	}
@@ -175,12 +172,11 @@ func (w *worker) run() {
 	closeAll(w.stdout, w.stderr)
 
 	w.mu.Lock()
-	w.draining = true
-	w.setIdle(false)
+	reason, hung, limit := w.cause.reason, w.cause.why == ErrHung, w.cause.limit()
+	w.enter(phaseEnded)
 	fate := w.ledger.death()
 	pinned := w.pinned
 	w.pinned = nil
-	reason, hung, limit := w.killReason, w.hung, w.limit
 	w.mu.Unlock()
 	cause := &WorkerError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, State: w.state,
 		Protocol: protocol, Killed: reason, Hung: hung, Limit: limit, Stderr: w.tail.String()}

@@ -36,7 +36,9 @@ is followed. A PATH that is not a directory or a plain regular file (a FIFO, a d
 its end (a short read, as files in /proc give, is not the end), and workers open only what is
 still a regular file, without following links: a file swapped for a FIFO or a link after the
 walk listed it fails, saying so. A file that cannot be read prints "supervise: PATH: reason"
-on stderr, the rest go on, and the exit status is 1.
+on stderr, the rest go on, and the exit status is 1. A file that takes longer than --timeout
+fails alone ("time limit exceeded (1s)"): the files batched with it go again, each in a task
+of its own.
 
 The workers open and read the files themselves: the parent sends them paths, small files
 batched together; files of 1 MiB or more go largest first, ahead of the small batches, so that

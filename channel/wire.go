@@ -37,18 +37,7 @@ func appendUint(b []byte, v uint64) []byte {
 }
 
 func appendStr(b []byte, s string) []byte {
-	n := len(s)
-	switch {
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		b = append(b, 0xda, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, s...)
+	return append(appendStrHeader(b, len(s)), s...)
 }
 
 // appendBinHeader appends the header of a msgpack bin of n bytes.

@@ -63,27 +63,9 @@ func (l *ledger) answer(id uint64, now time.Time) *task {
 	return t
 }
 
-// running reports whether the worker is running t: it is among the first concurrency calls
-// held, in the order sent.
-func (l *ledger) running(t *task) bool {
-	n := 0
-	for _, s := range l.sent {
-		if n >= l.concurrency {
-			return false
-		}
-		if l.held[s.id] != s {
-			continue
-		}
-		if s == t {
-			return true
-		}
-		n++
-	}
-	return false
-}
-
-// markRunning stamps the calls the worker runs now with the time they started.
-func (l *ledger) markRunning(now time.Time) {
+// runningCalls yields the calls the worker runs now: the first concurrency it holds, in the
+// order sent.
+func (l *ledger) runningCalls(yield func(*task) bool) {
 	n := 0
 	for _, t := range l.sent {
 		if n >= l.concurrency {
@@ -92,8 +74,27 @@ func (l *ledger) markRunning(now time.Time) {
 		if l.held[t.id] != t {
 			continue
 		}
-		l.started(t, now)
 		n++
+		if !yield(t) {
+			return
+		}
+	}
+}
+
+// running reports whether the worker is running t.
+func (l *ledger) running(t *task) bool {
+	for r := range l.runningCalls {
+		if r == t {
+			return true
+		}
+	}
+	return false
+}
+
+// markRunning stamps the calls the worker runs now with the time they started.
+func (l *ledger) markRunning(now time.Time) {
+	for t := range l.runningCalls {
+		l.started(t, now)
 	}
 }
 
@@ -123,15 +124,7 @@ func (l *ledger) cancel(t *task, now time.Time) (waiting bool) {
 // past grace, if any: it fails with the error overdueError gives, and the worker is killed
 // for it. Calls waiting in the worker's queue are never overdue: they are not running.
 func (l *ledger) tick(now time.Time, timeout, grace time.Duration) (cancels []*task, overdue *task) {
-	n := 0
-	for _, t := range l.sent {
-		if n >= l.concurrency {
-			break
-		}
-		if l.held[t.id] != t {
-			continue
-		}
-		n++
+	for t := range l.runningCalls {
 		switch {
 		case t.runningSince.IsZero():
 		case t.cancelSent.IsZero():

@@ -39,11 +39,16 @@ func (b *backlog) signal() {
 	}
 }
 
-// waitIdle counts a worker in (+1) or out (-1) of the idle ones waiting.
+// waitIdle counts a worker in (+1) or out (-1) of the idle ones. One that leaves with tasks
+// queued may have been woken for them and not take them (it is draining, or died): another
+// worker is woken instead.
 func (b *backlog) waitIdle(delta int) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.idle += delta
-	b.mu.Unlock()
+	if delta < 0 && len(b.items) > b.head {
+		b.signal()
+	}
 }
 
 // push adds t, or returns the error that keeps it out (closed, or no worker).

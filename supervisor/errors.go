@@ -103,14 +103,29 @@ type TaskError struct {
 	Handler  string
 	WorkerID int // 0 when no worker held it
 	Pid      int
-	Attempts int // times its handler started (0: it never did; more than 1 only with retries)
+	Attempts int        // times its handler started (0: it never did; more than 1 only with retries)
+	Item     *QueueItem // set when the task is a Queue's item
 	Err      error
+}
+
+// QueueItem names a queue's item in its error: its number (Result.Index) and, for a follow-up
+// that a handler put with child.Put (one the caller never saw), the number of the item whose
+// handler put it.
+type QueueItem struct {
+	Index int
+	PutBy int // -1: the caller put it
 }
 
 func (e *TaskError) Error() string {
 	where := ""
 	if e.WorkerID != 0 {
 		where = fmt.Sprintf(" on worker %d (pid %d)", e.WorkerID, e.Pid)
+	}
+	if e.Item != nil {
+		where += fmt.Sprintf(", queue item %d", e.Item.Index)
+		if e.Item.PutBy >= 0 {
+			where += fmt.Sprintf(" (put by item %d)", e.Item.PutBy)
+		}
 	}
 	if e.Attempts > 1 {
 		where += fmt.Sprintf(", attempt %d", e.Attempts)

@@ -50,3 +50,40 @@ func TestQueueItemReportRefused(t *testing.T) {
 		}
 	}
 }
+
+// A queue item's error names it, and a follow-up the item that put it: the caller never saw
+// the follow-up's input.
+func TestQueueItemErrorNamesItem(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	q := supervisor.NewQueue[int, int](p, "tree", supervisor.QueueConfig{})
+	ctx := context.Background()
+	if err := q.Put(ctx, 1); err != nil { // puts two follow-ups of depth 0
+		t.Fatal(err)
+	}
+	q.Close()
+	n := 0
+	for r := range q.Results(ctx) {
+		n++
+		if r.Err != nil {
+			t.Errorf("item %d: %v", r.Index, r.Err)
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d results, want 3", n)
+	}
+	// A follow-up that fails: "fail" puts nothing, so fail one through a handler that does.
+	q2 := supervisor.NewQueue[int, string](p, "tree", supervisor.QueueConfig{})
+	if err := q2.Put(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	q2.Close()
+	for r := range q2.Results(ctx) { // tree returns an int: decoding as string fails
+		var te *supervisor.TaskError
+		if !errors.As(r.Err, &te) || te.Item == nil || te.Item.Index != r.Index {
+			t.Fatalf("item %d: its error does not name it: %v", r.Index, r.Err)
+		}
+		if want := map[bool]int{true: -1, false: 0}[r.Index == 0]; te.Item.PutBy != want {
+			t.Errorf("item %d: put by %d, want %d (%v)", r.Index, te.Item.PutBy, want, r.Err)
+		}
+	}
+}

@@ -91,6 +91,7 @@ type taskOpts struct {
 	index   int          // position in a Map's input, or in a queue
 	retries int          // -1: Config.Retries
 	queue   *queue       // the queue it came from
+	putBy   *task        // the queue item whose handler put it (child.Put)
 	pin     *worker      // only this worker may run it (Broadcast)
 }
 
@@ -129,8 +130,12 @@ func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
 	case o.retries < 0:
 		o.retries = p.cfg.Retries
 	}
-	return &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
+	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
 		queue: o.queue, pinned: o.pin != nil, done: make(chan struct{})}
+	if o.putBy != nil {
+		t.putBy = o.putBy.index + 1
+	}
+	return t
 }
 
 // enqueue gives t to the backlog, or to o.pin alone; if it cannot go there, t fails.

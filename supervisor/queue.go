@@ -139,7 +139,7 @@ func (q *queue) followUp(parent *task, payload msgpack.RawMessage) {
 	q.mu.Lock()
 	index := q.enter()
 	q.mu.Unlock()
-	q.pool.submit(context.WithoutCancel(parent.ctx), q.handler, payload, taskOpts{index: index, retries: q.retries, queue: q})
+	q.pool.submit(context.WithoutCancel(parent.ctx), q.handler, payload, taskOpts{index: index, retries: q.retries, queue: q, putBy: parent})
 }
 
 // settled takes the outcome of one of its items.

@@ -27,6 +27,7 @@ type task struct {
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
 	queue     *queue                           // the queue it came from, if any: follow-up puts go there
+	putBy     int                              // a follow-up: its parent item's Index + 1 (0: the caller put it)
 	pinned    bool                             // for one worker only (Broadcast): never given to another
 	badPut    bool                             // it put follow-up work but came from no queue (only its reader touches it)
 	badReport bool                             // it sent a report but came from a queue, which has no reader for them (likewise)
@@ -71,8 +72,17 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 	return true
 }
 
-func (t *task) fail(w *worker, err error) bool {
+// error is t's error for err, naming the task (and its queue item).
+func (t *task) error(err error) *TaskError {
 	te := &TaskError{ID: t.id, Handler: t.handler, Attempts: int(t.starts.Load()), Err: err}
+	if t.queue != nil {
+		te.Item = &QueueItem{Index: t.index, PutBy: t.putBy - 1}
+	}
+	return te
+}
+
+func (t *task) fail(w *worker, err error) bool {
+	te := t.error(err)
 	if w != nil {
 		te.WorkerID, te.Pid = w.id, w.pid
 	}
@@ -121,8 +131,7 @@ func decode[Out any](t *task) (Out, error) {
 		return out, t.err
 	}
 	if err := channel.Unmarshal(t.result, &out); err != nil {
-		return out, &TaskError{ID: t.id, Handler: t.handler,
-			Err: fmt.Errorf("%w: decoding the result as %T: %w", ErrResultType, out, err)}
+		return out, t.error(fmt.Errorf("%w: decoding the result as %T: %w", ErrResultType, out, err))
 	}
 	return out, nil
 }

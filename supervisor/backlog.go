@@ -8,9 +8,10 @@ import "sync"
 //
 // Idle workers come first. A worker with tasks in flight still has free slots (Config.InFlight),
 // and if it took a new task while another worker sat idle, two long tasks would run one after
-// the other on one worker while the other did nothing. So while a worker waits with nothing in
-// flight (waitIdle), new tasks wake it (idleReady) rather than the busy ones (ready), and busy
-// workers take nothing; they take what the idle ones leave (take's fair share), as before.
+// the other on one worker while the other did nothing. So while a worker has nothing in flight
+// (counted from its last answer: waitIdle), new tasks wake it (idleReady) rather than the busy
+// ones (ready), and busy workers take nothing; they take what the idle ones leave (take's fair
+// share), as before.
 type backlog struct {
 	mu        sync.Mutex
 	items     []*task
@@ -39,14 +40,15 @@ func (b *backlog) signal() {
 	}
 }
 
-// waitIdle counts a worker in (+1) or out (-1) of the idle ones. One that leaves with tasks
-// queued may have been woken for them and not take them (it is draining, or died): another
-// worker is woken instead.
-func (b *backlog) waitIdle(delta int) {
+// waitIdle counts a worker in (+1) or out (-1) of the idle ones. One that leaves for good
+// (gone, it drains or died) with tasks queued may have been woken for them and will not take
+// them: another worker is woken instead. (One that leaves because it took tasks needs no
+// such wake-up: take wakes another worker when it leaves some.)
+func (b *backlog) waitIdle(delta int, gone bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.idle += delta
-	if delta < 0 && len(b.items) > b.head {
+	if gone && len(b.items) > b.head {
 		b.signal()
 	}
 }

@@ -116,14 +116,14 @@ func TestBacklogPushFrontCloseFail(t *testing.T) {
 // An idle worker that leaves (it drains, or dies) with tasks queued for it wakes another.
 func TestBacklogIdleLeavesWakesAnother(t *testing.T) {
 	b := newBacklog()
-	b.waitIdle(+1)
+	b.waitIdle(+1, false)
 	if err := b.push(tasksN(1)[0]); err != nil {
 		t.Fatal(err)
 	}
 	if w := woken(b); w != "idle" {
 		t.Fatalf("a push with an idle worker woke %q", w)
 	}
-	b.waitIdle(-1) // it went before taking the task
+	b.waitIdle(-1, true) // it went (drains, or died) before taking the task
 	if w := woken(b); w != "ready" {
 		t.Fatalf("the idle worker left: %q woken, want a busy one", w)
 	}

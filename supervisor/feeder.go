@@ -235,8 +235,8 @@ func (w *worker) setIdle(idle bool) {
 	}
 	w.idle = idle
 	if idle {
-		w.p.backlog.waitIdle(+1)
+		w.p.backlog.waitIdle(+1, false)
 	} else {
-		w.p.backlog.waitIdle(-1)
+		w.p.backlog.waitIdle(-1, w.phase != phaseReady)
 	}
 }

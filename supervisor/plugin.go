@@ -222,6 +222,7 @@ func (l *pluginLink) runCall(t *task, ctx context.Context, stop context.CancelFu
 	if t == nil { // settled already: failed by its hard time limit, or its worker ended
 		return
 	}
+	w.answeredAny.Store(true) // it works: a death under a call is the call's doing
 	if w.p.streak.Load() != 0 {
 		w.p.streak.Store(0) // the pool makes progress: see RestartPolicy
 	}

@@ -19,11 +19,9 @@ func (w *worker) read(conn *channel.Conn) error {
 		}
 		now := time.Now()
 		w.lastSeen.Store(now.UnixNano())
-		if !w.answeredAny.Load() && answers(msgs) {
-			w.answeredAny.Store(true)
-		}
-		if w.p.streak.Load() != 0 && answers(msgs) {
-			w.p.streak.Store(0) // the pool makes progress: see RestartPolicy
+		if (!w.answeredAny.Load() || w.p.streak.Load() != 0) && answers(msgs) {
+			w.answeredAny.Store(true) // it works: a death under a call is the call's doing
+			w.p.streak.Store(0)       // the pool makes progress: see RestartPolicy
 		}
 		for i := range msgs {
 			m := &msgs[i]

@@ -38,27 +38,15 @@ func appendStrHeader(b []byte, n int) []byte {
 // StrOrBin returns the bytes of raw, one msgpack str or bin value and nothing else, in place;
 // false for anything else.
 func StrOrBin(raw []byte) ([]byte, bool) {
-	if len(raw) == 0 {
+	if len(raw) == 0 || raw[0] == msgpackNil {
 		return nil, false
 	}
-	c := raw[0]
-	head, n := 0, 0
-	switch {
-	case c&0xe0 == 0xa0:
-		head, n = 1, int(c&0x1f)
-	case (c == 0xd9 || c == 0xc4) && len(raw) >= 2:
-		head, n = 2, int(raw[1])
-	case (c == 0xda || c == 0xc5) && len(raw) >= 3:
-		head, n = 3, int(raw[1])<<8|int(raw[2])
-	case (c == 0xdb || c == 0xc6) && len(raw) >= 5:
-		head, n = 5, int(raw[1])<<24|int(raw[2])<<16|int(raw[3])<<8|int(raw[4])
-	default:
+	r := reader{b: raw}
+	b, err := r.strOrNil()
+	if err != nil || r.i != len(raw) {
 		return nil, false
 	}
-	if len(raw) != head+n {
-		return nil, false
-	}
-	return raw[head:], true
+	return b, true
 }
 
 // CallSize is the bytes a call to handler takes in a frame, its envelope included: with a

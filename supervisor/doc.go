@@ -9,13 +9,14 @@
 // The data path, top to bottom: [Func.Submit] encodes the input and puts a task on the
 // backlog (pool.go submit, backlog.go: idle workers first); a worker's sender takes as many
 // tasks as it has free slots, records them in the worker's ledger and writes them as one frame
-// (feeder.go send, ledger.go); the worker process answers; the worker's owner goroutine reads
-// the answer frame, takes the call out of the ledger and settles the task (reader.go), which
-// wakes [Future.Get] or runs [Future.OnDone]'s callback. Beside it, the watchdog
-// (watchdog.go) asks the ledger at each tick which running call is past its time limit or its
-// cancel's grace, and the process (process.go) is spawned, reaped and killed as one object;
-// when it ends, the ledger says which calls it held fail, go again, or go back to the backlog
-// (worker.go run).
+// (feeder.go send, ledger.go); the worker process answers; the worker's reader reads the
+// answer frame, takes the call out of the ledger and settles the task (reader.go), which wakes
+// [Future.Get] or runs [Future.OnDone]'s callback. Beside it, the worker's owner (worker.go
+// run, owner.go), one goroutine in a select loop, asks the watchdog at each tick of the
+// pool's clock what the time and memory limits call for (watchdog.go: pure decisions over the
+// ledger) and carries out kills, its own and those other goroutines post to it; the process
+// (process.go) is spawned, reaped and signalled as one object; when its stream ends, the
+// owner asks the ledger which calls it held fail, go again, or go back to the backlog.
 //
 // Every task ends exactly once, as a result or as a *[TaskError]: a handler's error or panic
 // (wrapping a *[RemoteError]), a dead worker (wrapping a *[WorkerError] with the exit status

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"syscall"
-	"time"
 )
 
 // send feeds the worker: whenever it has free slots and the backlog has tasks, it takes as
@@ -55,7 +54,7 @@ func (w *worker) send() {
 			}
 			continue
 		}
-		now := time.Now()
+		now := w.p.clock.now()
 		w.mu.Lock()
 		live := tasks[:0]
 		for _, t := range tasks {
@@ -160,7 +159,7 @@ func (w *worker) freeLocked() int {
 func (w *worker) sendCancel(id uint64) {
 	w.mu.Lock()
 	t, held := w.ledger.held[id]
-	waiting := held && w.ledger.cancel(t, time.Now()) // the hard limit counts from here
+	waiting := held && w.ledger.cancel(t, w.p.clock.now()) // the hard limit counts from here
 	if held && t.stopCall != nil {
 		t.stopCall()
 	}
@@ -178,7 +177,7 @@ func (w *worker) sendCancel(id uint64) {
 func (w *worker) cancelAll() {
 	w.mu.Lock()
 	ids := make([]uint64, 0, w.ledger.len())
-	now := time.Now()
+	now := w.p.clock.now()
 	for id, t := range w.ledger.held {
 		t.closing = true
 		w.ledger.cancel(t, now)

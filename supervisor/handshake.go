@@ -95,7 +95,7 @@ func (w *worker) initialize(conn *channel.Conn) error {
 		if err != nil {
 			return fmt.Errorf("waiting for Config.Init (%s): %w", init.Handler, err)
 		}
-		w.lastSeen.Store(time.Now().UnixNano())
+		w.lastSeen.Store(w.p.clock.now().UnixNano())
 		for _, m := range msgs {
 			switch {
 			case m.ID != id:

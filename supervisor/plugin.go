@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/supervise-dev/supervise/internal/logline"
@@ -112,11 +113,19 @@ func (pr *Process) Wait(ctx context.Context) error {
 // Kill kills the process's group with the kill ladder (SIGTERM, SIGKILL Config.StopGrace
 // later) and returns once it is reaped.
 func (pr *Process) Kill() {
-	if pr.w.cmd == nil {
+	w := pr.w
+	if w.cmd == nil || w.reaped() {
 		return
 	}
-	pr.w.ladder()
-	<-pr.w.waited
+	w.kill(syscall.SIGTERM)
+	fire, stop := w.p.clock.timer(w.p.cfg.StopGrace)
+	defer stop()
+	select {
+	case <-w.waited:
+	case <-fire:
+		w.kill(syscall.SIGKILL)
+		<-w.waited
+	}
 }
 
 // pluginLink is what a plugin worker has instead of a frame connection.
@@ -167,7 +176,7 @@ func (l *pluginLink) ping() {
 		case <-t.C:
 		}
 		if l.conn.Ping() == nil {
-			w.lastSeen.Store(time.Now().UnixNano())
+			w.lastSeen.Store(w.p.clock.now().UnixNano())
 		}
 	}
 }
@@ -212,11 +221,11 @@ func (l *pluginLink) runCall(t *task, ctx context.Context, stop context.CancelFu
 	stop()
 	if err != nil && l.conn.Ping() != nil {
 		// Gone, or going: leave the call to run, which has its exit status. If it is alive
-		// and unreachable after StopGrace, kill it.
-		w.killUnlessReaped()
+		// and unreachable after StopGrace, its owner kills it.
+		w.mail.post(order{kind: orderReap})
 		return
 	}
-	now := time.Now()
+	now := w.p.clock.now()
 	w.lastSeen.Store(now.UnixNano())
 	t, timedOut, closing := w.answered(t.id, now)
 	if t == nil { // settled already: failed by its hard time limit, or its worker ended

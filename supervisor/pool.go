@@ -38,6 +38,9 @@ type Pool struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	spawner   *spawner // stopped once wg is done: no worker can be started after
+
+	clock   clock                           // realClock; a fake one in tests
+	checked func(worker int, now time.Time) // tests: told after each watchdog look
 }
 
 // Start starts cfg.Workers workers and waits for each one's hello. If any fails to start, the
@@ -45,11 +48,17 @@ type Pool struct {
 // down as Shutdown does once its context ends: queued tasks fail, running ones are cancelled,
 // and workers still busy CancelGrace later are killed.
 func Start(ctx context.Context, cfg Config) (*Pool, error) {
+	return start(ctx, cfg, realClock{}, nil)
+}
+
+func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Time)) (*Pool, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	p := &Pool{
+		clock:    clk,
+		checked:  checked,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		backlog:  newBacklog(),

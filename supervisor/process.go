@@ -60,7 +60,7 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 		closeAll(w.stdin, w.stdout, w.stderr)
 		return err
 	}
-	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, time.Now()
+	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, w.p.clock.now()
 	w.log = w.p.log.With("worker", w.id, "pid", w.pid)
 	go w.wait()
 	go func() {
@@ -89,23 +89,6 @@ func closeAll(files ...*os.File) {
 	}
 }
 
-// terminate kills the worker for breaking a limit; reason goes into the error of the tasks it
-// was running, why (the typed reason: ErrHung, a *MemoryLimitError, a *TimeoutError) into the
-// event. The first reason given is kept.
-func (w *worker) terminate(reason string, why error) {
-	w.mu.Lock()
-	during := w.phase
-	first := w.enter(phaseKilled)
-	if first {
-		w.cause = killCause{reason: reason, why: why, during: during}
-	}
-	w.mu.Unlock()
-	if first { // the watchdog may see the same overdue call or silence on every tick until the end
-		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: reason, Err: why})
-		w.ladder()
-	}
-}
-
 // kill sends sig to the worker's process group, and to the worker itself through its pidfd
 // (os.Process uses one on Linux, so a reused pid is never hit): a worker that left its group
 // (setpgid) is still reached.
@@ -113,39 +96,6 @@ func (w *worker) kill(sig syscall.Signal) {
 	killGroup(w.pid, sig)
 	if w.cmd != nil && w.cmd.Process != nil {
 		_ = w.cmd.Process.Signal(sig) // "process already finished" once reaped
-	}
-}
-
-// ladder sends SIGTERM to the worker's process group, then SIGKILL after Config.StopGrace
-// unless the worker was reaped first. Safe to call at any time, repeatedly.
-func (w *worker) ladder() {
-	select {
-	case <-w.waited:
-		return
-	default:
-	}
-	w.kill(syscall.SIGTERM)
-	w.timerMu.Lock()
-	defer w.timerMu.Unlock()
-	if w.ended { // run has joined the timers: the process is reaped
-		return
-	}
-	w.timers.Add(1)
-	go func() {
-		defer w.timers.Done()
-		w.killUnlessReaped()
-	}()
-}
-
-// killUnlessReaped waits Config.StopGrace for the worker to be reaped, and SIGKILLs its group
-// if it was not.
-func (w *worker) killUnlessReaped() {
-	t := time.NewTimer(w.p.cfg.StopGrace)
-	defer t.Stop()
-	select {
-	case <-w.waited:
-	case <-t.C:
-		w.kill(syscall.SIGKILL)
 	}
 }
 

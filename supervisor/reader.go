@@ -17,7 +17,7 @@ func (w *worker) read(conn *channel.Conn) error {
 		if err != nil {
 			return err
 		}
-		now := time.Now()
+		now := w.p.clock.now()
 		w.lastSeen.Store(now.UnixNano())
 		if (!w.answeredAny.Load() || w.p.streak.Load() != 0) && answers(msgs) {
 			w.answeredAny.Store(true) // it works: a death under a call is the call's doing

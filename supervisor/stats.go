@@ -3,15 +3,12 @@ package supervisor
 import (
 	"cmp"
 	"context"
-	"errors"
 	"iter"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/shirou/gopsutil/v4/cpu"
-	"github.com/shirou/gopsutil/v4/process"
-	"github.com/supervise-dev/supervise/internal/procfs"
 )
 
 // Stats is a snapshot of the machine's cores and of the pool's workers. Utilization figures
@@ -350,60 +347,4 @@ func (p *Pool) workerReplaced(slot int) {
 	p.sampler.mu.Lock()
 	p.sampler.slots[slot].restarts++
 	p.sampler.mu.Unlock()
-}
-
-// coreShares turns two readings of the per-CPU time counters into shares of the interval.
-func coreShares(prev, now []cpu.TimesStat) []CoreStats {
-	out := make([]CoreStats, 0, len(now))
-	for i, c := range now {
-		var d cpu.TimesStat
-		if i < len(prev) {
-			d = prev[i]
-		}
-		user := c.User + c.Nice - d.User - d.Nice // guest time is counted in user already
-		system := c.System + c.Irq + c.Softirq - d.System - d.Irq - d.Softirq
-		idle := c.Idle + c.Iowait - d.Idle - d.Iowait
-		other := c.Steal - d.Steal
-		total := user + system + idle + other
-		if total <= 0 {
-			out = append(out, CoreStats{Idle: 1})
-			continue
-		}
-		out = append(out, CoreStats{User: user / total, System: system / total, Idle: idle / total, Other: other / total})
-	}
-	return out
-}
-
-type treeSample struct {
-	processes int
-	rss       uint64
-	cpu       time.Duration
-}
-
-// treeFigures sums the figures of a worker's process tree: each live process's own CPU time
-// and the time of the children it has reaped (so a grandchild's work counts while it runs and
-// after it ends), and its resident memory. A process that ends while being read is skipped.
-// The CPU times come from one read of /proc/PID/stat on Linux: gopsutil's Process.Times leaves
-// out the reaped children's time, and a second read for it doubled the cost of a sample.
-func treeFigures(pid int) treeSample {
-	var out treeSample
-	for _, id := range procfs.Tree(pid) {
-		proc := &process.Process{Pid: int32(id)}
-		own, reaped, err := procfs.CPU(id)
-		if errors.Is(err, errors.ErrUnsupported) {
-			var times *cpu.TimesStat
-			if times, err = proc.Times(); err == nil {
-				own = time.Duration((times.User + times.System) * float64(time.Second))
-			}
-		}
-		if err != nil {
-			continue
-		}
-		out.processes++
-		out.cpu += own + reaped
-		if mem, err := proc.MemoryInfo(); err == nil {
-			out.rss += mem.RSS
-		}
-	}
-	return out
 }

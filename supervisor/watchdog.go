@@ -3,116 +3,147 @@ package supervisor
 import (
 	"fmt"
 	"time"
-
-	"github.com/supervise-dev/supervise/internal/procfs"
 )
 
-// watch checks the worker's time limits every tick until run closes quit: a worker silent for
-// HangTimeout is killed as hung; a call running TaskTimeout is sent a cancel; a call still
-// running CancelGrace after its cancel fails and its worker is killed.
-func (w *worker) watch() {
-	defer close(w.watchDone)
-	cfg := &w.p.cfg
+// watchdog decides what a worker's time and memory limits call for: given the worker's ledger,
+// the time and what its probe sees of the process, it returns a verdict (cancel these calls,
+// recycle the worker, kill it for this cause) and acts on nothing itself. The worker's owner
+// calls check on each tick of its clock and carries the verdict out (act). All it remembers
+// between looks is here, so tests drive it with a fake probe and exact times
+// (watchdog_test.go).
+type watchdog struct {
+	taskTimeout, cancelGrace, hangTimeout time.Duration
+	memSoft, memHard                      uint64
+	memInterval                           time.Duration
+
+	lastMem   time.Time     // when memory was last sampled
+	lastCPU   time.Duration // the CPU time of the process tree at the last look in a silence
+	cpuSeen   time.Time     // when that tree was last seen using CPU
+	lateSince time.Time     // since when a kill has been held back for unread output
+	recycling bool          // over the soft memory limit: said once
+}
+
+// probe is what the watchdog may look at in the worker's process (procProbe reads /proc).
+type probe interface {
+	cpu() time.Duration   // CPU time used by its process tree; 0 where that cannot be told
+	rss() (uint64, error) // resident memory of its process tree
+	unread() int          // bytes it wrote to its stdout that the parent has not read yet
+}
+
+// verdict is what the watchdog found: the worker's owner acts on it.
+type verdict struct {
+	cancels []*task    // calls that reached their time limit: send each a cancel
+	recycle bool       // over the soft memory limit: feed it no more, replace it once it is done
+	rss     uint64     // the memory seen, when recycle
+	kill    *killOrder // kill the worker
+}
+
+// killOrder is a kill with its cause: reason goes into the error of the calls it was running,
+// why is the typed cause (ErrHung, a *MemoryLimitError, a *TimeoutError, ...). task, if set,
+// is the call the kill is charged to: it fails with why, before the others learn of the kill.
+type killOrder struct {
+	reason string
+	why    error
+	task   *task
+}
+
+func newWatchdog(cfg *Config) watchdog {
+	return watchdog{taskTimeout: cfg.TaskTimeout, cancelGrace: cfg.CancelGrace, hangTimeout: cfg.HangTimeout,
+		memSoft: cfg.MemorySoftLimit, memHard: cfg.MemoryHardLimit, memInterval: cfg.MemoryInterval}
+}
+
+// interval is how often check should run: a quarter of the shortest limit, between 5 ms and
+// 250 ms, so a limit is enforced within a quarter of itself late.
+func (d *watchdog) interval() time.Duration {
 	tick := 250 * time.Millisecond
 	memory := time.Duration(0)
-	if cfg.MemorySoftLimit > 0 || cfg.MemoryHardLimit > 0 {
-		memory = cfg.MemoryInterval * 4 // sampled every tick
+	if d.memSoft > 0 || d.memHard > 0 {
+		memory = d.memInterval * 4
 	}
-	for _, d := range []time.Duration{cfg.TaskTimeout, cfg.CancelGrace, cfg.HangTimeout, memory} {
-		if d > 0 {
-			tick = min(tick, max(d/4, 5*time.Millisecond))
+	for _, l := range []time.Duration{d.taskTimeout, d.cancelGrace, d.hangTimeout, memory} {
+		if l > 0 {
+			tick = min(tick, max(l/4, 5*time.Millisecond))
 		}
 	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.quit:
-			return
-		case now := <-t.C:
-			w.check(now)
-		}
-	}
+	return tick
 }
 
-func (w *worker) check(now time.Time) {
-	cfg := &w.p.cfg
-	if silent := now.Sub(time.Unix(0, w.lastSeen.Load())); cfg.HangTimeout > 0 && silent >= cfg.HangTimeout/2 {
-		// Silent for a while: a worker whose processes use CPU is busy, not hung (a Python
-		// handler inside one long C call starves its heartbeat thread).
-		if w.cpuProgress() {
-			w.cpuSeen = now
-		}
-		if idle := now.Sub(w.cpuSeen); silent >= cfg.HangTimeout && idle >= cfg.HangTimeout && !w.answering(now, cfg.HangTimeout) {
-			w.terminate(fmt.Sprintf("hung: nothing received for %v (HangTimeout %v), and no CPU used by its processes", silent.Round(time.Millisecond), cfg.HangTimeout), ErrHung)
-			return
-		}
-	} else {
-		w.lastCPU = 0 // not silent: the next silence starts from a fresh baseline
-	}
-	if (cfg.MemorySoftLimit > 0 || cfg.MemoryHardLimit > 0) && now.Sub(w.lastMem) >= cfg.MemoryInterval {
-		w.lastMem = now
-		if rss, err := procfs.TreeRSS(w.pid); err == nil {
-			switch {
-			case cfg.MemoryHardLimit > 0 && rss > cfg.MemoryHardLimit:
-				e := &MemoryLimitError{RSS: rss, Limit: cfg.MemoryHardLimit}
-				w.terminate(e.Error(), e)
-				return
-			case cfg.MemorySoftLimit > 0 && rss > cfg.MemorySoftLimit && !w.recycleReq.Load():
-				w.log.Info("supervise: recycling a worker over its soft memory limit", "rss", rss, "limit", cfg.MemorySoftLimit)
-				w.recycleReq.Store(true)
-				select {
-				case w.room <- struct{}{}: // wake the sender
-				default:
-				}
-			}
-		}
-	}
-	w.mu.Lock()
-	cancels, overdue := w.ledger.tick(now, cfg.TaskTimeout, cfg.CancelGrace)
-	var err error
-	if overdue != nil {
-		err = overdueError(overdue, cfg.TaskTimeout, cfg.CancelGrace)
-	}
-	w.mu.Unlock()
-	for _, t := range cancels {
-		select {
-		case w.cancels <- t.id:
-		default: // the sender is far behind; the hard limit still holds
-		}
-	}
-	if overdue == nil || w.answering(now, cfg.CancelGrace) {
-		return
-	}
-	overdue.fail(w, err)
-	w.terminate(fmt.Sprintf("task %d still running %v after its cancel", overdue.id, cfg.CancelGrace), err)
+// calls is the ledger as the watchdog sees it (ledger.tick).
+type calls interface {
+	tick(now time.Time, timeout, grace time.Duration) (cancels []*task, overdue *task)
 }
 
-// cpuProgress reports whether the worker's process tree used CPU since the last call. Where
-// /proc cannot tell (outside Linux), it never did.
-func (w *worker) cpuProgress() bool {
-	var total time.Duration
-	for _, pid := range procfs.Tree(w.pid) {
-		if own, reaped, err := procfs.CPU(pid); err == nil {
-			total += own + reaped
-		}
+// check looks at the worker at now; lastSeen is when it last sent anything.
+func (d *watchdog) check(now, lastSeen time.Time, l calls, pr probe) verdict {
+	var v verdict
+	if v.kill = d.hung(now, lastSeen, pr); v.kill != nil {
+		return v
 	}
-	progressed := w.lastCPU > 0 && total > w.lastCPU // the first look sets the baseline
-	w.lastCPU = total
-	return progressed
+	if v.kill, v.rss = d.memory(now, pr); v.kill != nil {
+		return v
+	}
+	v.recycle = v.rss > 0
+	var overdue *task
+	v.cancels, overdue = l.tick(now, d.taskTimeout, d.cancelGrace)
+	if overdue != nil && !d.answering(now, d.cancelGrace, pr) {
+		err := overdueError(overdue, d.taskTimeout, d.cancelGrace)
+		v.kill = &killOrder{fmt.Sprintf("task %d still running %v after its cancel", overdue.id, d.cancelGrace), err, overdue}
+	}
+	return v
+}
+
+// hung decides whether a worker silent for HangTimeout is hung: not if its processes use CPU
+// (a Python handler inside one long C call starves its heartbeat thread), nor while it has
+// written what the parent has not read yet.
+func (d *watchdog) hung(now, lastSeen time.Time, pr probe) *killOrder {
+	silent := now.Sub(lastSeen)
+	if d.hangTimeout <= 0 || silent < d.hangTimeout/2 {
+		d.lastCPU = 0 // not silent: the next silence starts from a fresh baseline
+		return nil
+	}
+	total := pr.cpu()
+	if d.lastCPU > 0 && total > d.lastCPU { // the first look sets the baseline
+		d.cpuSeen = now
+	}
+	d.lastCPU = total
+	if silent < d.hangTimeout || now.Sub(d.cpuSeen) < d.hangTimeout || d.answering(now, d.hangTimeout, pr) {
+		return nil
+	}
+	return &killOrder{reason: fmt.Sprintf("hung: nothing received for %v (HangTimeout %v), and no CPU used by its processes",
+		silent.Round(time.Millisecond), d.hangTimeout), why: ErrHung}
+}
+
+// memory samples the worker's memory every MemoryInterval: over the hard limit it is killed;
+// over the soft one it is recycled (the memory seen is returned, once).
+func (d *watchdog) memory(now time.Time, pr probe) (*killOrder, uint64) {
+	if (d.memSoft == 0 && d.memHard == 0) || now.Sub(d.lastMem) < d.memInterval {
+		return nil, 0
+	}
+	d.lastMem = now
+	rss, err := pr.rss()
+	switch {
+	case err != nil:
+	case d.memHard > 0 && rss > d.memHard:
+		e := &MemoryLimitError{RSS: rss, Limit: d.memHard}
+		return &killOrder{reason: e.Error(), why: e}, 0
+	case d.memSoft > 0 && rss > d.memSoft && !d.recycling:
+		d.recycling = true
+		return nil, rss
+	}
+	return nil, 0
 }
 
 // answering reports whether the worker has written what the parent has not read yet: its
 // answer may be there, and the parent (starved of CPU on a loaded machine) is late, not the
-// worker. The watchdog then holds a kill back for up to bound, looking again at each tick;
-// past that (a reader stuck with a full pipe) the kill goes ahead.
-func (w *worker) answering(now time.Time, bound time.Duration) bool {
-	if w.stdout == nil || unread(w.stdout) == 0 {
-		w.lateSince = time.Time{}
+// worker. A kill is then held back for up to bound, looking again at each tick; past that (a
+// reader stuck with a full pipe) the kill goes ahead.
+func (d *watchdog) answering(now time.Time, bound time.Duration, pr probe) bool {
+	if pr.unread() == 0 {
+		d.lateSince = time.Time{}
 		return false
 	}
-	if w.lateSince.IsZero() {
-		w.lateSince = now
+	if d.lateSince.IsZero() {
+		d.lateSince = now
 	}
-	return now.Sub(w.lateSince) < bound
+	return now.Sub(d.lateSince) < bound
 }

@@ -16,10 +16,16 @@ import (
 
 // worker is one worker process and everything attached to it.
 //
-// Ownership, who closes what:
-//   - run (the owner goroutine) reads stdout until EOF or a protocol error, then stops the
-//     sender, waits for the waiter, closes stdin, stdout and stderr, fails the tasks still held,
-//     and reports to the pool. It is the only goroutine that reads frames.
+// Ownership, who does what:
+//   - run is the owner: one goroutine in a select loop (owner.go). It starts the reader, looks
+//     at the worker on each tick of the pool's clock (the watchdog decides, the owner acts),
+//     carries out kill orders posted by other goroutines, runs the kill ladder (SIGTERM, then
+//     SIGKILL StopGrace later unless reaped), and once the stream ends tears everything down:
+//     it stops the sender, waits for the waiter, closes the pipes, settles the calls still
+//     held (from the ledger's verdicts) and reports to the pool. It joins every goroutine
+//     the worker started (reader, sender, waiter, stderr forwarder, per-task cancel watches)
+//     before it reports the worker dead.
+//   - the reader (link.serve) is the only goroutine that reads frames; it settles answers.
 //   - send is the only goroutine that writes frames (calls and cancels). When it is to take no
 //     more calls (the queue is closed, the worker is recycled) it waits for the answers to those
 //     it sent, still sending cancels, then closes stdin, which tells the worker to exit.
@@ -27,13 +33,9 @@ import (
 //     deadline on stdout and stderr, so that a grandchild holding a pipe cannot block the readers
 //     (what exec.Cmd.WaitDelay does for pipes it creates).
 //   - forwardStderr logs stderr lines until EOF or that deadline.
-//   - watch enforces time limits and notices a hung worker until run closes quit; run waits
-//     for it. Killing (terminate, kill) is SIGTERM to the group, then SIGKILL after
-//     Config.StopGrace, from a timer goroutine that ends when the process is reaped; run joins
-//     the timers, and the per-task cancel watches (context.AfterFunc), before it reports the
-//     worker dead.
-//   - ledger (guarded by mu) is which calls it holds and which it runs; the reader, the sender
-//     and the watchdog ask it, and run reads the fate of each call from it at the end.
+//   - ledger, phase and pinned (guarded by mu) are shared by the reader and the sender, which
+//     update the ledger on every frame: going through the owner there would cost a goroutine
+//     hand-off per frame on the data path.
 type worker struct {
 	p        *Pool
 	log      *slog.Logger
@@ -58,14 +60,17 @@ type worker struct {
 	cause   killCause // why the pool killed it, in phaseKilled
 	idle    bool      // counted in the backlog's idle workers (setIdle)
 
-	recycled   atomic.Bool   // it was sent MaxTasksPerWorker calls: replace it once it exits
-	sentTotal  int           // calls sent so far; only the sender touches it
-	lastSeen   atomic.Int64  // unix nanoseconds of the last frame received
-	recycleReq atomic.Bool   // over the soft memory limit: the sender stops feeding it
-	lastMem    time.Time     // only the watchdog touches it
-	lastCPU    time.Duration // CPU time of its process tree at the watchdog's last look; only the watchdog touches it
-	cpuSeen    time.Time     // when the watchdog last saw that tree use CPU; likewise
-	lateSince  time.Time     // since when the watchdog held a kill back for unread output; likewise
+	// The owner's alone.
+	mail        mailbox          // kill orders from other goroutines
+	dog         watchdog         // time and memory limits: decides, the owner acts
+	probe       probe            // what the watchdog sees of the process (procProbe)
+	sigkill     <-chan time.Time // the ladder's SIGKILL step, when armed
+	stopSIGKILL func() bool      // disarms it
+
+	recycled   atomic.Bool  // it was sent MaxTasksPerWorker calls: replace it once it exits
+	sentTotal  int          // calls sent so far; only the sender touches it
+	lastSeen   atomic.Int64 // unix nanoseconds (on the pool's clock) of the last frame received
+	recycleReq atomic.Bool  // over the soft memory limit: the sender stops feeding it
 
 	answeredAny atomic.Bool // it answered a call: it works, so a death under a call is the call's doing
 
@@ -78,14 +83,10 @@ type worker struct {
 	slowest     []TaskTiming // guarded by mu: its slowest calls
 	folded      bool         // guarded by the pool's sampler.mu: its figures are in its slot's totals
 
-	timerMu    sync.Mutex     // guards ended, and timers' Add against run's Wait
-	ended      bool           // run joined the timers: no new ones
-	timers     sync.WaitGroup // kill ladders' SIGKILL timers; each ends when the process is reaped
 	callbacks  sync.WaitGroup // per-task cancel watches (task.watch)
-	quit       chan struct{}  // closed by run: the sender stops
+	quit       chan struct{}  // closed by run once the stream ended: the sender stops
 	senderDone chan struct{}
 	stderrDone chan struct{}
-	watchDone  chan struct{}
 	waited     chan struct{} // closed by wait once the process is reaped
 	state      *os.ProcessState
 }
@@ -102,9 +103,11 @@ func (p *Pool) startWorker(slot int) (_ *worker, err error) {
 		quit:       make(chan struct{}),
 		senderDone: make(chan struct{}),
 		stderrDone: make(chan struct{}),
-		watchDone:  make(chan struct{}),
 		waited:     make(chan struct{}),
+		mail:       newMailbox(),
+		dog:        newWatchdog(&p.cfg),
 	}
+	w.probe = procProbe{w}
 	defer func() {
 		if err != nil {
 			p.emit(EventStartFailed{WorkerID: w.id, Err: err})
@@ -125,9 +128,8 @@ func (p *Pool) startWorker(slot int) (_ *worker, err error) {
 	p.wg.Add(1)
 	p.mu.Unlock()
 	p.emit(EventWorkerStarted{WorkerID: w.id, Pid: w.pid, Handlers: w.handlers})
-	w.lastSeen.Store(time.Now().UnixNano())
+	w.lastSeen.Store(p.clock.now().UnixNano())
 	go w.send()
-	go w.watch()
 	go w.run()
 	return w, nil
 }
@@ -136,12 +138,13 @@ func (w *worker) startError(err error) *StartError {
 	return &StartError{WorkerID: w.id, Pid: w.pid, Command: w.p.cfg.Command, Err: err}
 }
 
-// run is the worker's owner: it reads answers until the stream ends, then cleans up.
+// run is the worker's owner: it watches the worker and carries out kills until the stream
+// ends, then cleans up.
 func (w *worker) run() {
 	defer w.p.wg.Done()
-	var err error
-	err = w.link.serve()
+	err := w.own()
 	close(w.quit)
+	w.handleMail() // a kill ordered before the end (a report overflow) still counts
 	var protocol error
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) {
 		protocol = err
@@ -156,19 +159,14 @@ func (w *worker) run() {
 	if protocol != nil {
 		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
 	}
-	select {
-	case <-w.waited: // reaped: nothing to kill (and its pid may be another's now)
-	default:
-		if !expected {
-			w.kill(syscall.SIGKILL)
-		}
+	if !expected && !w.reaped() { // reaped: nothing to kill (and its pid may be another's now)
+		w.kill(syscall.SIGKILL)
 	}
-	<-w.waited
+	w.awaitReaping()
 	w.stdin.Close() // unblocks a sender stuck on a full pipe
 	<-w.senderDone
 	w.link.end()
 	<-w.stderrDone
-	<-w.watchDone
 	closeAll(w.stdout, w.stderr)
 
 	w.mu.Lock()
@@ -217,11 +215,42 @@ func (w *worker) run() {
 		// caller asked for it, not the worker.
 		ev.Failure = reason == "" || hung
 	}
-	w.timerMu.Lock()
-	w.ended = true
-	w.timerMu.Unlock()
-	w.timers.Wait()    // they end at the reaping, which is past
 	w.callbacks.Wait() // every watch was stopped (settled, requeued) or has run
 	w.p.workerExited(w)
 	w.p.exited(w, ev, !clean || w.recycled.Load())
+}
+
+// own is the owner's loop while the worker's stream lasts: it returns the error that ended it.
+func (w *worker) own() error {
+	ended := make(chan error, 1)
+	go func() { ended <- w.link.serve() }() // the reader, joined here
+	ticks, stop := w.p.clock.ticker(w.dog.interval())
+	defer stop()
+	for {
+		select {
+		case now := <-ticks:
+			w.watch(now)
+		case <-w.mail.signal:
+			w.handleMail()
+		case <-w.sigkill:
+			w.fireSIGKILL()
+		case err := <-ended:
+			return err
+		}
+	}
+}
+
+// awaitReaping waits until the process is reaped, still carrying out the kill ladder.
+func (w *worker) awaitReaping() {
+	defer w.disarmSIGKILL()
+	for {
+		select {
+		case <-w.waited:
+			return
+		case <-w.mail.signal:
+			w.handleMail()
+		case <-w.sigkill:
+			w.fireSIGKILL()
+		}
+	}
 }

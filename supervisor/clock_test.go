@@ -1,0 +1,90 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/internal/pooltest"
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+// Time limits on an injected clock: a call is cancelled at TaskTimeout exactly, not a
+// nanosecond before, and its worker killed at TaskTimeout + CancelGrace exactly, however slow
+// the machine (real time plays no part but for the worker's answers).
+func TestTimeLimitsOnInjectedClock(t *testing.T) {
+	const limit, grace = 10 * time.Second, 5 * time.Second
+	clock := supervisor.NewFakeClock()
+	cfg := supervisor.Config{Workers: 1, TaskTimeout: limit, CancelGrace: grace, HangTimeout: time.Hour, StopGrace: time.Second}
+	pooltest.Attach(&cfg)
+	ctx := context.Background()
+	p, looks, err := supervisor.StartOnClock(ctx, cfg, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := p.Workers()[0].Pid
+	t.Cleanup(func() {
+		p.Close()
+		assertGone(t, first)
+	})
+	// advance moves the clock by d and returns once the watchdog has looked at the new time.
+	advance := func(d time.Duration) {
+		t.Helper()
+		clock.Advance(d)
+		want := clock.Now()
+		for now := range looks {
+			if !now.Before(want) {
+				return
+			}
+		}
+	}
+	started := func() { // the call reached the worker, which runs it from now on the clock
+		for supervisor.Held(p) < 1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	pending := func(f interface{ Done() <-chan struct{} }, what string) {
+		t.Helper()
+		select {
+		case <-f.Done():
+			t.Fatalf("%s: ended early", what)
+		default:
+		}
+	}
+
+	// A handler that stops when cancelled: a soft time limit.
+	sleep := supervisor.Bind[int, int](p, "sleep").Submit(ctx, 600_000)
+	started()
+	advance(limit - time.Nanosecond)
+	pending(sleep, "a call 1 ns short of its time limit")
+	advance(time.Nanosecond)
+	_, err = sleep.Get(ctx)
+	var te *supervisor.TimeoutError
+	if !errors.As(err, &te) || te.Hard {
+		t.Fatalf("a call cancelled at its limit, that stopped: %v", err)
+	}
+
+	// A handler that ignores its cancel: the hard limit kills its worker.
+	deaf := supervisor.Bind[int, int](p, "deaf").Submit(ctx, 600_000)
+	started()
+	advance(limit)
+	advance(grace - time.Nanosecond)
+	pending(deaf, "a call 1 ns short of its cancel's grace")
+	advance(time.Nanosecond)
+	select {
+	case <-deaf.Done(): // failed before the worker is killed, as the kill is charged to it
+	default:
+		t.Fatal("a call past its grace did not fail when the watchdog looked")
+	}
+	if _, err = deaf.Get(ctx); !errors.As(err, &te) || !te.Hard {
+		t.Fatalf("a call that ignored its cancel: %v", err)
+	}
+	// The pool goes on with a new worker.
+	if v, err := supervisor.Bind[int, int](p, "sleep").Call(ctx, 1); err != nil || v != 1 {
+		t.Fatalf("the next call: %v %v", v, err)
+	}
+	if now := p.Workers()[0].Pid; now == first {
+		t.Fatalf("the worker (pid %d) was not replaced", first)
+	}
+}

@@ -3,6 +3,9 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,10 +42,19 @@ func TestTimeLimitsOnInjectedClock(t *testing.T) {
 			}
 		}
 	}
-	started := func() { // the call reached the worker, which runs it from now on the clock
-		for supervisor.Held(p) < 1 {
-			time.Sleep(time.Millisecond)
+	// block submits a call that blocks (deaf: ignoring its cancel) and returns once its
+	// handler runs: the worker, and the pool's ledger, count it running from now on the clock.
+	block := func(deaf bool) *supervisor.Future[int] {
+		t.Helper()
+		fifo := filepath.Join(t.TempDir(), "running")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
 		}
+		f := supervisor.Bind[blockInput, int](p, "block").Submit(ctx, blockInput{FIFO: fifo, Deaf: deaf})
+		if _, err := os.ReadFile(fifo); err != nil { // until the handler has written to it
+			t.Fatal(err)
+		}
+		return f
 	}
 	pending := func(f interface{ Done() <-chan struct{} }, what string) {
 		t.Helper()
@@ -54,8 +66,7 @@ func TestTimeLimitsOnInjectedClock(t *testing.T) {
 	}
 
 	// A handler that stops when cancelled: a soft time limit.
-	sleep := supervisor.Bind[int, int](p, "sleep").Submit(ctx, 600_000)
-	started()
+	sleep := block(false)
 	advance(limit - time.Nanosecond)
 	pending(sleep, "a call 1 ns short of its time limit")
 	advance(time.Nanosecond)
@@ -66,8 +77,7 @@ func TestTimeLimitsOnInjectedClock(t *testing.T) {
 	}
 
 	// A handler that ignores its cancel: the hard limit kills its worker.
-	deaf := supervisor.Bind[int, int](p, "deaf").Submit(ctx, 600_000)
-	started()
+	deaf := block(true)
 	advance(limit)
 	advance(grace - time.Nanosecond)
 	pending(deaf, "a call 1 ns short of its cancel's grace")

@@ -99,6 +99,9 @@ func (w *worker) takePinned(dst []*task) ([]*task, int, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	free := w.freeLocked()
+	if w.phase != phaseReady { // being killed: calls sent now would only go back
+		free = 0
+	}
 	k := max(0, min(free, len(w.pinned)))
 	dst = append(dst, w.pinned[:k]...)
 	clear(w.pinned[:k])

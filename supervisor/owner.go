@@ -100,10 +100,9 @@ func (w *worker) watch(now time.Time) {
 }
 
 // killFor kills the worker for k's cause, charging k.task if set. The first cause is kept.
+// The worker leaves phaseReady before the task is failed: a caller who submits more work once
+// it learns of the failure must not have it sent to this worker.
 func (w *worker) killFor(k killOrder) {
-	if k.task != nil {
-		k.task.fail(w, k.why)
-	}
 	w.mu.Lock()
 	during := w.phase
 	first := w.enter(phaseKilled)
@@ -111,6 +110,9 @@ func (w *worker) killFor(k killOrder) {
 		w.cause = killCause{reason: k.reason, why: k.why, during: during}
 	}
 	w.mu.Unlock()
+	if k.task != nil {
+		k.task.fail(w, k.why)
+	}
 	if first { // the watchdog may see the same overdue call or silence on every tick until the end
 		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: k.reason, Err: k.why})
 		w.ladder()

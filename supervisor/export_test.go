@@ -111,3 +111,11 @@ func StartOnClock(ctx context.Context, cfg Config, c *FakeClock) (*Pool, <-chan 
 	})
 	return p, looks, err
 }
+
+// CgroupDir is the pool's cgroup directory, "" if it has none.
+func CgroupDir(p *Pool) string {
+	if p.containment.cg == nil {
+		return ""
+	}
+	return p.containment.cg.Dir()
+}

@@ -208,6 +208,22 @@ func TestMain(m *testing.M) {
 		pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
 		return [2]int{direct.Process.Pid, pid}, err
 	})
+	// escape starts a process that leaves the worker's process group and session (setsid) and
+	// ignores SIGTERM and SIGHUP, reports its pid, and then holds the call for ms, ignoring
+	// its context, before it returns the pid.
+	child.Handle("escape", func(ctx context.Context, ms int) (int, error) {
+		out, err := exec.Command("sh", "-c", `setsid sh -c 'trap "" TERM HUP; exec sleep 300' </dev/null >/dev/null 2>&1 & echo $!`).Output()
+		if err != nil {
+			return 0, err
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+		if err != nil {
+			return 0, err
+		}
+		_ = child.Report(ctx, pid)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return pid, nil
+	})
 	var initialized string
 	child.Handle("init", func(_ context.Context, v string) (bool, error) {
 		if v == "refuse" {
@@ -223,6 +239,8 @@ func TestMain(m *testing.M) {
 		orphanParent()
 	case "orphan-parent-idle":
 		orphanParentIdle()
+	case "escape-parent":
+		escapeParent()
 	}
 	if os.Getenv("GORACE") == "" {
 		// A race-enabled program sleeps 1s at exit (GORACE atexit_sleep_ms): not in workers,
@@ -271,6 +289,22 @@ func orphanParentIdle() {
 		panic(err)
 	}
 	fmt.Printf("%d %d %d\n", p.Workers()[0].Pid, pids[0], pids[1])
+	select {}
+}
+
+// escapeParent is the parent that TestEscapedProcessGoneAfterParentIsKilled kills: its worker
+// ran a task that left a setsid'd process behind. It prints "PID PID", the worker's and that
+// process's, and waits to be killed.
+func escapeParent() {
+	p, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 1, StopGrace: 200 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	pid, err := supervisor.Bind[int, int](p, "escape").Call(context.Background(), 0)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%d %d\n", p.Workers()[0].Pid, pid)
 	select {}
 }
 

@@ -39,6 +39,8 @@ type Pool struct {
 	closeOnce sync.Once
 	spawner   *spawner // stopped once wg is done: no worker can be started after
 
+	containment containment // the pool's cgroup, if it has one
+
 	clock   clock                           // realClock; a fake one in tests
 	checked func(worker int, now time.Time) // tests: told after each watchdog look
 }
@@ -68,6 +70,7 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 		restart:  restarter{policy: cfg.Restart},
 	}
 	p.sampler.init(cfg.Workers)
+	p.contain()
 	errs := make([]error, cfg.Workers)
 	var started sync.WaitGroup
 	for i := range cfg.Workers {
@@ -251,6 +254,7 @@ func (p *Pool) allExited() <-chan struct{} {
 func (p *Pool) finish() {
 	p.stopSampler()
 	p.spawner.stop()
+	p.endContainment()
 	p.drain()
 }
 

@@ -16,6 +16,12 @@ func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP}
 }
 
+// cloneInto has the worker cloned into the cgroup whose directory fd is open (clone3's
+// CLONE_INTO_CGROUP).
+func cloneInto(attr *syscall.SysProcAttr, fd int) {
+	attr.UseCgroupFD, attr.CgroupFD = true, fd
+}
+
 // growPipe raises a pipe's capacity (64 KiB by default on Linux) so that a large frame crosses
 // in fewer wake-ups. Failure is harmless: the pipe keeps its size.
 func growPipe(f *os.File, size int) {

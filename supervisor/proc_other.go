@@ -25,3 +25,6 @@ func exitMaxRSS(state *os.ProcessState) uint64 {
 // fionread is the ioctl that says how many bytes a pipe holds unread: FIONREAD, _IOR('f', 127,
 // int), on macOS and the BSDs.
 const fionread = 0x4004667f
+
+// cloneInto is never called: there are no cgroups outside Linux.
+func cloneInto(*syscall.SysProcAttr, int) {}

@@ -54,10 +54,17 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 	cmd.Dir = cfg.Dir
 	cmd.Env = append(append(os.Environ(), cfg.Env...), env...)
 	cmd.SysProcAttr = sysProcAttr()
-	err := w.p.spawner.start(cmd)
+	leafDir, err := w.cloneIntoLeaf(cmd.SysProcAttr)
+	if err == nil {
+		err = w.p.spawner.start(cmd)
+	}
 	closeAll(child[:]...)
+	closeAll(leafDir)
 	if err != nil {
 		closeAll(w.stdin, w.stdout, w.stderr)
+		if w.leaf != nil {
+			_ = w.leaf.Destroy(time.Second)
+		}
 		return err
 	}
 	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, w.p.clock.now()
@@ -94,6 +101,9 @@ func closeAll(files ...*os.File) {
 // (setpgid) is still reached.
 func (w *worker) kill(sig syscall.Signal) {
 	killGroup(w.pid, sig)
+	if sig == syscall.SIGKILL && w.leaf != nil {
+		_ = w.leaf.Kill() // everything in its cgroup, setsid'd processes included
+	}
 	if w.cmd != nil && w.cmd.Process != nil {
 		_ = w.cmd.Process.Signal(sig) // "process already finished" once reaped
 	}
@@ -105,8 +115,31 @@ func (w *worker) wait() {
 	_ = w.cmd.Wait()
 	w.state = w.cmd.ProcessState
 	killGroup(w.pid, syscall.SIGKILL) // nothing of the group outlives its leader (reaped: no pid to signal)
+	if w.leaf != nil {                // nor of its cgroup: killed, checked empty, removed
+		if err := w.leaf.Destroy(5 * time.Second); err != nil {
+			w.log.Error("supervise: clearing a worker's cgroup", "err", err)
+		}
+	}
 	deadline := time.Now().Add(time.Second)
 	_ = w.stdout.SetReadDeadline(deadline)
 	_ = w.stderr.SetReadDeadline(deadline)
 	close(w.waited)
+}
+
+// cloneIntoLeaf makes the worker's cgroup, if the pool has cgroups, and sets attr so that the
+// worker is cloned into it: it runs no code outside. The caller closes the directory returned
+// once the worker is started.
+func (w *worker) cloneIntoLeaf(attr *syscall.SysProcAttr) (*os.File, error) {
+	leaf, err := w.p.containment.leaf(w.id)
+	if leaf == nil || err != nil {
+		return nil, err
+	}
+	dir, err := leaf.Open()
+	if err != nil {
+		_ = leaf.Destroy(time.Second)
+		return nil, fmt.Errorf("opening the worker's cgroup: %w", err)
+	}
+	w.leaf = leaf
+	cloneInto(attr, int(dir.Fd()))
+	return dir, nil
 }

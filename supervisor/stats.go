@@ -20,6 +20,9 @@ type Stats struct {
 	Cores    []CoreStats   // one per logical CPU of the machine, in order
 	Workers  []WorkerStats // one per slot (Config.Workers), in slot order
 	Slowest  []TaskTiming  // the slowest tasks answered so far, slowest first (at most 10)
+	// Containment is how the workers' processes are kept together: ContainCgroup2,
+	// ContainHybrid or ContainProcessGroup.
+	Containment string
 }
 
 // CoreStats is one logical CPU's time over the interval, as shares that sum to 1: User (user
@@ -239,7 +242,7 @@ func (p *Pool) sample() Stats {
 	s.sampleMu.Lock()
 	defer s.sampleMu.Unlock()
 	now := time.Now()
-	st := Stats{Taken: now, Interval: now.Sub(s.prevAt)}
+	st := Stats{Taken: now, Interval: now.Sub(s.prevAt), Containment: p.containment.kind}
 	if cores, err := cpu.Times(true); err == nil {
 		st.Cores = coreShares(s.prevCores, cores)
 		s.prevCores = cores

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/cgroup"
 )
 
 // worker is one worker process and everything attached to it.
@@ -45,8 +46,9 @@ type worker struct {
 	handlers []string
 	started  time.Time
 
-	stdin, stdout, stderr *os.File // the parent's ends (no stdin for a plugin)
-	link                  link     // frames (frameLink), or a plugin's connection (pluginLink)
+	stdin, stdout, stderr *os.File     // the parent's ends (no stdin for a plugin)
+	link                  link         // frames (frameLink), or a plugin's connection (pluginLink)
+	leaf                  *cgroup.Leaf // its cgroup, if the pool has cgroups (containment.go)
 	tail                  tail
 
 	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)

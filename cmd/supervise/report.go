@@ -21,6 +21,7 @@ type jobReport struct {
 	Command    string         `json:"command"`
 	Workers    int            `json:"workers"`
 	Cores      int            `json:"cores"`
+	Contained  string         `json:"containment"` // how the workers' processes were kept together
 	Wall       float64        `json:"wall_seconds"`
 	CPU        float64        `json:"cpu_seconds"`         // parent and workers
 	ParentCPU  float64        `json:"parent_cpu_seconds"`  // this process
@@ -104,7 +105,7 @@ func monitor(ctx context.Context, pool *supervisor.Pool, view *liveView, means *
 func newReport(command string, pool *supervisor.Pool, wall time.Duration, means *coreMeans, what func(uint64) string) *jobReport {
 	st := pool.Stats() // the pool is closed: final figures, over the span since the last sample
 	means.add(st)
-	r := &jobReport{Command: command, Workers: len(st.Workers), Cores: len(st.Cores), Wall: wall.Seconds(),
+	r := &jobReport{Command: command, Workers: len(st.Workers), Cores: len(st.Cores), Contained: st.Containment, Wall: wall.Seconds(),
 		CoreBusy: means.means(), ParentCPU: selfCPU().Seconds(), PerWorker: []workerReport{}, Slowest: []slowTask{}}
 	for _, w := range st.Workers {
 		r.PerWorker = append(r.PerWorker, workerReport{Slot: w.Slot, Tasks: w.Tasks, Failed: w.Failed,
@@ -140,6 +141,7 @@ func (r *jobReport) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "%s: %d items, %s, %d failed\n", r.Command, r.Items, humanize.IBytes(uint64(r.Bytes)), r.Failed)
 	fmt.Fprintf(tw, "wall %.3fs  cpu %.3fs (workers %.3fs, parent %.3fs)  parallel efficiency %.0f%% of %d cores\n",
 		r.Wall, r.CPU, r.WorkersCPU, r.ParentCPU, 100*r.Efficiency, r.Cores)
+	fmt.Fprintf(tw, "workers contained by %s\n", r.Contained)
 	fmt.Fprint(tw, "core busy:")
 	for i, b := range r.CoreBusy {
 		fmt.Fprintf(tw, "  cpu%d %.0f%%", i, 100*b)

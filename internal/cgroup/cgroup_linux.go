@@ -1,0 +1,250 @@
+package cgroup
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/fs2"
+	"golang.org/x/sys/unix"
+)
+
+// Off is the environment variable that turns cgroups off (SUPERVISE_CGROUP=off): the pool then
+// contains its workers by process group alone.
+const Off = "SUPERVISE_CGROUP"
+
+var pools atomic.Int64
+
+// NewPool makes a cgroup for a pool of this process under the process's own cgroup in the v2
+// hierarchy. It fails, saying why, where there is none this process may write to.
+func NewPool() (*Pool, error) {
+	if os.Getenv(Off) == "off" {
+		return nil, fmt.Errorf("turned off (%s=off)", Off)
+	}
+	layout, mount, err := hierarchy()
+	if err != nil {
+		return nil, err
+	}
+	own, err := ownGroup()
+	if err != nil {
+		return nil, err
+	}
+	sweep(filepath.Join(mount, own))
+	var group, dir string
+	for {
+		group = filepath.Join(own, fmt.Sprintf("supervise-%d-%d", os.Getpid(), pools.Add(1)))
+		dir = filepath.Join(mount, group)
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrExist) { // exists: left by a process that had our pid
+			return nil, fmt.Errorf("making the pool's cgroup: %w", err)
+		}
+	}
+	return &Pool{mgr: manager(dir), dir: dir, layout: layout}, nil
+}
+
+// hierarchy is where the v2 hierarchy is mounted, and the layout that says.
+func hierarchy() (layout, mount string, err error) {
+	switch {
+	case cgroups.IsCgroup2UnifiedMode():
+		return "cgroup2", "/sys/fs/cgroup", nil
+	case cgroups.IsCgroup2HybridMode():
+		return "hybrid", "/sys/fs/cgroup/unified", nil
+	}
+	return "", "", errors.New("no cgroup v2 hierarchy is mounted (cgroup.kill and clone-time membership need one)")
+}
+
+// manager is runc's manager of the v2 cgroup at dir.
+func manager(dir string) *fs2.Manager {
+	m, _ := fs2.NewManager(&cgroups.Cgroup{Resources: &cgroups.Resources{}}, dir) // fails only without a dir
+	return m
+}
+
+// sweep clears away the pool cgroups in parent left by processes that are gone without
+// removing them and had no warden to (a program that does not call child.Main, killed): what
+// still runs in them is what the warden would have killed. A cgroup whose process id is
+// alive is left alone, whoever has that id now.
+func sweep(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "supervise-")
+		pid, _, ok2 := strings.Cut(rest, "-")
+		n, err := strconv.Atoi(pid)
+		if !ok || !ok2 || err != nil || !e.IsDir() || unix.Kill(n, 0) != unix.ESRCH {
+			continue
+		}
+		_ = DestroyDir(filepath.Join(parent, e.Name()), time.Second)
+	}
+}
+
+// ownGroup is this process's cgroup in the v2 hierarchy ("0::/path" in /proc/self/cgroup).
+func ownGroup() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if g, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			return g, nil
+		}
+	}
+	return "", errors.New("this process is in no cgroup of the v2 hierarchy (/proc/self/cgroup)")
+}
+
+// Pool is a pool's cgroup: a directory holding a leaf per worker.
+type Pool struct {
+	mgr    *fs2.Manager
+	dir    string
+	layout string
+}
+
+// Layout is "cgroup2" or "hybrid" (see the package doc).
+func (p *Pool) Layout() string { return p.layout }
+
+// Dir is the pool's cgroup directory.
+func (p *Pool) Dir() string { return p.dir }
+
+// Leaf makes the cgroup of one worker.
+func (p *Pool) Leaf(name string) (*Leaf, error) {
+	dir := filepath.Join(p.dir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("making a worker's cgroup: %w", err)
+	}
+	return &Leaf{mgr: manager(dir), dir: dir}, nil
+}
+
+// Destroy kills every process left in the pool's cgroup, waits until it is empty (at most
+// timeout) and removes it.
+func (p *Pool) Destroy(timeout time.Duration) error { return destroy(p.mgr, p.dir, timeout) }
+
+// Leaf is one worker's cgroup.
+type Leaf struct {
+	mgr *fs2.Manager
+	dir string
+}
+
+// Dir is the leaf's directory.
+func (l *Leaf) Dir() string { return l.dir }
+
+// Open opens the leaf's directory, for SysProcAttr.CgroupFD: the worker is cloned into it.
+// The caller closes the file once the worker is started.
+func (l *Leaf) Open() (*os.File, error) {
+	return os.OpenFile(l.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
+// Kill kills every process in the leaf at once (cgroup.kill). A leaf already removed has
+// nothing to kill.
+func (l *Leaf) Kill() error { return kill(l.mgr, l.dir) }
+
+// kill writes cgroup.kill, or on kernels before 5.14, which lack it, freezes the cgroup,
+// signals each member and thaws it (runc's way).
+func kill(mgr *fs2.Manager, dir string) error {
+	err := cgroups.WriteFile(dir, "cgroup.kill", "1")
+	switch {
+	case err == nil, errors.Is(err, unix.ENODEV): // ENODEV: being removed
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		if _, statErr := os.Stat(dir); statErr != nil {
+			return nil // removed
+		}
+		return killFrozen(mgr)
+	}
+	return fmt.Errorf("killing cgroup %s: %w", dir, err)
+}
+
+func killFrozen(mgr *fs2.Manager) error {
+	if err := mgr.Freeze(cgroups.Frozen); err != nil {
+		return err
+	}
+	defer func() { _ = mgr.Freeze(cgroups.Thawed) }()
+	pids, err := mgr.GetAllPids()
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	return err
+}
+
+// Destroy kills every process in the leaf, waits until it is empty (at most timeout) and
+// removes it. The error names what is left if the kill did not reach everything in time.
+func (l *Leaf) Destroy(timeout time.Duration) error { return destroy(l.mgr, l.dir, timeout) }
+
+// Procs lists the processes in the leaf.
+func (l *Leaf) Procs() ([]int, error) {
+	return l.mgr.GetAllPids()
+}
+
+// CPU is the CPU time used by every process that ever ran in the leaf (cpu.stat's usage_usec,
+// kept by the kernel without any controller).
+func (l *Leaf) CPU() (time.Duration, error) {
+	b, err := cgroups.ReadFile(l.dir, "cpu.stat")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(b) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "usage_usec "); ok {
+			us, err := strconv.ParseInt(v, 10, 64)
+			return time.Duration(us) * time.Microsecond, err
+		}
+	}
+	return 0, errors.New("no usage_usec in cpu.stat")
+}
+
+func destroy(mgr *fs2.Manager, dir string, timeout time.Duration) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	killErr := kill(mgr, dir)
+	deadline := time.Now().Add(timeout)
+	for wait := time.Millisecond; populated(dir); wait = min(2*wait, 20*time.Millisecond) {
+		if time.Now().After(deadline) {
+			procs, _ := mgr.GetAllPids()
+			return fmt.Errorf("cgroup %s still holds processes %v %v after cgroup.kill (%v)", dir, procs, timeout, killErr)
+		}
+		time.Sleep(wait)
+	}
+	// RemovePath removes child cgroups first, and retries while the kernel is still tearing
+	// a dying process down (EBUSY).
+	return cgroups.RemovePath(dir)
+}
+
+// populated reads cgroup.events: whether any process is in dir or below.
+func populated(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+	if err != nil {
+		return false // gone
+	}
+	return bytes.Contains(b, []byte("populated 1"))
+}
+
+// DestroyDir is Pool.Destroy for a pool cgroup known by its directory (the warden's).
+func DestroyDir(dir string, timeout time.Duration) error {
+	_, mount, err := hierarchy()
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(dir, mount+"/") {
+		return fmt.Errorf("%s is not in the cgroup v2 hierarchy at %s", dir, mount)
+	}
+	return destroy(manager(dir), dir, timeout)
+}
+
+// Usable says why this process cannot contain workers in cgroups (nil: it can), by making a
+// pool cgroup and removing it.
+func Usable() error {
+	p, err := NewPool()
+	if err != nil {
+		return err
+	}
+	return p.Destroy(time.Second)
+}

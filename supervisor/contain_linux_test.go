@@ -1,0 +1,109 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/internal/cgroup"
+	"github.com/supervise-dev/supervise/internal/pooltest"
+	"github.com/supervise-dev/supervise/internal/proctest"
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+// needCgroups skips a test of cgroup containment where the pool has none, unless
+// SUPERVISE_REQUIRE_CGROUP=1 (CI sets it) makes that a failure.
+func needCgroups(t *testing.T, p *supervisor.Pool) {
+	t.Helper()
+	if c := p.Stats().Containment; c == supervisor.ContainProcessGroup {
+		if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
+			t.Fatalf("the pool has no cgroups (containment %q), and SUPERVISE_REQUIRE_CGROUP=1", c)
+		}
+		t.Skipf("the pool has no cgroups here (containment %q)", c)
+	}
+}
+
+// killEscaped kills a process a test left behind, should the pool have failed to.
+func killEscaped(t *testing.T, pid int) {
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+}
+
+// A handler starts a process that calls setsid and ignores SIGTERM and SIGHUP, and returns:
+// the process leaves the worker's process group, but not its cgroup, and Close kills it.
+func TestEscapedProcessGoneAfterClose(t *testing.T) {
+	cfg := supervisor.Config{Workers: 1, StopGrace: 200 * time.Millisecond}
+	pooltest.Attach(&cfg)
+	p, err := supervisor.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	needCgroups(t, p)
+	dir := supervisor.CgroupDir(p)
+	pid, err := supervisor.Bind[int, int](p, "escape").Call(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killEscaped(t, pid)
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the escaped process %d is not running: %v", pid, err)
+	}
+	p.Close() // returns once each worker's cgroup is empty
+	proctest.AssertGone(t, pid)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the pool's cgroup %s is left after Close: %v", dir, err)
+	}
+}
+
+// The same process, left by a call that then overruns its time limit: the kill for the
+// overrun takes the escaped process too.
+func TestEscapedProcessGoneAfterTimeLimitKill(t *testing.T) {
+	p, events := startPool(t, supervisor.Config{Workers: 1, TaskTimeout: 100 * time.Millisecond,
+		CancelGrace: 100 * time.Millisecond, StopGrace: 200 * time.Millisecond})
+	needCgroups(t, p)
+	f := supervisor.Bind[int, int](p, "escape").Submit(context.Background(), 600_000)
+	pid := 0
+	for r := range f.Reports(context.Background()) {
+		if err := r.Decode(&pid); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	killEscaped(t, pid)
+	_, err := f.Get(context.Background())
+	var te *supervisor.TimeoutError
+	if !errors.As(err, &te) || !te.Hard {
+		t.Fatalf("a call past its time limit and grace: %v", err)
+	}
+	var taskErr *supervisor.TaskError
+	errors.As(err, &taskErr)
+	events.WaitForReplacement(t, taskErr.Pid) // the dead worker's cgroup was emptied before
+	proctest.AssertGone(t, pid)
+}
+
+// The pool's process is SIGKILLed, after its worker ran a task that left a setsid'd process
+// ignoring SIGTERM and SIGHUP: the pool's warden clears the cgroup.
+func TestEscapedProcessGoneAfterParentIsKilled(t *testing.T) {
+	if err := cgroup.Usable(); err != nil {
+		if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
+			t.Fatalf("no cgroups, and SUPERVISE_REQUIRE_CGROUP=1: %v", err)
+		}
+		t.Skipf("no cgroups here: %v", err)
+	}
+	killParentAndAwait(t, "escape-parent", 2)
+}
+
+// Without cgroups (SUPERVISE_CGROUP=off) the pool contains workers by process group, says so,
+// and works as before.
+func TestProcessGroupContainment(t *testing.T) {
+	t.Setenv(cgroup.Off, "off")
+	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	if c := p.Stats().Containment; c != supervisor.ContainProcessGroup {
+		t.Fatalf("containment %q with cgroups turned off", c)
+	}
+	if v, err := supervisor.Bind[int, int](p, "square").Call(context.Background(), 7); err != nil || v != 49 {
+		t.Fatalf("square(7): %v %v", v, err)
+	}
+}

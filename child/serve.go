@@ -24,15 +24,11 @@ var ErrNotWorker = errors.New(handshake.NotWorkerMessage)
 // Main serves the registered handlers and exits the process if it was started by a supervise
 // pool; otherwise it returns at once. Call it first thing in main, after registering handlers.
 // It is also where a pool's re-executed binary becomes the keeper of a plugin worker
-// (supervisor.Plugin), or the warden of a pool's cgroups, which kills what is left in them
-// when the pool's process dies: a program that calls Main gets both.
+// (supervisor.Plugin): a program that calls Main gets keepers for its plugins.
 func Main() {
 	keeper.MarkAvailable()
 	if keeper.Requested() {
 		os.Exit(keeper.Run(os.Args[1:]))
-	}
-	if keeper.WardenRequested() {
-		os.Exit(keeper.Ward())
 	}
 	if os.Getenv(handshake.CookieKey) == "" {
 		return

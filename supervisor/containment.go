@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/supervise-dev/supervise/internal/cgroup"
-	"github.com/supervise-dev/supervise/internal/keeper"
 )
 
 // Containment names how a pool keeps each worker's processes together, so that a kill reaches
@@ -29,7 +28,7 @@ const (
 type containment struct {
 	kind   string
 	cg     *cgroup.Pool
-	warden *keeper.Warden
+	warden *cgroup.Warden
 	once   sync.Once
 }
 
@@ -44,13 +43,9 @@ func (p *Pool) contain() {
 		return
 	}
 	p.containment.kind, p.containment.cg = cg.Layout(), cg
-	if !keeper.Available() {
-		p.log.Info("supervise: no warden for the pool's cgroup (the program does not call child.Main): if this process is killed, what its workers started may outlive it",
-			"cgroup", cg.Dir())
-		return
-	}
-	if w, err := keeper.StartWarden(cg.Dir()); err != nil {
-		p.log.Warn("supervise: starting the warden of the pool's cgroup", "err", err)
+	if w, err := cgroup.StartWarden(cg.Dir()); err != nil {
+		p.log.Warn("supervise: no warden for the pool's cgroup: if this process is killed, what its workers started may outlive it",
+			"cgroup", cg.Dir(), "err", err)
 	} else {
 		p.containment.warden = w
 	}

@@ -106,3 +106,80 @@ func TestNewPoolSweepsCgroupsOfDeadProcesses(t *testing.T) {
 		t.Errorf("the cgroup of a live process was removed: %v", err)
 	}
 }
+
+// The cost of a worker's cgroup: make the leaf, start a process in it, reap it, destroy the
+// leaf.
+func BenchmarkLeafLifecycle(b *testing.B) {
+	p, err := NewPool()
+	if err != nil {
+		b.Skip(err)
+	}
+	defer p.Destroy(time.Second)
+	for i := 0; b.Loop(); i++ {
+		leaf, err := p.Leaf(fmt.Sprint("w", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		dir, err := leaf.Open()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command("/bin/true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		dir.Close()
+		if err := leaf.Destroy(time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The same process started without a cgroup, for comparison.
+func BenchmarkNoLeaf(b *testing.B) {
+	for b.Loop() {
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The warden, its pipe closed (as when the pool's process dies), kills what is left in the
+// pool's cgroup, a setsid'd process that ignores SIGTERM and SIGHUP included, and removes it.
+func TestWardenClearsThePool(t *testing.T) {
+	p := newPool(t)
+	leaf, err := p.Leaf("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := leaf.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `setsid sh -c 'trap "" TERM HUP; exec sleep 300' </dev/null >/dev/null 2>&1 & echo $!`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	out, err := cmd.Output()
+	dir.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var escaped int
+	if _, err := fmt.Sscan(string(out), &escaped); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) })
+	w, err := StartWarden(p.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if running(escaped) {
+		t.Errorf("the setsid'd process %d is running after the warden's work", escaped)
+	}
+	if _, err := os.Stat(p.Dir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the pool's cgroup %s is left: %v", p.Dir(), err)
+	}
+}

@@ -11,10 +11,10 @@ import (
 	"github.com/supervise-dev/supervise/internal/handshake"
 )
 
-// Config describes a pool. The zero value is a pool of runtime.NumCPU() workers that re-execute
+// Config describes a pool. The zero value is a pool of DefaultWorkers() workers that re-execute
 // the current binary (which must call child.Main first thing in main).
 type Config struct {
-	// Workers is the number of worker processes kept running. Default: runtime.NumCPU(); at
+	// Workers is the number of worker processes kept running. Default: DefaultWorkers(); at
 	// most MaxWorkers().
 	Workers int
 	// Command is the worker's argv. Default: this executable, re-executed with no arguments
@@ -109,7 +109,7 @@ type Init struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Workers <= 0 {
-		c.Workers = runtime.NumCPU()
+		c.Workers = DefaultWorkers()
 	}
 	if most := MaxWorkers(); c.Workers > most {
 		// Starting them all would end in "too many open files" part way.
@@ -168,3 +168,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// DefaultWorkers is the pool size when Config.Workers is not given: the CPUs this process may
+// use, which Go's runtime.GOMAXPROCS(0) says since Go 1.25: the machine's logical CPUs, fewer
+// under a CPU quota on the process's cgroup (a container's --cpus, systemd's CPUQuota=) or an
+// affinity mask (taskset), or as the GOMAXPROCS environment variable says.
+func DefaultWorkers() int { return runtime.GOMAXPROCS(0) }

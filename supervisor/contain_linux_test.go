@@ -18,7 +18,8 @@ import (
 // SUPERVISE_REQUIRE_CGROUP=1 (CI sets it) makes that a failure.
 func needCgroups(t *testing.T, p *supervisor.Pool) {
 	t.Helper()
-	if c := p.Stats().Containment; c == supervisor.ContainProcessGroup {
+	if supervisor.CgroupDir(p) == "" { // (not Stats: it would start the pool's sampler)
+		c := p.Stats().Containment
 		if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
 			t.Fatalf("the pool has no cgroups (containment %q), and SUPERVISE_REQUIRE_CGROUP=1", c)
 		}
@@ -105,5 +106,27 @@ func TestProcessGroupContainment(t *testing.T) {
 	}
 	if v, err := supervisor.Bind[int, int](p, "square").Call(context.Background(), 7); err != nil || v != 49 {
 		t.Fatalf("square(7): %v %v", v, err)
+	}
+}
+
+// A worker's CPU time counts what its cgroup ran, a process that escaped its tree and was
+// never reaped by it included: 600 ms of CPU spun by a setsid'd, double-forked process show
+// in the worker's figures, live and after it ended. (Counted from /proc, its tree's sum
+// missed all of it.)
+func TestCPUOfEscapedProcessCounted(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	needCgroups(t, p)
+	pid, err := supervisor.Bind[int, int](p, "spinaway").Call(context.Background(), 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killEscaped(t, pid)
+	proctest.AwaitGone(t, time.Minute, pid) // 600 ms of CPU; a loaded machine takes longer
+	if cpu := p.Stats().Workers[0].CPU; cpu < 600*time.Millisecond {
+		t.Fatalf("the worker used %v of CPU, its escaped process alone 600ms", cpu)
+	}
+	p.Close()
+	if cpu := p.Stats().Workers[0].CPU; cpu < 600*time.Millisecond {
+		t.Fatalf("after Close, the worker's slot used %v of CPU, its escaped process alone 600ms", cpu)
 	}
 }

@@ -224,6 +224,18 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return pid, nil
 	})
+	// spinaway starts this binary spinning for ms of CPU time, double-forked in a session of
+	// its own (so no process of the worker's tree reaps it, and it leaves the worker's
+	// group), and returns its pid at once.
+	child.Handle("spinaway", func(_ context.Context, ms int) (int, error) {
+		cmd := exec.Command("sh", "-c", `setsid "$0" </dev/null >/dev/null 2>&1 & echo $!`, os.Args[0])
+		cmd.Env = append(os.Environ(), "SUPERVISE_TEST_MODE=spin", "SUPERVISE_TEST_SPIN_MS="+strconv.Itoa(ms))
+		out, err := cmd.Output()
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(out)))
+	})
 	var initialized string
 	child.Handle("init", func(_ context.Context, v string) (bool, error) {
 		if v == "refuse" {

@@ -177,6 +177,11 @@ type procProbe struct {
 }
 
 func (p procProbe) cpu() time.Duration {
+	if p.w.leaf != nil { // one read, and it sees processes that left the tree
+		if cpu, err := p.w.leaf.CPU(); err == nil {
+			return cpu
+		}
+	}
 	var total time.Duration
 	for _, pid := range procfs.Tree(p.w.pid) {
 		if own, reaped, err := procfs.CPU(pid); err == nil {

@@ -116,9 +116,11 @@ func (w *worker) wait() {
 	w.state = w.cmd.ProcessState
 	killGroup(w.pid, syscall.SIGKILL) // nothing of the group outlives its leader (reaped: no pid to signal)
 	if w.leaf != nil {                // nor of its cgroup: killed, checked empty, removed
-		if err := w.leaf.Destroy(5 * time.Second); err != nil {
+		cpu, err := w.leaf.Retire(5 * time.Second)
+		if err != nil {
 			w.log.Error("supervise: clearing a worker's cgroup", "err", err)
 		}
+		w.leafCPU = cpu // every process it held, escaped ones included (read by workerExited)
 	}
 	deadline := time.Now().Add(time.Second)
 	_ = w.stdout.SetReadDeadline(deadline)

@@ -278,6 +278,11 @@ func (p *Pool) sample() Stats {
 		liveSlow[i] = slices.Clone(w.slowest)
 		w.mu.Unlock()
 		tree := treeFigures(w.pid)
+		if w.leaf != nil { // exact: every process that ran in its cgroup, escaped ones too
+			if cpu, err := w.leaf.CPU(); err == nil {
+				tree.cpu = cpu
+			}
+		}
 		ws.Processes, ws.RSS, ws.CPU = tree.processes, tree.rss, tree.cpu
 		ws.MaxRSS = max(w.maxRSS.Load(), tree.rss)
 		w.maxRSS.Store(ws.MaxRSS)
@@ -329,6 +334,7 @@ func (p *Pool) workerExited(w *worker) {
 		cpuTime = w.state.UserTime() + w.state.SystemTime() // its own and its reaped children's
 		maxRSS = max(maxRSS, exitMaxRSS(w.state))
 	}
+	cpuTime = max(cpuTime, w.leafCPU) // its cgroup's count also has what it never reaped
 	w.mu.Lock()
 	slow := slices.Clone(w.slowest)
 	w.mu.Unlock()

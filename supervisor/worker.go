@@ -46,9 +46,10 @@ type worker struct {
 	handlers []string
 	started  time.Time
 
-	stdin, stdout, stderr *os.File     // the parent's ends (no stdin for a plugin)
-	link                  link         // frames (frameLink), or a plugin's connection (pluginLink)
-	leaf                  *cgroup.Leaf // its cgroup, if the pool has cgroups (containment.go)
+	stdin, stdout, stderr *os.File      // the parent's ends (no stdin for a plugin)
+	link                  link          // frames (frameLink), or a plugin's connection (pluginLink)
+	leaf                  *cgroup.Leaf  // its cgroup, if the pool has cgroups (containment.go)
+	leafCPU               time.Duration // CPU time of all its cgroup held, set by wait once reaped
 	tail                  tail
 
 	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)

@@ -3,7 +3,9 @@ package main
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -37,5 +39,24 @@ func TestFlagsOutOfRange(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", tc.args, code, stderr, tc.want)
 		}
+	}
+}
+
+// The default worker count is the CPUs the process may use (runtime.GOMAXPROCS, which a cgroup
+// CPU quota and an affinity mask lower, and GOMAXPROCS sets), not the machine's core count:
+// here GOMAXPROCS=1 stands in for a quota of one CPU.
+func TestDefaultWorkersFollowGOMAXPROCS(t *testing.T) {
+	cmd := exec.Command(binary, "--report", "digest", t.TempDir())
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`(?m)^worker +tasks`).Match(out) {
+		t.Fatalf("no per-worker table in the report:\n%s", out)
+	}
+	rows := regexp.MustCompile(`(?m)^\d+ +\d+ +\d+ `).FindAll(out, -1)
+	if len(rows) != 1 {
+		t.Fatalf("%d workers with GOMAXPROCS=1, want 1:\n%s", len(rows), out)
 	}
 }

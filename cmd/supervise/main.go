@@ -119,7 +119,7 @@ running and is replaced.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().IntVarP(&pf.workers, "workers", "j", runtime.NumCPU(), "number of worker processes")
+	root.PersistentFlags().IntVarP(&pf.workers, "workers", "j", supervisor.DefaultWorkers(), "number of worker processes; by default the CPUs this process may use (a cgroup CPU quota or an affinity mask counts)")
 	root.PersistentFlags().IntVar(&pf.inFlight, "in-flight", 2, "tasks sent to a worker ahead of its answers (run: 32 unless given)")
 	root.PersistentFlags().DurationVar(&pf.timeout, "timeout", 0, "soft time limit of a task: its worker is asked to cancel it (0: none)")
 	root.PersistentFlags().DurationVar(&pf.cancelGrace, "cancel-grace", 5*time.Second, "how long a cancelled task may go on before its worker is killed and replaced")

@@ -126,7 +126,7 @@ func (p *Pool) Leaf(name string) (*Leaf, error) {
 
 // Destroy kills every process left in the pool's cgroup, waits until it is empty (at most
 // timeout) and removes it.
-func (p *Pool) Destroy(timeout time.Duration) error { return destroy(p.mgr, p.dir, timeout) }
+func (p *Pool) Destroy(timeout time.Duration) error { return destroy(p.mgr, p.dir, timeout, nil) }
 
 // Leaf is one worker's cgroup.
 type Leaf struct {
@@ -177,7 +177,14 @@ func killFrozen(mgr *fs2.Manager) error {
 
 // Destroy kills every process in the leaf, waits until it is empty (at most timeout) and
 // removes it. The error names what is left if the kill did not reach everything in time.
-func (l *Leaf) Destroy(timeout time.Duration) error { return destroy(l.mgr, l.dir, timeout) }
+func (l *Leaf) Destroy(timeout time.Duration) error { return destroy(l.mgr, l.dir, timeout, nil) }
+
+// Retire is Destroy, and reports the CPU time every process of the leaf used in all (CPU),
+// read once the last one is gone.
+func (l *Leaf) Retire(timeout time.Duration) (cpu time.Duration, err error) {
+	err = destroy(l.mgr, l.dir, timeout, func() { cpu, _ = l.CPU() })
+	return cpu, err
+}
 
 // Procs lists the processes in the leaf.
 func (l *Leaf) Procs() ([]int, error) {
@@ -200,7 +207,9 @@ func (l *Leaf) CPU() (time.Duration, error) {
 	return 0, errors.New("no usage_usec in cpu.stat")
 }
 
-func destroy(mgr *fs2.Manager, dir string, timeout time.Duration) error {
+// destroy kills what is in the cgroup dir, waits until it is empty, calls emptied (if not nil)
+// and removes it.
+func destroy(mgr *fs2.Manager, dir string, timeout time.Duration, emptied func()) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -212,6 +221,9 @@ func destroy(mgr *fs2.Manager, dir string, timeout time.Duration) error {
 			return fmt.Errorf("cgroup %s still holds processes %v %v after cgroup.kill (%v)", dir, procs, timeout, killErr)
 		}
 		time.Sleep(wait)
+	}
+	if emptied != nil {
+		emptied()
 	}
 	// RemovePath removes child cgroups first, and retries while the kernel is still tearing
 	// a dying process down (EBUSY).
@@ -236,7 +248,7 @@ func DestroyDir(dir string, timeout time.Duration) error {
 	if !strings.HasPrefix(dir, mount+"/") {
 		return fmt.Errorf("%s is not in the cgroup v2 hierarchy at %s", dir, mount)
 	}
-	return destroy(manager(dir), dir, timeout)
+	return destroy(manager(dir), dir, timeout, nil)
 }
 
 // Usable says why this process cannot contain workers in cgroups (nil: it can), by making a

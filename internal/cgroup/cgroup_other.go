@@ -24,12 +24,13 @@ func (p *Pool) Destroy(time.Duration) error { return nil }
 
 type Leaf struct{}
 
-func (l *Leaf) Dir() string                 { return "" }
-func (l *Leaf) Open() (*os.File, error)     { return nil, errNotLinux }
-func (l *Leaf) Kill() error                 { return errNotLinux }
-func (l *Leaf) Destroy(time.Duration) error { return nil }
-func (l *Leaf) Procs() ([]int, error)       { return nil, errNotLinux }
-func (l *Leaf) CPU() (time.Duration, error) { return 0, errNotLinux }
+func (l *Leaf) Dir() string                                 { return "" }
+func (l *Leaf) Open() (*os.File, error)                     { return nil, errNotLinux }
+func (l *Leaf) Kill() error                                 { return errNotLinux }
+func (l *Leaf) Destroy(time.Duration) error                 { return nil }
+func (l *Leaf) Retire(time.Duration) (time.Duration, error) { return 0, nil }
+func (l *Leaf) Procs() ([]int, error)                       { return nil, errNotLinux }
+func (l *Leaf) CPU() (time.Duration, error)                 { return 0, errNotLinux }
 
 // DestroyDir does nothing: there is no cgroup.
 func DestroyDir(string, time.Duration) error { return nil }

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"syscall"
 )
 
 // send feeds the worker: whenever it has free slots and the backlog has tasks, it takes as
@@ -73,7 +72,7 @@ func (w *worker) send() {
 			// The worker cannot be fed (it died, or closed stdin): run sees its stdout end
 			// and settles what it held.
 			w.log.Debug("supervise: writing to worker failed", "err", err)
-			w.kill(syscall.SIGKILL)
+			w.mail.post(order{kind: orderSIGKILL})
 			return
 		}
 		for _, t := range tasks {

@@ -18,8 +18,9 @@ import (
 type orderKind int
 
 const (
-	orderKill orderKind = iota // kill the worker for a cause (killOrder): the kill ladder
-	orderReap                  // SIGKILL unless reaped within StopGrace (a plugin gone quiet)
+	orderKill    orderKind = iota // kill the worker for a cause (killOrder): the kill ladder
+	orderReap                     // SIGKILL unless reaped within StopGrace (a plugin gone quiet)
+	orderSIGKILL                  // SIGKILL now: it cannot be fed (the sender's write failed)
 )
 
 type order struct {
@@ -69,6 +70,10 @@ func (w *worker) handleMail() {
 			w.killFor(o.kill)
 		case orderReap:
 			w.armSIGKILL()
+		case orderSIGKILL:
+			if !w.reaped() {
+				w.kill(syscall.SIGKILL)
+			}
 		}
 	}
 }

@@ -83,6 +83,15 @@ func misbehave(ctx context.Context, f Fault) (int, error) {
 		}
 		fmt.Fprintln(os.Stderr, "misbehave: grandchildren", pids[0], pids[1])
 		time.Sleep(time.Hour)
+	case "escape": // starts a child that leaves the process group and session (setsid) and
+		// ignores SIGTERM and SIGHUP, then hangs deaf to cancels. Only a cgroup holds it: not
+		// in Kinds, since on a machine without cgroups it outlives the pool (for 300 s).
+		cmd := exec.Command("setsid", "sh", "-c", `trap "" TERM HUP; exec sleep 300`)
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		fmt.Fprintln(os.Stderr, "misbehave: escaped", cmd.Process.Pid)
+		time.Sleep(time.Hour)
 	}
 	return 0, fmt.Errorf("misbehave: unknown kind %q", f.Kind)
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,16 +39,20 @@ func matrixConfig() supervisor.Config {
 	return cfg
 }
 
-var grandchildrenLine = regexp.MustCompile(`misbehave: grandchildren (\d+) (\d+)`)
+var (
+	grandchildrenLine = regexp.MustCompile(`misbehave: grandchildren (\d+) (\d+)`)
+	escapedLine       = regexp.MustCompile(`misbehave: escaped (\d+)`)
+)
 
 // The fault matrix: for each way a worker goes wrong, the faulty task fails with its typed
 // error, the 30 tasks beside it complete, the pool is back to its 3 workers, and once it is
 // closed no process of it, nor any of their descendants, is left.
 func TestFaultMatrix(t *testing.T) {
 	cases := []struct {
-		kind  string
-		cfg   func(*supervisor.Config)
-		check func(t *testing.T, err error)
+		kind   string
+		cfg    func(*supervisor.Config)
+		check  func(t *testing.T, err error)
+		cgroup bool // only cgroups contain it
 	}{
 		{kind: "crash", check: func(t *testing.T, err error) {
 			var we *supervisor.WorkerError
@@ -92,6 +97,7 @@ func TestFaultMatrix(t *testing.T) {
 			}
 		}},
 		{kind: "grandchildren", check: wantHardTimeout},
+		{kind: "escape", check: wantHardTimeout, cgroup: true},
 	}
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
@@ -104,6 +110,13 @@ func TestFaultMatrix(t *testing.T) {
 			pool, err := supervisor.Start(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.cgroup && pool.Stats().Containment == supervisor.ContainProcessGroup {
+				pool.Close()
+				if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
+					t.Fatal("no cgroups, and SUPERVISE_REQUIRE_CGROUP=1")
+				}
+				t.Skip("only cgroups contain this fault, and the pool has none here")
 			}
 			call := supervisor.Bind[Fault, int](pool, "misbehave")
 			fault := call.Submit(ctx, Fault{Kind: c.kind})
@@ -135,6 +148,14 @@ func TestFaultMatrix(t *testing.T) {
 					pid, _ := strconv.Atoi(s)
 					pids = append(pids, pid)
 				}
+			}
+			if m := escapedLine.FindStringSubmatch(rec.String()); m != nil {
+				pid, _ := strconv.Atoi(m[1])
+				pids = append(pids, pid)
+				t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // should the pool fail to
+			}
+			if c.kind == "escape" && len(pids) != len(rec.Pids())+1 {
+				t.Fatalf("the escaped process's pid is not in the log:\n%s", rec)
 			}
 			if c.kind == "grandchildren" && len(pids) != len(rec.Pids())+2 {
 				t.Fatalf("the grandchildren's pids are not in the log:\n%s", rec)

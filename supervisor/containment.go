@@ -28,6 +28,7 @@ const (
 type containment struct {
 	kind   string
 	cg     *cgroup.Pool
+	memory uint64 // the memory limit the kernel enforces on each worker (MemoryHardLimit), 0: none
 	warden *cgroup.Warden
 	once   sync.Once
 }
@@ -43,7 +44,14 @@ func (p *Pool) contain() {
 		return
 	}
 	p.containment.kind, p.containment.cg = cg.Layout(), cg
-	if w, err := cgroup.StartWarden(cg.Dir()); err != nil {
+	if p.cfg.MemoryHardLimit > 0 {
+		if err := cg.EnableMemory(); err != nil {
+			p.log.Info("supervise: MemoryHardLimit is enforced by sampling, not by the kernel", "why not", err.Error())
+		} else {
+			p.containment.memory = p.cfg.MemoryHardLimit
+		}
+	}
+	if w, err := cgroup.StartWarden(cg.Dir(), cg.MemoryV1()); err != nil {
 		p.log.Warn("supervise: no warden for the pool's cgroup: if this process is killed, what its workers started may outlive it",
 			"cgroup", cg.Dir(), "err", err)
 	} else {
@@ -56,7 +64,7 @@ func (c *containment) leaf(id int) (*cgroup.Leaf, error) {
 	if c.cg == nil {
 		return nil, nil
 	}
-	return c.cg.Leaf(fmt.Sprintf("worker-%d", id))
+	return c.cg.Leaf(fmt.Sprintf("worker-%d", id), c.memory)
 }
 
 // end removes the pool's cgroup, killing what is left in it, and stops the warden. Called once

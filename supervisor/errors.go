@@ -61,12 +61,19 @@ func (e *ReportOverflowError) Error() string {
 func (e *ReportOverflowError) Is(target error) bool { return target == ErrReportOverflow }
 
 // MemoryLimitError is the reason a worker was killed for its memory: the resident memory seen
-// (the worker's and its descendants') and the hard limit.
+// (the worker's and its descendants') and the hard limit. Kernel is set when the kernel
+// enforced the limit on the worker's cgroup (its OOM killer killed a process of the worker):
+// RSS is then the cgroup's peak memory use, page cache included.
 type MemoryLimitError struct {
 	RSS, Limit uint64
+	Kernel     bool
 }
 
 func (e *MemoryLimitError) Error() string {
+	if e.Kernel {
+		return fmt.Sprintf("%v: the kernel's OOM killer killed a process of the worker at its hard limit of %.1f MiB (peak %.1f MiB)",
+			ErrMemoryLimit, float64(e.Limit)/(1<<20), float64(e.RSS)/(1<<20))
+	}
 	return fmt.Sprintf("%v: RSS %.1f MiB over the hard limit of %.1f MiB", ErrMemoryLimit,
 		float64(e.RSS)/(1<<20), float64(e.Limit)/(1<<20))
 }

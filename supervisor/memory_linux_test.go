@@ -7,10 +7,59 @@ import (
 	"testing"
 	"time"
 
+	"github.com/supervise-dev/supervise/internal/cgroup"
 	"github.com/supervise-dev/supervise/supervisor"
 )
 
+// The kernel's hard limit: a handler that touches 4 GiB as fast as it can under a 256 MiB
+// limit is killed by the kernel's OOM killer in its own cgroup, at the limit (a sampler would
+// see it after the fact, or not at all); its call fails with ErrMemoryLimit and the peak,
+// which is at most the limit; the other worker lives on, and the next call succeeds.
+func TestKernelMemoryLimit(t *testing.T) {
+	const limit = 256 << 20
+	p, events := startPool(t, supervisor.Config{Workers: 2, MemoryHardLimit: limit})
+	needCgroups(t, p)
+	ctx := context.Background()
+	pids := map[int]bool{}
+	for _, w := range p.Workers() {
+		pids[w.Pid] = true
+	}
+	_, err := supervisor.Bind[eatInput, int](p, "eat").Call(ctx, eatInput{MiB: 4096})
+	var me *supervisor.MemoryLimitError
+	var te *supervisor.TaskError
+	if !errors.Is(err, supervisor.ErrMemoryLimit) || errors.Is(err, supervisor.ErrWorkerDied) || !errors.As(err, &me) || !errors.As(err, &te) ||
+		!me.Kernel || me.Limit != limit || me.RSS > limit+8192 || me.RSS < limit/2 {
+		t.Fatalf("the call of a worker that touched 4 GiB under a 256 MiB limit: %v (%+v)", err, me)
+	}
+	events.WaitForReplacement(t, te.Pid)
+	assertGone(t, te.Pid)
+	delete(pids, te.Pid)
+	for _, w := range p.Workers() { // the other worker is the same process
+		delete(pids, w.Pid)
+	}
+	if len(pids) != 0 {
+		t.Errorf("the other worker was replaced too: %v", pids)
+	}
+	if v, err := supervisor.Bind[int, int](p, "square").Call(ctx, 9); err != nil || v != 81 {
+		t.Fatalf("after the kill: %v %v", v, err)
+	}
+	slot := -1
+	for _, w := range p.Stats().Workers {
+		if w.MemoryPeak > limit+8192 {
+			t.Errorf("slot %d's cgroup peaked at %d bytes, over the limit", w.Slot, w.MemoryPeak)
+		}
+		if w.Restarts == 1 {
+			slot = w.Slot
+		}
+	}
+	if st := p.Stats().Workers; slot < 0 || st[slot].MemoryPeak < limit/2 {
+		t.Errorf("the killed worker's slot (%d) reports no peak near the limit: %+v", slot, st)
+	}
+}
+
+// The sampled hard limit (where the kernel cannot enforce it: cgroups are off here).
 func TestMemoryHardLimitKillsWorker(t *testing.T) {
+	t.Setenv(cgroup.Off, "off")
 	p, events := startPool(t, supervisor.Config{Workers: 2, MemoryHardLimit: 150 << 20, MemoryInterval: 20 * time.Millisecond})
 	ctx := context.Background()
 	_, err := supervisor.Bind[eatInput, int](p, "eat").Call(ctx, eatInput{MiB: 300, Hold: true})

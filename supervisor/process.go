@@ -68,6 +68,14 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 		return err
 	}
 	w.cmd, w.pid, w.started = cmd, cmd.Process.Pid, w.p.clock.now()
+	if err := w.leaf.Join(w.pid); err != nil { // nil leaf: nothing to join
+		// The hybrid layout's memory limit is a v1 cgroup's, joined now, not at the clone.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		closeAll(w.stdin, w.stdout, w.stderr)
+		_ = w.leaf.Destroy(time.Second)
+		return fmt.Errorf("putting the worker in its memory cgroup: %w", err)
+	}
 	w.log = w.p.log.With("worker", w.id, "pid", w.pid)
 	go w.wait()
 	go func() {
@@ -116,11 +124,11 @@ func (w *worker) wait() {
 	w.state = w.cmd.ProcessState
 	killGroup(w.pid, syscall.SIGKILL) // nothing of the group outlives its leader (reaped: no pid to signal)
 	if w.leaf != nil {                // nor of its cgroup: killed, checked empty, removed
-		cpu, err := w.leaf.Retire(5 * time.Second)
+		use, err := w.leaf.Retire(5 * time.Second)
 		if err != nil {
 			w.log.Error("supervise: clearing a worker's cgroup", "err", err)
 		}
-		w.leafCPU = cpu // every process it held, escaped ones included (read by workerExited)
+		w.leafUse = use // every process it held, escaped ones included (read by run, workerExited)
 	}
 	deadline := time.Now().Add(time.Second)
 	_ = w.stdout.SetReadDeadline(deadline)

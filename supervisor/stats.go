@@ -60,11 +60,15 @@ type WorkerStats struct {
 	Utilization float64
 	RSS         uint64 // resident memory of the worker and its descendants, bytes
 
-	Tasks    int           // answered with a result
-	Failed   int           // failed on this slot (errors, panics, time limits, crashes)
-	CPU      time.Duration // user and system time, descendants included
-	MaxRSS   uint64        // the most seen in samples, or reported by the kernel at exit
-	Restarts int           // processes that took the slot after the first
+	Tasks  int           // answered with a result
+	Failed int           // failed on this slot (errors, panics, time limits, crashes)
+	CPU    time.Duration // user and system time, descendants included
+	MaxRSS uint64        // the most seen in samples, or reported by the kernel at exit
+	// MemoryPeak is, where the kernel enforces MemoryHardLimit on the workers' cgroups, the
+	// most memory a worker's cgroup held (page cache included: what the limit is measured
+	// against; RSS can count pages charged elsewhere, such as the shared binary's). 0 otherwise.
+	MemoryPeak uint64
+	Restarts   int // processes that took the slot after the first
 }
 
 // TaskTiming is how long a task ran on its worker: from when the worker could start it (sent,
@@ -94,7 +98,7 @@ func keepSlowest(list []TaskTiming, t TaskTiming) []TaskTiming {
 type slotTotals struct {
 	restarts, tasks, failed int
 	cpu                     time.Duration
-	maxRSS                  uint64
+	maxRSS, memoryPeak      uint64
 }
 
 // sampler takes Stats. It samples in a goroutine of its own, every Config.StatsInterval, only
@@ -286,6 +290,9 @@ func (p *Pool) sample() Stats {
 		ws.Processes, ws.RSS, ws.CPU = tree.processes, tree.rss, tree.cpu
 		ws.MaxRSS = max(w.maxRSS.Load(), tree.rss)
 		w.maxRSS.Store(ws.MaxRSS)
+		if w.leaf != nil && w.leaf.MemoryLimited() {
+			ws.MemoryPeak, _, _ = w.leaf.Memory()
+		}
 		cpuNow[w.id] = tree.cpu
 		if span := min(st.Interval, ws.Uptime); span > 0 {
 			ws.Utilization = float64(tree.cpu-s.prevCPU[w.id]) / float64(span)
@@ -312,6 +319,7 @@ func (p *Pool) sample() Stats {
 		ws.Failed += done.failed
 		ws.CPU += done.cpu
 		ws.MaxRSS = max(ws.MaxRSS, done.maxRSS)
+		ws.MemoryPeak = max(ws.MemoryPeak, done.memoryPeak)
 		ws.Restarts = done.restarts
 	}
 	for _, t := range s.slowest {
@@ -334,7 +342,7 @@ func (p *Pool) workerExited(w *worker) {
 		cpuTime = w.state.UserTime() + w.state.SystemTime() // its own and its reaped children's
 		maxRSS = max(maxRSS, exitMaxRSS(w.state))
 	}
-	cpuTime = max(cpuTime, w.leafCPU) // its cgroup's count also has what it never reaped
+	cpuTime = max(cpuTime, w.leafUse.CPU) // its cgroup's count also has what it never reaped
 	w.mu.Lock()
 	slow := slices.Clone(w.slowest)
 	w.mu.Unlock()
@@ -346,6 +354,7 @@ func (p *Pool) workerExited(w *worker) {
 	t.failed += int(w.tasksFailed.Load())
 	t.cpu += cpuTime
 	t.maxRSS = max(t.maxRSS, maxRSS)
+	t.memoryPeak = max(t.memoryPeak, w.leafUse.Peak)
 	for _, x := range slow {
 		s.slowest = keepSlowest(s.slowest, x)
 	}

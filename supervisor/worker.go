@@ -46,10 +46,10 @@ type worker struct {
 	handlers []string
 	started  time.Time
 
-	stdin, stdout, stderr *os.File      // the parent's ends (no stdin for a plugin)
-	link                  link          // frames (frameLink), or a plugin's connection (pluginLink)
-	leaf                  *cgroup.Leaf  // its cgroup, if the pool has cgroups (containment.go)
-	leafCPU               time.Duration // CPU time of all its cgroup held, set by wait once reaped
+	stdin, stdout, stderr *os.File     // the parent's ends (no stdin for a plugin)
+	link                  link         // frames (frameLink), or a plugin's connection (pluginLink)
+	leaf                  *cgroup.Leaf // its cgroup, if the pool has cgroups (containment.go)
+	leafUse               cgroup.Usage // what all its cgroup held used, set by wait once reaped
 	tail                  tail
 
 	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)
@@ -153,19 +153,22 @@ func (w *worker) run() {
 		protocol = err
 	}
 	w.mu.Lock()
-	killed := w.phase == phaseKilled
-	if killed && errors.Is(protocol, channel.ErrTruncated) {
-		protocol = nil // the pool killed it (hung, a limit) in the middle of a frame
-	}
 	expected := w.expected() && protocol == nil
 	w.mu.Unlock()
-	if protocol != nil {
-		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
-	}
 	if !expected && !w.reaped() { // reaped: nothing to kill (and its pid may be another's now)
 		w.kill(syscall.SIGKILL)
 	}
 	w.awaitReaping()
+	w.outOfMemory() // the kernel killed for the memory limit: known once reaped
+	w.mu.Lock()
+	if w.phase == phaseKilled && errors.Is(protocol, channel.ErrTruncated) {
+		protocol = nil // killed (hung, a limit) in the middle of a frame
+	}
+	expected = w.expected() && protocol == nil
+	w.mu.Unlock()
+	if protocol != nil {
+		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: "protocol error: " + protocol.Error(), Err: protocol})
+	}
 	w.stdin.Close() // unblocks a sender stuck on a full pipe
 	<-w.senderDone
 	w.link.end()
@@ -255,5 +258,26 @@ func (w *worker) awaitReaping() {
 		case <-w.sigkill:
 			w.fireSIGKILL()
 		}
+	}
+}
+
+// outOfMemory charges the worker's end to its memory limit when the kernel's OOM killer killed
+// a process of its cgroup for it (the worker itself, or a process it started), unless the pool
+// had killed it for another cause first.
+func (w *worker) outOfMemory() {
+	use := w.leafUse
+	if use.OOMKills == 0 {
+		return
+	}
+	e := &MemoryLimitError{RSS: use.Peak, Limit: w.p.containment.memory, Kernel: true}
+	w.mu.Lock()
+	during := w.phase
+	first := w.enter(phaseKilled)
+	if first {
+		w.cause = killCause{reason: e.Error(), why: e, during: during}
+	}
+	w.mu.Unlock()
+	if first {
+		w.p.emit(EventWorkerKilled{WorkerID: w.id, Pid: w.pid, Reason: e.Error(), Err: e})
 	}
 }

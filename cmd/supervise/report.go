@@ -41,6 +41,7 @@ type workerReport struct {
 	Failed   int     `json:"failed"`
 	CPU      float64 `json:"cpu_seconds"`
 	MaxRSS   uint64  `json:"max_rss_bytes"`
+	Peak     uint64  `json:"memory_peak_bytes,omitempty"` // the cgroup's, where the kernel limits memory
 	Restarts int     `json:"restarts"`
 }
 
@@ -109,7 +110,7 @@ func newReport(command string, pool *supervisor.Pool, wall time.Duration, means 
 		CoreBusy: means.means(), ParentCPU: selfCPU().Seconds(), PerWorker: []workerReport{}, Slowest: []slowTask{}}
 	for _, w := range st.Workers {
 		r.PerWorker = append(r.PerWorker, workerReport{Slot: w.Slot, Tasks: w.Tasks, Failed: w.Failed,
-			CPU: w.CPU.Seconds(), MaxRSS: w.MaxRSS, Restarts: w.Restarts})
+			CPU: w.CPU.Seconds(), MaxRSS: w.MaxRSS, Peak: w.MemoryPeak, Restarts: w.Restarts})
 		r.WorkersCPU += w.CPU.Seconds()
 	}
 	r.CPU = r.ParentCPU + r.WorkersCPU

@@ -38,6 +38,9 @@ func NewPool() (*Pool, error) {
 		return nil, err
 	}
 	sweep(filepath.Join(mount, own))
+	if v1, err := ownV1Group("memory"); err == nil {
+		sweep(filepath.Join(memoryV1Root, v1))
+	}
 	var group, dir string
 	for {
 		group = filepath.Join(own, fmt.Sprintf("supervise-%d-%d", os.Getpid(), pools.Add(1)))
@@ -83,7 +86,12 @@ func sweep(parent string) {
 		if !ok || !ok2 || err != nil || !e.IsDir() || unix.Kill(n, 0) != unix.ESRCH {
 			continue
 		}
-		_ = DestroyDir(filepath.Join(parent, e.Name()), time.Second)
+		dir := filepath.Join(parent, e.Name())
+		if strings.HasPrefix(dir, memoryV1Root+"/") {
+			_ = cgroups.RemovePath(dir) // its processes were in the v2 cgroup's: killed there
+		} else {
+			_ = DestroyDir(dir, time.Second)
+		}
 	}
 }
 
@@ -107,7 +115,24 @@ type Pool struct {
 	mgr    *fs2.Manager
 	dir    string
 	layout string
+
+	memory bool   // EnableMemory succeeded: leaves may have a memory limit
+	memV1  string // on the hybrid layout, the pool's cgroup in the v1 memory hierarchy
 }
+
+// EnableMemory readies the pool for memory limits on its leaves (Leaf's memoryMax), and
+// says why not where it cannot be.
+func (p *Pool) EnableMemory() error {
+	v1, err := p.enableMemory()
+	if err != nil {
+		return err
+	}
+	p.memory, p.memV1 = true, v1
+	return nil
+}
+
+// MemoryV1 is the pool's cgroup in the v1 memory hierarchy ("" if none).
+func (p *Pool) MemoryV1() string { return p.memV1 }
 
 // Layout is "cgroup2" or "hybrid" (see the package doc).
 func (p *Pool) Layout() string { return p.layout }
@@ -115,23 +140,40 @@ func (p *Pool) Layout() string { return p.layout }
 // Dir is the pool's cgroup directory.
 func (p *Pool) Dir() string { return p.dir }
 
-// Leaf makes the cgroup of one worker.
-func (p *Pool) Leaf(name string) (*Leaf, error) {
+// Leaf makes the cgroup of one worker; memoryMax, if not zero (and EnableMemory succeeded),
+// is the memory the kernel lets it use.
+func (p *Pool) Leaf(name string, memoryMax uint64) (*Leaf, error) {
 	dir := filepath.Join(p.dir, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("making a worker's cgroup: %w", err)
 	}
-	return &Leaf{mgr: manager(dir), dir: dir}, nil
+	l := &Leaf{mgr: manager(dir), dir: dir}
+	if memoryMax > 0 && p.memory {
+		if err := l.limitMemory(memoryMax, p.memV1); err != nil {
+			_ = l.Destroy(0)
+			return nil, fmt.Errorf("setting the memory limit of %s: %w", dir, err)
+		}
+		l.memory = true
+	}
+	return l, nil
 }
 
 // Destroy kills every process left in the pool's cgroup, waits until it is empty (at most
 // timeout) and removes it.
-func (p *Pool) Destroy(timeout time.Duration) error { return destroy(p.mgr, p.dir, timeout, nil) }
+func (p *Pool) Destroy(timeout time.Duration) error {
+	err := destroy(p.mgr, p.dir, timeout, nil)
+	if p.memV1 != "" && err == nil {
+		err = cgroups.RemovePath(p.memV1)
+	}
+	return err
+}
 
 // Leaf is one worker's cgroup.
 type Leaf struct {
-	mgr *fs2.Manager
-	dir string
+	mgr    *fs2.Manager
+	dir    string
+	memory bool   // the kernel limits its memory
+	memV1  string // its cgroup in the v1 memory hierarchy (hybrid), if it has one
 }
 
 // Dir is the leaf's directory.
@@ -177,13 +219,31 @@ func killFrozen(mgr *fs2.Manager) error {
 
 // Destroy kills every process in the leaf, waits until it is empty (at most timeout) and
 // removes it. The error names what is left if the kill did not reach everything in time.
-func (l *Leaf) Destroy(timeout time.Duration) error { return destroy(l.mgr, l.dir, timeout, nil) }
+func (l *Leaf) Destroy(timeout time.Duration) error { return l.retire(timeout, nil) }
 
-// Retire is Destroy, and reports the CPU time every process of the leaf used in all (CPU),
-// read once the last one is gone.
-func (l *Leaf) Retire(timeout time.Duration) (cpu time.Duration, err error) {
-	err = destroy(l.mgr, l.dir, timeout, func() { cpu, _ = l.CPU() })
-	return cpu, err
+// Usage is what a leaf's processes used in all.
+type Usage struct {
+	CPU      time.Duration
+	Peak     uint64 // memory, where the kernel limits it (Leaf.Memory)
+	OOMKills int    // processes the kernel's OOM killer killed for the leaf's memory limit
+}
+
+// Retire is Destroy, and reports what the leaf's processes used, read once the last one is
+// gone.
+func (l *Leaf) Retire(timeout time.Duration) (u Usage, err error) {
+	err = l.retire(timeout, func() {
+		u.CPU, _ = l.CPU()
+		u.Peak, u.OOMKills, _ = l.Memory()
+	})
+	return u, err
+}
+
+func (l *Leaf) retire(timeout time.Duration, emptied func()) error {
+	err := destroy(l.mgr, l.dir, timeout, emptied)
+	if l.memV1 != "" && err == nil { // its processes were those of the v2 leaf: gone
+		err = cgroups.RemovePath(l.memV1)
+	}
+	return err
 }
 
 // Procs lists the processes in the leaf.

@@ -17,20 +17,32 @@ func NewPool() (*Pool, error) { return nil, errNotLinux }
 
 type Pool struct{}
 
-func (p *Pool) Layout() string              { return "" }
-func (p *Pool) Dir() string                 { return "" }
-func (p *Pool) Leaf(string) (*Leaf, error)  { return nil, errNotLinux }
-func (p *Pool) Destroy(time.Duration) error { return nil }
+func (p *Pool) Layout() string                     { return "" }
+func (p *Pool) Dir() string                        { return "" }
+func (p *Pool) Leaf(string, uint64) (*Leaf, error) { return nil, errNotLinux }
+func (p *Pool) EnableMemory() error                { return errNotLinux }
+func (p *Pool) MemoryV1() string                   { return "" }
+func (p *Pool) Destroy(time.Duration) error        { return nil }
 
 type Leaf struct{}
 
-func (l *Leaf) Dir() string                                 { return "" }
-func (l *Leaf) Open() (*os.File, error)                     { return nil, errNotLinux }
-func (l *Leaf) Kill() error                                 { return errNotLinux }
-func (l *Leaf) Destroy(time.Duration) error                 { return nil }
-func (l *Leaf) Retire(time.Duration) (time.Duration, error) { return 0, nil }
-func (l *Leaf) Procs() ([]int, error)                       { return nil, errNotLinux }
-func (l *Leaf) CPU() (time.Duration, error)                 { return 0, errNotLinux }
+func (l *Leaf) Dir() string                         { return "" }
+func (l *Leaf) Open() (*os.File, error)             { return nil, errNotLinux }
+func (l *Leaf) Kill() error                         { return errNotLinux }
+func (l *Leaf) Destroy(time.Duration) error         { return nil }
+func (l *Leaf) Retire(time.Duration) (Usage, error) { return Usage{}, nil }
+
+type Usage struct {
+	CPU      time.Duration
+	Peak     uint64
+	OOMKills int
+}
+
+func (l *Leaf) Procs() ([]int, error)        { return nil, errNotLinux }
+func (l *Leaf) CPU() (time.Duration, error)  { return 0, errNotLinux }
+func (l *Leaf) Join(int) error               { return nil }
+func (l *Leaf) Memory() (uint64, int, error) { return 0, 0, errNotLinux }
+func (l *Leaf) MemoryLimited() bool          { return false }
 
 // DestroyDir does nothing: there is no cgroup.
 func DestroyDir(string, time.Duration) error { return nil }

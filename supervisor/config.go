@@ -64,7 +64,16 @@ type Config struct {
 	MemorySoftLimit uint64
 	// MemoryHardLimit: over this many bytes the worker is killed at once; the calls it was
 	// running fail with a *MemoryLimitError that names the RSS seen. Zero: no limit. Linux only.
+	// Where the pool has cgroups (Stats.Containment) the kernel enforces it on the worker's
+	// cgroup; elsewhere it is sampled.
 	MemoryHardLimit uint64
+	// MaxProcs: at most this many processes and threads in a worker's cgroup (pids.max; a Go
+	// worker has a dozen threads of its own): a fork past it fails, and the handler decides
+	// what that means for its task. Zero: no limit. Needs cgroups: Start says what is missing.
+	MaxProcs int
+	// CPULimit caps the CPU time of each worker's cgroup at this many cores (cpu.max): 0.5 is
+	// half a core, whatever the worker starts. Zero: no limit. Needs cgroups, as MaxProcs.
+	CPULimit float64
 	// MemoryInterval is how often a worker's memory is sampled when a limit is set. Default:
 	// 250ms.
 	MemoryInterval time.Duration
@@ -108,6 +117,9 @@ type Init struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
+	if c.MaxProcs < 0 || c.CPULimit < 0 {
+		return c, fmt.Errorf("supervise: Config.MaxProcs %d, Config.CPULimit %v: not below zero", c.MaxProcs, c.CPULimit)
+	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers()
 	}

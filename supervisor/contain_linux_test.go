@@ -3,7 +3,10 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -128,5 +131,56 @@ func TestCPUOfEscapedProcessCounted(t *testing.T) {
 	p.Close()
 	if cpu := p.Stats().Workers[0].CPU; cpu < 600*time.Millisecond {
 		t.Fatalf("after Close, the worker's slot used %v of CPU, its escaped process alone 600ms", cpu)
+	}
+}
+
+// A handler that forks 1,000 sleepers under MaxProcs 64 gets fork failures past 64 (the
+// worker's own threads count too) and decides what they mean: here it returns the counts.
+// Closing the pool leaves none of them.
+func TestMaxProcs(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1, MaxProcs: 64})
+	needCgroups(t, p)
+	marker := fmt.Sprintf("300.%d", time.Now().UnixNano()%1000000)
+	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+marker).Run() })
+	n, err := supervisor.Bind[forkInput, [2]int](p, "forkmany").Call(context.Background(), forkInput{N: 1000, Marker: marker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if started, failed := n[0], n[1]; started >= 64 || failed < 1000-64 {
+		t.Fatalf("%d forks started and %d failed under MaxProcs 64", started, failed)
+	}
+	p.Close()
+	proctest.AwaitNoProcessWithArg(t, time.Second, marker) // gone by Close; the margin is for /proc
+}
+
+// CPULimit 0.25: a handler that spins until it has used 500 ms of CPU takes at least 500 ms /
+// 0.30 of wall time (0.25 plus a margin for the first period's slack). A loaded machine only
+// makes it slower, so only the cap is asserted; the share is logged.
+func TestCPULimit(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1, CPULimit: 0.25})
+	needCgroups(t, p)
+	start := time.Now()
+	if _, err := supervisor.Bind[spinInput, float64](p, "spin").Call(context.Background(), spinInput{CPU: -1, Ms: 500}); err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(start)
+	t.Logf("500 ms of CPU in %v of wall time: %.2f of a core", wall, 0.5/wall.Seconds())
+	if share := 0.5 / wall.Seconds(); share > 0.30 {
+		t.Fatalf("500 ms of CPU in %v: %.2f of a core under a limit of 0.25", wall, share)
+	}
+}
+
+// MaxProcs and CPULimit need cgroups: without them Start fails, naming what is missing.
+func TestCgroupOnlyLimitsWithoutCgroups(t *testing.T) {
+	t.Setenv(cgroup.Off, "off")
+	for _, cfg := range []supervisor.Config{{Workers: 1, MaxProcs: 64}, {Workers: 1, CPULimit: 0.5}} {
+		p, err := supervisor.Start(context.Background(), cfg)
+		if err == nil {
+			p.Close()
+			t.Fatalf("%+v started without cgroups", cfg)
+		}
+		if !strings.Contains(err.Error(), "need cgroups") || !strings.Contains(err.Error(), cgroup.Off+"=off") {
+			t.Errorf("the error does not say what is missing: %v", err)
+		}
 	}
 }

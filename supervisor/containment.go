@@ -28,35 +28,47 @@ const (
 type containment struct {
 	kind   string
 	cg     *cgroup.Pool
-	memory uint64 // the memory limit the kernel enforces on each worker (MemoryHardLimit), 0: none
+	limits cgroup.Limits // what the kernel enforces on each worker
 	warden *cgroup.Warden
 	once   sync.Once
 }
 
-// contain makes the pool's cgroup and starts its warden; where it cannot, the pool contains
-// its workers by process group, and says so once.
-func (p *Pool) contain() {
+// contain makes the pool's cgroup, readies the kernel's limits and starts its warden; where
+// it cannot, the pool contains its workers by process group, and says so once. It fails only
+// for limits that need cgroups (MaxProcs, CPULimit), naming what is missing.
+func (p *Pool) contain() error {
+	cfg := &p.cfg
+	needed := cfg.MaxProcs > 0 || cfg.CPULimit > 0
 	cg, err := cgroup.NewPool()
 	if err != nil {
 		p.containment.kind = ContainProcessGroup
+		if needed {
+			return fmt.Errorf("supervise: Config.MaxProcs and Config.CPULimit need cgroups, and this pool has none: %w", err)
+		}
 		p.log.Info("supervise: workers contained by process group only; a process that calls setsid escapes it",
 			"why not cgroups", err.Error())
-		return
+		return nil
 	}
 	p.containment.kind, p.containment.cg = cg.Layout(), cg
-	if p.cfg.MemoryHardLimit > 0 {
-		if err := cg.EnableMemory(); err != nil {
-			p.log.Info("supervise: MemoryHardLimit is enforced by sampling, not by the kernel", "why not", err.Error())
-		} else {
-			p.containment.memory = p.cfg.MemoryHardLimit
-		}
+	lim := cgroup.Limits{Memory: cfg.MemoryHardLimit, Procs: cfg.MaxProcs, CPU: cfg.CPULimit}
+	if err := cg.Enable(lim); err != nil && needed {
+		return fmt.Errorf("supervise: Config.MaxProcs and Config.CPULimit need the kernel's pids and cpu controllers: %w", err)
+	} else if err != nil { // the memory limit alone: sampled instead
+		p.log.Info("supervise: MemoryHardLimit is enforced by sampling, not by the kernel", "why not", err.Error())
+	} else {
+		p.containment.limits = lim
 	}
-	if w, err := cgroup.StartWarden(cg.Dir(), cg.MemoryV1()); err != nil {
+	var v1 []string
+	for _, dir := range cg.V1() {
+		v1 = append(v1, dir)
+	}
+	if w, err := cgroup.StartWarden(cg.Dir(), v1...); err != nil {
 		p.log.Warn("supervise: no warden for the pool's cgroup: if this process is killed, what its workers started may outlive it",
 			"cgroup", cg.Dir(), "err", err)
 	} else {
 		p.containment.warden = w
 	}
+	return nil
 }
 
 // leaf makes a worker's cgroup, or returns nil where the pool has none.
@@ -64,7 +76,7 @@ func (c *containment) leaf(id int) (*cgroup.Leaf, error) {
 	if c.cg == nil {
 		return nil, nil
 	}
-	return c.cg.Leaf(fmt.Sprintf("worker-%d", id), c.memory)
+	return c.cg.Leaf(fmt.Sprintf("worker-%d", id))
 }
 
 // end removes the pool's cgroup, killing what is left in it, and stops the warden. Called once

@@ -236,6 +236,19 @@ func TestMain(m *testing.M) {
 		}
 		return strconv.Atoi(strings.TrimSpace(string(out)))
 	})
+	// forkmany starts n processes (sleep MARKER) and returns how many started and how many
+	// forks failed.
+	child.Handle("forkmany", func(_ context.Context, in forkInput) ([2]int, error) {
+		var out [2]int
+		for range in.N {
+			if err := exec.Command("sleep", in.Marker).Start(); err != nil {
+				out[1]++
+			} else {
+				out[0]++
+			}
+		}
+		return out, nil
+	})
 	var initialized string
 	child.Handle("init", func(_ context.Context, v string) (bool, error) {
 		if v == "refuse" {
@@ -318,6 +331,11 @@ func escapeParent() {
 	}
 	fmt.Printf("%d %d\n", p.Workers()[0].Pid, pid)
 	select {}
+}
+
+type forkInput struct {
+	N      int
+	Marker string
 }
 
 type spinInput struct {

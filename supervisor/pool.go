@@ -70,7 +70,10 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 		restart:  restarter{policy: cfg.Restart},
 	}
 	p.sampler.init(cfg.Workers)
-	p.contain()
+	if err := p.contain(); err != nil {
+		p.Close()
+		return nil, err
+	}
 	errs := make([]error, cfg.Workers)
 	var started sync.WaitGroup
 	for i := range cfg.Workers {

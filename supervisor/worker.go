@@ -269,7 +269,7 @@ func (w *worker) outOfMemory() {
 	if use.OOMKills == 0 {
 		return
 	}
-	e := &MemoryLimitError{RSS: use.Peak, Limit: w.p.containment.memory, Kernel: true}
+	e := &MemoryLimitError{RSS: use.Peak, Limit: w.p.containment.limits.Memory, Kernel: true}
 	w.mu.Lock()
 	during := w.phase
 	first := w.enter(phaseKilled)

@@ -59,6 +59,8 @@ type poolFlags struct {
 	retries     int
 	memHard     string
 	memSoft     string
+	maxProcs    int
+	cpuLimit    float64
 	logLevel    string
 	cpuProfile  string
 
@@ -128,6 +130,8 @@ running and is replaced.`,
 	root.PersistentFlags().IntVar(&pf.maxTasks, "max-tasks-per-worker", 0, "replace a worker after this many tasks (0: never)")
 	root.PersistentFlags().IntVar(&pf.retries, "retries", 0, "give a task to another worker up to this many times when its worker dies")
 	root.PersistentFlags().StringVar(&pf.memHard, "memory-limit", "", "kill a worker whose memory (with its children's) goes over this, e.g. 2GiB; its task fails (Linux: enforced by the kernel on the worker's cgroup where it has one, else sampled)")
+	root.PersistentFlags().IntVar(&pf.maxProcs, "max-procs", 0, "at most this many processes and threads in each worker's cgroup: forks past it fail (0: no limit; needs cgroups)")
+	root.PersistentFlags().Float64Var(&pf.cpuLimit, "cpu-limit", 0, "cap each worker, with all it starts, at this many cores, e.g. 0.5 (0: no limit; needs cgroups)")
 	root.PersistentFlags().StringVar(&pf.memSoft, "memory-soft-limit", "", "replace a worker over this much memory once it has finished its tasks, e.g. 1GiB (Linux)")
 	root.PersistentFlags().StringVar(&pf.logLevel, "log-level", "warn", "log level of the pool and its workers: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
@@ -231,7 +235,7 @@ func (pf *poolFlags) config() (supervisor.Config, error) {
 	}
 	cfg := supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log,
 		TaskTimeout: pf.timeout, CancelGrace: pf.cancelGrace, StopGrace: pf.stopGrace, HangTimeout: pf.hang,
-		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries}
+		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries, MaxProcs: pf.maxProcs, CPULimit: pf.cpuLimit}
 	if pf.hang == 0 {
 		cfg.HangTimeout = -1 // never (the library's zero is its default)
 	}

@@ -38,8 +38,10 @@ func NewPool() (*Pool, error) {
 		return nil, err
 	}
 	sweep(filepath.Join(mount, own))
-	if v1, err := ownV1Group("memory"); err == nil {
-		sweep(filepath.Join(memoryV1Root, v1))
+	for _, c := range []string{"memory", "pids", "cpu"} {
+		if v1, err := ownV1Group(c); err == nil {
+			sweep(filepath.Join(v1Root(c), v1))
+		}
 	}
 	var group, dir string
 	for {
@@ -87,7 +89,7 @@ func sweep(parent string) {
 			continue
 		}
 		dir := filepath.Join(parent, e.Name())
-		if strings.HasPrefix(dir, memoryV1Root+"/") {
+		if !strings.HasPrefix(dir, "/sys/fs/cgroup/unified/") && cgroups.IsCgroup2HybridMode() {
 			_ = cgroups.RemovePath(dir) // its processes were in the v2 cgroup's: killed there
 		} else {
 			_ = DestroyDir(dir, time.Second)
@@ -116,23 +118,9 @@ type Pool struct {
 	dir    string
 	layout string
 
-	memory bool   // EnableMemory succeeded: leaves may have a memory limit
-	memV1  string // on the hybrid layout, the pool's cgroup in the v1 memory hierarchy
+	limits Limits            // what Enable readied its leaves for
+	v1     map[string]string // on the hybrid layout, its cgroups in the v1 hierarchies
 }
-
-// EnableMemory readies the pool for memory limits on its leaves (Leaf's memoryMax), and
-// says why not where it cannot be.
-func (p *Pool) EnableMemory() error {
-	v1, err := p.enableMemory()
-	if err != nil {
-		return err
-	}
-	p.memory, p.memV1 = true, v1
-	return nil
-}
-
-// MemoryV1 is the pool's cgroup in the v1 memory hierarchy ("" if none).
-func (p *Pool) MemoryV1() string { return p.memV1 }
 
 // Layout is "cgroup2" or "hybrid" (see the package doc).
 func (p *Pool) Layout() string { return p.layout }
@@ -140,20 +128,16 @@ func (p *Pool) Layout() string { return p.layout }
 // Dir is the pool's cgroup directory.
 func (p *Pool) Dir() string { return p.dir }
 
-// Leaf makes the cgroup of one worker; memoryMax, if not zero (and EnableMemory succeeded),
-// is the memory the kernel lets it use.
-func (p *Pool) Leaf(name string, memoryMax uint64) (*Leaf, error) {
+// Leaf makes the cgroup of one worker, with the limits Enable readied.
+func (p *Pool) Leaf(name string) (*Leaf, error) {
 	dir := filepath.Join(p.dir, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("making a worker's cgroup: %w", err)
 	}
 	l := &Leaf{mgr: manager(dir), dir: dir}
-	if memoryMax > 0 && p.memory {
-		if err := l.limitMemory(memoryMax, p.memV1); err != nil {
-			_ = l.Destroy(0)
-			return nil, fmt.Errorf("setting the memory limit of %s: %w", dir, err)
-		}
-		l.memory = true
+	if err := l.limit(p.limits, p.v1); err != nil {
+		_ = l.Destroy(0)
+		return nil, fmt.Errorf("setting the limits of %s: %w", dir, err)
 	}
 	return l, nil
 }
@@ -162,8 +146,10 @@ func (p *Pool) Leaf(name string, memoryMax uint64) (*Leaf, error) {
 // timeout) and removes it.
 func (p *Pool) Destroy(timeout time.Duration) error {
 	err := destroy(p.mgr, p.dir, timeout, nil)
-	if p.memV1 != "" && err == nil {
-		err = cgroups.RemovePath(p.memV1)
+	for _, dir := range p.v1 {
+		if err == nil {
+			err = cgroups.RemovePath(dir)
+		}
 	}
 	return err
 }
@@ -172,8 +158,8 @@ func (p *Pool) Destroy(timeout time.Duration) error {
 type Leaf struct {
 	mgr    *fs2.Manager
 	dir    string
-	memory bool   // the kernel limits its memory
-	memV1  string // its cgroup in the v1 memory hierarchy (hybrid), if it has one
+	limits Limits            // what the kernel enforces on it
+	v1     map[string]string // its cgroups in the v1 hierarchies (hybrid), by controller
 }
 
 // Dir is the leaf's directory.
@@ -240,8 +226,10 @@ func (l *Leaf) Retire(timeout time.Duration) (u Usage, err error) {
 
 func (l *Leaf) retire(timeout time.Duration, emptied func()) error {
 	err := destroy(l.mgr, l.dir, timeout, emptied)
-	if l.memV1 != "" && err == nil { // its processes were those of the v2 leaf: gone
-		err = cgroups.RemovePath(l.memV1)
+	for _, dir := range l.v1 { // its processes were those of the v2 leaf: gone
+		if err == nil {
+			err = cgroups.RemovePath(dir)
+		}
 	}
 	return err
 }

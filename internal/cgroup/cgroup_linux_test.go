@@ -30,7 +30,7 @@ func newPool(t *testing.T) *Pool {
 // Destroy kills them, checks the leaf is empty and removes it.
 func TestLeafHoldsWhatItsProcessStarts(t *testing.T) {
 	p := newPool(t)
-	leaf, err := p.Leaf("w1", 0)
+	leaf, err := p.Leaf("w1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func BenchmarkLeafLifecycle(b *testing.B) {
 	}
 	defer p.Destroy(time.Second)
 	for i := 0; b.Loop(); i++ {
-		leaf, err := p.Leaf(fmt.Sprint("w", i), 0)
+		leaf, err := p.Leaf(fmt.Sprint("w", i))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func BenchmarkNoLeaf(b *testing.B) {
 // pool's cgroup, a setsid'd process that ignores SIGTERM and SIGHUP included, and removes it.
 func TestWardenClearsThePool(t *testing.T) {
 	p := newPool(t)
-	leaf, err := p.Leaf("w1", 0)
+	leaf, err := p.Leaf("w1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestWardenClearsThePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) })
-	w, err := StartWarden(p.Dir(), "")
+	w, err := StartWarden(p.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 // signals a terminal or a dying parent sends, reads its stdin, a pipe from the pool that
 // nothing is written to, until it ends (the pool closed it, or its process died, even of
 // SIGKILL), then kills whatever is left in the pool's cgroup (cgroup.kill is recursive),
-// waits up to 10 s for it to empty, and removes it. $0 is the pool's cgroup directory; $1, if
-// not empty, its cgroup in the v1 memory hierarchy, removed too.
+// waits up to 10 s for it to empty, and removes it. $0 is the pool's cgroup directory; the
+// other arguments its cgroups in v1 hierarchies (hybrid layout), removed too.
 const wardenScript = `trap '' INT TERM HUP QUIT
 cat >/dev/null
 [ -d "$0" ] || exit 0
@@ -23,9 +23,12 @@ while grep -q 'populated 1' "$0/cgroup.events" 2>/dev/null; do
   if [ $i -gt 1000 ]; then echo "supervise warden: cgroup $0 still holds processes after cgroup.kill" >&2; exit 1; fi
   sleep 0.01
 done
-for leaf in "$0"/*/ "$1"/*/; do [ -d "$leaf" ] && rmdir "$leaf"; done
-[ -z "$1" ] || rmdir "$1"
+for leaf in "$0"/*/; do [ -d "$leaf" ] && rmdir "$leaf"; done
 rmdir "$0"
+for d in "$@"; do
+  for leaf in "$d"/*/; do [ -d "$leaf" ] && rmdir "$leaf"; done
+  rmdir "$d"
+done
 `
 
 // Warden is a started warden of a pool's cgroup.
@@ -34,16 +37,16 @@ type Warden struct {
 	pipe *os.File
 }
 
-// StartWarden starts the warden of the pool cgroup dir (and of its v1 memory cgroup, if not
-// empty): a process, outside the cgroup, that kills and removes it once the pool stops it or
-// the pool's process dies.
-func StartWarden(dir, memV1 string) (*Warden, error) {
+// StartWarden starts the warden of the pool cgroup dir (and of its cgroups in v1 hierarchies):
+// a process, outside the cgroup, that kills and removes it once the pool stops it or the
+// pool's process dies.
+func StartWarden(dir string, v1 ...string) (*Warden, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	cmd := exec.Command("/bin/sh", "-c", wardenScript, dir, memV1)
+	cmd := exec.Command("/bin/sh", append([]string{"-c", wardenScript, dir}, v1...)...)
 	cmd.Stdin, cmd.Stderr = r, os.Stderr
 	if err := cmd.Start(); err != nil {
 		w.Close()

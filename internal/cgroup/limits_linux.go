@@ -110,7 +110,8 @@ func (l *Leaf) limit(lim Limits, v1Pool map[string]string) error {
 	if lim.Memory > 0 {
 		m := strconv.FormatUint(lim.Memory, 10)
 		set = append(set, setting{"memory", "memory.max", "memory.limit_in_bytes", m},
-			setting{"memory", "memory.swap.max", "memory.memsw.limit_in_bytes", m}) // no swap to evade it
+			// No swap to evade it: none on v2; on v1, memory and swap together (memsw).
+			setting{"memory", "memory.swap.max", "", "0"}, setting{"memory", "", "memory.memsw.limit_in_bytes", m})
 	}
 	if lim.Procs > 0 {
 		set = append(set, setting{"pids", "pids.max", "pids.max", strconv.Itoa(lim.Procs)})

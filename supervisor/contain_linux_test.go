@@ -54,6 +54,10 @@ func TestEscapedProcessGoneAfterClose(t *testing.T) {
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("the escaped process %d is not running: %v", pid, err)
 	}
+	// The worker's figures count it: it is in the worker's cgroup, if not in its tree.
+	if w := p.Stats().Workers[0]; w.Processes != 2 {
+		t.Errorf("the worker and its escaped process are %d processes, want 2", w.Processes)
+	}
 	p.Close() // returns once each worker's cgroup is empty
 	proctest.AssertGone(t, pid)
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {

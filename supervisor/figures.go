@@ -45,9 +45,22 @@ type treeSample struct {
 // after it ends), and its resident memory. A process that ends while being read is skipped.
 // The CPU times come from one read of /proc/PID/stat on Linux: gopsutil's Process.Times leaves
 // out the reaped children's time, and a second read for it doubled the cost of a sample.
-func treeFigures(pid int) treeSample {
+func treeFigures(pid int) treeSample { return figuresOf(procfs.Tree(pid)) }
+
+// workerFigures are the figures of the worker's processes: those of its cgroup where it has
+// one (every process it started, escaped ones included), else its tree.
+func (w *worker) workerFigures() treeSample {
+	if w.leaf != nil {
+		if pids, err := w.leaf.Procs(); err == nil {
+			return figuresOf(pids)
+		}
+	}
+	return treeFigures(w.pid)
+}
+
+func figuresOf(pids []int) treeSample {
 	var out treeSample
-	for _, id := range procfs.Tree(pid) {
+	for _, id := range pids {
 		proc := &process.Process{Pid: int32(id)}
 		own, reaped, err := procfs.CPU(id)
 		if errors.Is(err, errors.ErrUnsupported) {

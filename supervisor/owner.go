@@ -196,7 +196,20 @@ func (p procProbe) cpu() time.Duration {
 	return total
 }
 
-func (p procProbe) rss() (uint64, error) { return procfs.TreeRSS(p.w.pid) }
+func (p procProbe) rss() (uint64, error) {
+	if p.w.leaf != nil { // every process of its cgroup, escaped ones included
+		if pids, err := p.w.leaf.Procs(); err == nil {
+			var rss uint64
+			for _, pid := range pids {
+				if r, err := procfs.RSS(pid); err == nil {
+					rss += r
+				}
+			}
+			return rss, nil
+		}
+	}
+	return procfs.TreeRSS(p.w.pid)
+}
 
 func (p procProbe) unread() int {
 	if p.w.stdout == nil {

@@ -281,7 +281,7 @@ func (p *Pool) sample() Stats {
 		}
 		liveSlow[i] = slices.Clone(w.slowest)
 		w.mu.Unlock()
-		tree := treeFigures(w.pid)
+		tree := w.workerFigures()
 		if w.leaf != nil { // exact: every process that ran in its cgroup, escaped ones too
 			if cpu, err := w.leaf.CPU(); err == nil {
 				tree.cpu = cpu

@@ -17,12 +17,20 @@ func NewPool() (*Pool, error) { return nil, errNotLinux }
 
 type Pool struct{}
 
-func (p *Pool) Layout() string                     { return "" }
-func (p *Pool) Dir() string                        { return "" }
-func (p *Pool) Leaf(string, uint64) (*Leaf, error) { return nil, errNotLinux }
-func (p *Pool) EnableMemory() error                { return errNotLinux }
-func (p *Pool) MemoryV1() string                   { return "" }
-func (p *Pool) Destroy(time.Duration) error        { return nil }
+func (p *Pool) Layout() string             { return "" }
+func (p *Pool) Dir() string                { return "" }
+func (p *Pool) Leaf(string) (*Leaf, error) { return nil, errNotLinux }
+func (p *Pool) Enable(Limits) error        { return errNotLinux }
+func (p *Pool) V1() map[string]string      { return nil }
+
+// Limits are the kernel's limits on a worker's cgroup (see limits_linux.go).
+type Limits struct {
+	Memory uint64
+	Procs  int
+	CPU    float64
+}
+
+func (p *Pool) Destroy(time.Duration) error { return nil }
 
 type Leaf struct{}
 

@@ -101,6 +101,9 @@ func Group(pgrp int) ([]int, error) {
 }
 
 // rssOf reads the resident pages of one process from /proc/PID/statm ("size resident ...").
+// RSS is one process's resident memory, in bytes.
+func RSS(pid int) (uint64, error) { return rssOf(pid) }
+
 func rssOf(pid int) (uint64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
 	if err != nil {

@@ -11,6 +11,9 @@ import (
 // TreeRSS is only implemented on Linux.
 func TreeRSS(pid int) (uint64, error) { return 0, errors.ErrUnsupported }
 
+// RSS is one process's resident memory: only known on Linux.
+func RSS(int) (uint64, error) { return 0, errors.ErrUnsupported }
+
 // Tree returns pid alone: descendants are only found on Linux.
 func Tree(pid int) []int { return []int{pid} }
 

@@ -67,9 +67,11 @@ type Config struct {
 	// Where the pool has cgroups (Stats.Containment) the kernel enforces it on the worker's
 	// cgroup; elsewhere it is sampled.
 	MemoryHardLimit uint64
-	// MaxProcs: at most this many processes and threads in a worker's cgroup (pids.max; a Go
-	// worker has a dozen threads of its own): a fork past it fails, and the handler decides
-	// what that means for its task. Zero: no limit. Needs cgroups: Start says what is missing.
+	// MaxProcs: at most this many processes and threads in a worker's cgroup (pids.max): a fork
+	// past it fails, and the handler decides what that means for its task. Leave room for the
+	// worker's own threads: a Go worker has a dozen, more while calls block in the kernel, and
+	// its runtime aborts when it cannot make one it needs (the task then fails with
+	// ErrWorkerDied). Zero: no limit. Needs cgroups: Start says what is missing.
 	MaxProcs int
 	// CPULimit caps the CPU time of each worker's cgroup at this many cores (cpu.max): 0.5 is
 	// half a core, whatever the worker starts. Zero: no limit. Needs cgroups, as MaxProcs.

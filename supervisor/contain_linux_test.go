@@ -140,17 +140,21 @@ func TestCPUOfEscapedProcessCounted(t *testing.T) {
 
 // A handler that forks 1,000 sleepers under MaxProcs 64 gets fork failures past 64 (the
 // worker's own threads count too) and decides what they mean: here it returns the counts.
-// Closing the pool leaves none of them.
+// Closing the pool leaves none of them. On a loaded machine the Go runtime of the worker may
+// need a thread more while the limit is reached, and aborts ("failed to create new OS
+// thread"): the task then fails with ErrWorkerDied, which is as good an outcome here.
 func TestMaxProcs(t *testing.T) {
 	p, _ := startPool(t, supervisor.Config{Workers: 1, MaxProcs: 64})
 	needCgroups(t, p)
 	marker := fmt.Sprintf("300.%d", time.Now().UnixNano()%1000000)
 	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+marker).Run() })
 	n, err := supervisor.Bind[forkInput, [2]int](p, "forkmany").Call(context.Background(), forkInput{N: 1000, Marker: marker})
-	if err != nil {
+	switch started, failed := n[0], n[1]; {
+	case errors.Is(err, supervisor.ErrWorkerDied):
+		t.Logf("the worker's runtime gave up at the limit: %.200s", err)
+	case err != nil:
 		t.Fatal(err)
-	}
-	if started, failed := n[0], n[1]; started >= 64 || failed < 1000-64 {
+	case started >= 64 || failed < 1000-64:
 		t.Fatalf("%d forks started and %d failed under MaxProcs 64", started, failed)
 	}
 	p.Close()

@@ -37,6 +37,11 @@ func NewPool() (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Moving a process between cgroups (here: cloning it into a leaf) needs write access to
+	// cgroup.procs of the common ancestor, this process's own cgroup.
+	if err := unix.Access(filepath.Join(mount, own, "cgroup.procs"), unix.W_OK); err != nil {
+		return nil, fmt.Errorf("cannot move processes in this process's cgroup %s: %w", own, err)
+	}
 	sweep(filepath.Join(mount, own))
 	for _, c := range []string{"memory", "pids", "cpu"} {
 		if v1, err := ownV1Group(c); err == nil {

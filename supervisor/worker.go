@@ -111,6 +111,11 @@ func (p *Pool) startWorker(slot int) (_ *worker, err error) {
 		dog:        newWatchdog(&p.cfg),
 	}
 	w.probe = procProbe{w}
+	if p.containment.limits.Memory > 0 {
+		// The kernel enforces the hard limit on the worker's cgroup; RSS, which counts pages
+		// charged to other cgroups (the shared binary's), would only kill it early.
+		w.dog.memHard = 0
+	}
 	defer func() {
 		if err != nil {
 			p.emit(EventStartFailed{WorkerID: w.id, Err: err})

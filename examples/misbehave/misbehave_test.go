@@ -75,8 +75,8 @@ func TestFaultMatrix(t *testing.T) {
 		// and the time limit won over the memory limit this case is about.
 		{kind: "eat", cfg: func(c *supervisor.Config) { c.TaskTimeout = 0 }, check: func(t *testing.T, err error) {
 			var me *supervisor.MemoryLimitError
-			// Sampled, the RSS seen is over the limit; enforced by the kernel on the worker's
-			// cgroup (whichever is first), the cgroup's peak is at the limit.
+			// Sampled (no cgroups), the RSS seen is over the limit; enforced by the kernel on
+			// the worker's cgroup, the cgroup's peak is at the limit.
 			if !errors.As(err, &me) || me.Limit != 128<<20 || (me.Kernel && me.RSS > me.Limit+8192) || (!me.Kernel && me.RSS <= me.Limit) {
 				t.Fatalf("want a *MemoryLimitError over 128 MiB, got %v", err)
 			}

@@ -23,12 +23,14 @@ while grep -q 'populated 1' "$0/cgroup.events" 2>/dev/null; do
   if [ $i -gt 1000 ]; then echo "supervise warden: cgroup $0 still holds processes after cgroup.kill" >&2; exit 1; fi
   sleep 0.01
 done
-for leaf in "$0"/*/; do [ -d "$leaf" ] && rmdir "$leaf"; done
-rmdir "$0"
+for leaf in "$0"/*/; do [ -d "$leaf" ] && rmdir "$leaf" 2>/dev/null; done
+rmdir "$0" 2>/dev/null
 for d in "$@"; do
-  for leaf in "$d"/*/; do [ -d "$leaf" ] && rmdir "$leaf"; done
-  rmdir "$d"
+  for leaf in "$d"/*/; do [ -d "$leaf" ] && rmdir "$leaf" 2>/dev/null; done
+  rmdir "$d" 2>/dev/null
 done
+# (another pool's sweep may have removed them first: only what is left is an error)
+if [ -d "$0" ]; then echo "supervise warden: cannot remove cgroup $0" >&2; exit 1; fi
 `
 
 // Warden is a started warden of a pool's cgroup.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,9 +32,7 @@ func needCgroups(t *testing.T, p *supervisor.Pool) {
 }
 
 // killEscaped kills a process a test left behind, should the pool have failed to.
-func killEscaped(t *testing.T, pid int) {
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
-}
+func killEscaped(t *testing.T, pid int) { proctest.KillAtCleanup(t, pid) }
 
 // A handler starts a process that calls setsid and ignores SIGTERM and SIGHUP, and returns:
 // the process leaves the worker's process group, but not its cgroup, and Close kills it.
@@ -147,7 +146,7 @@ func TestMaxProcs(t *testing.T) {
 	p, _ := startPool(t, supervisor.Config{Workers: 1, MaxProcs: 64})
 	needCgroups(t, p)
 	marker := fmt.Sprintf("300.%d", time.Now().UnixNano()%1000000)
-	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+marker).Run() })
+	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+regexp.QuoteMeta(marker)).Run() })
 	n, err := supervisor.Bind[forkInput, [2]int](p, "forkmany").Call(context.Background(), forkInput{N: 1000, Marker: marker})
 	switch started, failed := n[0], n[1]; {
 	case errors.Is(err, supervisor.ErrWorkerDied):

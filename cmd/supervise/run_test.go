@@ -199,7 +199,7 @@ func TestRunEscapedProcessGoneAtEnd(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "left "+marker) {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-f", marker).Run() })
+	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+regexp.QuoteMeta(marker)).Run() })
 	proctest.AwaitNoProcessWithArg(t, 2*time.Second, marker) // gone by the end; the margin is for /proc
 }
 
@@ -215,7 +215,7 @@ func TestRunParentKilledEscapedProcessGone(t *testing.T) {
 			t.Fatalf("first line %q, %v", line, err)
 		}
 	}
-	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-f", marker).Run() })
+	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+regexp.QuoteMeta(marker)).Run() })
 	killRunAndAwait(t, script, marker, marker+"\n", idle,
 		"--workers", "1", "--stop-grace", "300ms", "run", "--call", "escape", "--", py, script)
 }

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -154,7 +153,7 @@ func TestFaultMatrix(t *testing.T) {
 			if m := escapedLine.FindStringSubmatch(rec.String()); m != nil {
 				pid, _ := strconv.Atoi(m[1])
 				pids = append(pids, pid)
-				t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // should the pool fail to
+				proctest.KillAtCleanup(t, pid) // should the pool have failed to
 			}
 			if c.kind == "escape" && len(pids) != len(rec.Pids())+1 {
 				t.Fatalf("the escaped process's pid is not in the log:\n%s", rec)

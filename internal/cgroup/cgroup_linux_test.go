@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
 func newPool(t *testing.T) *Pool {
@@ -168,7 +170,7 @@ func TestWardenClearsThePool(t *testing.T) {
 	if _, err := fmt.Sscan(string(out), &escaped); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) })
+	proctest.KillAtCleanup(t, escaped)
 	w, err := StartWarden(p.Dir())
 	if err != nil {
 		t.Fatal(err)

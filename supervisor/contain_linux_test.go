@@ -31,6 +31,18 @@ func needCgroups(t *testing.T, p *supervisor.Pool) {
 	}
 }
 
+// canMakeCgroups skips a test where this process cannot make cgroups, unless
+// SUPERVISE_REQUIRE_CGROUP=1 makes that a failure.
+func canMakeCgroups(t *testing.T) {
+	t.Helper()
+	if err := cgroup.Usable(); err != nil {
+		if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
+			t.Fatalf("no cgroups, and SUPERVISE_REQUIRE_CGROUP=1: %v", err)
+		}
+		t.Skipf("no cgroups here: %v", err)
+	}
+}
+
 // killEscaped kills a process a test left behind, should the pool have failed to.
 func killEscaped(t *testing.T, pid int) { proctest.KillAtCleanup(t, pid) }
 
@@ -143,8 +155,8 @@ func TestCPUOfEscapedProcessCounted(t *testing.T) {
 // need a thread more while the limit is reached, and aborts ("failed to create new OS
 // thread"): the task then fails with ErrWorkerDied, which is as good an outcome here.
 func TestMaxProcs(t *testing.T) {
+	canMakeCgroups(t) // else Start fails (TestCgroupOnlyLimitsWithoutCgroups)
 	p, _ := startPool(t, supervisor.Config{Workers: 1, MaxProcs: 64})
-	needCgroups(t, p)
 	marker := fmt.Sprintf("300.%d", time.Now().UnixNano()%1000000)
 	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+regexp.QuoteMeta(marker)).Run() })
 	n, err := supervisor.Bind[forkInput, [2]int](p, "forkmany").Call(context.Background(), forkInput{N: 1000, Marker: marker})
@@ -164,8 +176,8 @@ func TestMaxProcs(t *testing.T) {
 // 0.30 of wall time (0.25 plus a margin for the first period's slack). A loaded machine only
 // makes it slower, so only the cap is asserted; the share is logged.
 func TestCPULimit(t *testing.T) {
+	canMakeCgroups(t)
 	p, _ := startPool(t, supervisor.Config{Workers: 1, CPULimit: 0.25})
-	needCgroups(t, p)
 	start := time.Now()
 	if _, err := supervisor.Bind[spinInput, float64](p, "spin").Call(context.Background(), spinInput{CPU: -1, Ms: 500}); err != nil {
 		t.Fatal(err)

@@ -31,18 +31,6 @@ func needCgroups(t *testing.T, p *supervisor.Pool) {
 	}
 }
 
-// canMakeCgroups skips a test where this process cannot make cgroups, unless
-// SUPERVISE_REQUIRE_CGROUP=1 makes that a failure.
-func canMakeCgroups(t *testing.T) {
-	t.Helper()
-	if err := cgroup.Usable(); err != nil {
-		if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
-			t.Fatalf("no cgroups, and SUPERVISE_REQUIRE_CGROUP=1: %v", err)
-		}
-		t.Skipf("no cgroups here: %v", err)
-	}
-}
-
 // killEscaped kills a process a test left behind, should the pool have failed to.
 func killEscaped(t *testing.T, pid int) { proctest.KillAtCleanup(t, pid) }
 
@@ -105,12 +93,7 @@ func TestEscapedProcessGoneAfterTimeLimitKill(t *testing.T) {
 // The pool's process is SIGKILLed, after its worker ran a task that left a setsid'd process
 // ignoring SIGTERM and SIGHUP: the pool's warden clears the cgroup.
 func TestEscapedProcessGoneAfterParentIsKilled(t *testing.T) {
-	if err := cgroup.Usable(); err != nil {
-		if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
-			t.Fatalf("no cgroups, and SUPERVISE_REQUIRE_CGROUP=1: %v", err)
-		}
-		t.Skipf("no cgroups here: %v", err)
-	}
+	pooltest.NeedCgroups(t)
 	killParentAndAwait(t, "escape-parent", 2)
 }
 
@@ -155,7 +138,7 @@ func TestCPUOfEscapedProcessCounted(t *testing.T) {
 // need a thread more while the limit is reached, and aborts ("failed to create new OS
 // thread"): the task then fails with ErrWorkerDied, which is as good an outcome here.
 func TestMaxProcs(t *testing.T) {
-	canMakeCgroups(t) // else Start fails (TestCgroupOnlyLimitsWithoutCgroups)
+	pooltest.NeedCgroups(t) // else Start fails (TestCgroupOnlyLimitsWithoutCgroups)
 	p, _ := startPool(t, supervisor.Config{Workers: 1, MaxProcs: 64})
 	marker := fmt.Sprintf("300.%d", time.Now().UnixNano()%1000000)
 	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+regexp.QuoteMeta(marker)).Run() })
@@ -177,7 +160,7 @@ func TestMaxProcs(t *testing.T) {
 // cgroup (Stats). A loaded machine only makes it slower, so only the cap is asserted; the
 // share is logged.
 func TestCPULimit(t *testing.T) {
-	canMakeCgroups(t)
+	pooltest.NeedCgroups(t)
 	p, _ := startPool(t, supervisor.Config{Workers: 1, CPULimit: 0.25, StatsInterval: 10 * time.Millisecond})
 	needCgroups(t, p)
 	before := p.Stats().Workers[0].CPU

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/supervise-dev/supervise/internal/cgroup"
+	"github.com/supervise-dev/supervise/internal/pooltest"
 	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
@@ -190,7 +190,7 @@ func TestRunParentOfIdleWorkerKilledLeavesNoOrphan(t *testing.T) {
 // A Python handler leaves a process that calls setsid and ignores SIGTERM and SIGHUP: it
 // leaves the worker's process group, but not its cgroup, and is gone when run ends.
 func TestRunEscapedProcessGoneAtEnd(t *testing.T) {
-	needCgroups(t)
+	pooltest.NeedCgroups(t)
 	py, script := pythonScript(t, "litter_worker.py")
 	marker := sleepMarker()
 	cmd := exec.Command(binary, "--workers", "1", "--stop-grace", "300ms", "run", "--call", "escape", "--", py, script)
@@ -206,7 +206,7 @@ func TestRunEscapedProcessGoneAtEnd(t *testing.T) {
 // The same, and supervise run is SIGKILLed while its worker is idle: the pool's warden kills
 // the escaped process.
 func TestRunParentKilledEscapedProcessGone(t *testing.T) {
-	needCgroups(t)
+	pooltest.NeedCgroups(t)
 	py, script := pythonScript(t, "litter_worker.py")
 	marker := sleepMarker()
 	idle := func(stdout io.Reader) {
@@ -218,18 +218,6 @@ func TestRunParentKilledEscapedProcessGone(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("pkill", "-KILL", "-xf", "sleep "+regexp.QuoteMeta(marker)).Run() })
 	killRunAndAwait(t, script, marker, marker+"\n", idle,
 		"--workers", "1", "--stop-grace", "300ms", "run", "--call", "escape", "--", py, script)
-}
-
-// needCgroups skips a test of cgroup containment where this process cannot make cgroups,
-// unless SUPERVISE_REQUIRE_CGROUP=1 (CI sets it) makes that a failure.
-func needCgroups(t *testing.T) {
-	t.Helper()
-	if err := cgroup.Usable(); err != nil {
-		if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
-			t.Fatalf("no cgroups, and SUPERVISE_REQUIRE_CGROUP=1: %v", err)
-		}
-		t.Skipf("no cgroups here: %v", err)
-	}
 }
 
 // sleepMarker is an argument for sleep unique to this run, to find its processes by.

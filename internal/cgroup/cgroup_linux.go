@@ -1,12 +1,12 @@
 package cgroup
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -33,7 +33,7 @@ func NewPool() (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	own, err := ownGroup()
+	own, err := ownGroup("")
 	if err != nil {
 		return nil, err
 	}
@@ -42,10 +42,10 @@ func NewPool() (*Pool, error) {
 	if err := unix.Access(filepath.Join(mount, own, "cgroup.procs"), unix.W_OK); err != nil {
 		return nil, fmt.Errorf("cannot move processes in this process's cgroup %s: %w", own, err)
 	}
-	sweep(filepath.Join(mount, own))
+	sweep(filepath.Join(mount, own), false)
 	for _, c := range []string{"memory", "pids", "cpu"} {
-		if v1, err := ownV1Group(c); err == nil {
-			sweep(filepath.Join(v1Root(c), v1))
+		if v1, err := ownGroup(c); err == nil {
+			sweep(filepath.Join(v1Root(c), v1), true)
 		}
 	}
 	var group, dir string
@@ -81,10 +81,11 @@ func manager(dir string) *fs2.Manager {
 }
 
 // sweep clears away the pool cgroups in parent left by processes that are gone without
-// removing them and had no warden to (a program that does not call child.Main, killed): what
-// still runs in them is what the warden would have killed. A cgroup whose process id is
-// alive is left alone, whoever has that id now.
-func sweep(parent string) {
+// removing them, and whose warden did not either (killed with them, say): what still runs in
+// them is what the warden would have killed. A cgroup whose process id is alive is left
+// alone, whoever has that id now. v1 says parent is in a v1 hierarchy: the processes of a
+// cgroup there were in its v2 twin, killed there.
+func sweep(parent string, v1 bool) {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), "supervise-")
@@ -93,28 +94,32 @@ func sweep(parent string) {
 		if !ok || !ok2 || err != nil || !e.IsDir() || unix.Kill(n, 0) != unix.ESRCH {
 			continue
 		}
-		dir := filepath.Join(parent, e.Name())
-		if !strings.HasPrefix(dir, "/sys/fs/cgroup/unified/") && cgroups.IsCgroup2HybridMode() {
-			_ = cgroups.RemovePath(dir) // its processes were in the v2 cgroup's: killed there
+		if dir := filepath.Join(parent, e.Name()); v1 {
+			_ = cgroups.RemovePath(dir)
 		} else {
 			_ = DestroyDir(dir, time.Second)
 		}
 	}
 }
 
-// ownGroup is this process's cgroup in the v2 hierarchy ("0::/path" in /proc/self/cgroup).
-func ownGroup() (string, error) {
+// ownGroup is this process's cgroup in the hierarchy of a v1 controller, or with controller
+// "" in the v2 hierarchy ("0::/path" in /proc/self/cgroup).
+func ownGroup(controller string) (string, error) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return "", err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if g, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			return g, nil
+	for line := range strings.Lines(string(b)) {
+		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(f) == 3 && (controller == "" && f[0] == "0" && f[1] == "" ||
+			controller != "" && slices.Contains(strings.Split(f[1], ","), controller)) {
+			return f[2], nil
 		}
 	}
-	return "", errors.New("this process is in no cgroup of the v2 hierarchy (/proc/self/cgroup)")
+	if controller == "" {
+		return "", errors.New("this process is in no cgroup of the v2 hierarchy (/proc/self/cgroup)")
+	}
+	return "", fmt.Errorf("no v1 %s controller in /proc/self/cgroup", controller)
 }
 
 // Pool is a pool's cgroup: a directory holding a leaf per worker.
@@ -150,13 +155,7 @@ func (p *Pool) Leaf(name string) (*Leaf, error) {
 // Destroy kills every process left in the pool's cgroup, waits until it is empty (at most
 // timeout) and removes it.
 func (p *Pool) Destroy(timeout time.Duration) error {
-	err := destroy(p.mgr, p.dir, timeout, nil)
-	for _, dir := range p.v1 {
-		if err == nil {
-			err = cgroups.RemovePath(dir)
-		}
-	}
-	return err
+	return removeV1(destroy(p.mgr, p.dir, timeout, nil), p.v1)
 }
 
 // Leaf is one worker's cgroup.
@@ -230,8 +229,13 @@ func (l *Leaf) Retire(timeout time.Duration) (u Usage, err error) {
 }
 
 func (l *Leaf) retire(timeout time.Duration, emptied func()) error {
-	err := destroy(l.mgr, l.dir, timeout, emptied)
-	for _, dir := range l.v1 { // its processes were those of the v2 leaf: gone
+	return removeV1(destroy(l.mgr, l.dir, timeout, emptied), l.v1)
+}
+
+// removeV1 removes the v1 twins of a v2 cgroup that destroy emptied (err nil): their
+// processes were those of the v2 cgroup, gone.
+func removeV1(err error, dirs map[string]string) error {
+	for _, dir := range dirs {
 		if err == nil {
 			err = cgroups.RemovePath(dir)
 		}

@@ -46,7 +46,7 @@ func (p *Pool) Enable(lim Limits) error {
 	if p.layout == "hybrid" {
 		v1 := map[string]string{}
 		for _, c := range ctrls {
-			own, err := ownV1Group(c)
+			own, err := ownGroup(c)
 			if err != nil {
 				return err
 			}
@@ -75,30 +75,6 @@ func (p *Pool) Enable(lim Limits) error {
 
 // V1 is the pool's cgroups in the v1 hierarchies (hybrid layout), by controller.
 func (p *Pool) V1() map[string]string { return p.v1 }
-
-// ownV1Group is this process's cgroup in the v1 hierarchy of controller.
-func ownV1Group(controller string) (string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", err
-	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
-		if len(f) == 3 && slicesContains(strings.Split(f[1], ","), controller) {
-			return f[2], nil
-		}
-	}
-	return "", fmt.Errorf("no v1 %s controller in /proc/self/cgroup", controller)
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
 
 // cpuPeriod is the period of a CPU limit, in microseconds (the kernel's default).
 const cpuPeriod = 100000

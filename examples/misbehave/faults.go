@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -91,6 +92,20 @@ func misbehave(ctx context.Context, f Fault) (int, error) {
 			return 0, err
 		}
 		fmt.Fprintln(os.Stderr, "misbehave: escaped", cmd.Process.Pid)
+		time.Sleep(time.Hour)
+	case "forkbomb": // forks sleepers until fork fails (or 1,000 of them), says how many
+		// started, then hangs deaf to cancels. Only a cgroup's pids.max bounds it: not in
+		// Kinds either.
+		var pids []string
+		var err error
+		for range 1000 {
+			var pid int
+			if pid, err = syscall.ForkExec("/bin/sleep", []string{"sleep", "300"}, nil); err != nil {
+				break
+			}
+			pids = append(pids, strconv.Itoa(pid))
+		}
+		fmt.Fprintf(os.Stderr, "misbehave: forked %d (%v): %s\n", len(pids), err, strings.Join(pids, " "))
 		time.Sleep(time.Hour)
 	}
 	return 0, fmt.Errorf("misbehave: unknown kind %q", f.Kind)

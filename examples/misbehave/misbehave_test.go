@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -41,6 +42,7 @@ func matrixConfig() supervisor.Config {
 var (
 	grandchildrenLine = regexp.MustCompile(`misbehave: grandchildren (\d+) (\d+)`)
 	escapedLine       = regexp.MustCompile(`misbehave: escaped (\d+)`)
+	forkedLine        = regexp.MustCompile(`misbehave: forked (\d+) \(.*\):((?: \d+)*)`)
 )
 
 // The fault matrix: for each way a worker goes wrong, the faulty task fails with its typed
@@ -48,6 +50,7 @@ var (
 // closed no process of it, nor any of their descendants, is left.
 func TestFaultMatrix(t *testing.T) {
 	cases := []struct {
+		name   string // if not the kind's
 		kind   string
 		cfg    func(*supervisor.Config)
 		check  func(t *testing.T, err error)
@@ -99,9 +102,23 @@ func TestFaultMatrix(t *testing.T) {
 		}},
 		{kind: "grandchildren", check: wantHardTimeout},
 		{kind: "escape", check: wantHardTimeout, cgroup: true},
+		// Under pids.max, fork fails past 64 (the worker's threads count too). The worker's
+		// runtime may need a thread more at the limit and abort: a dead worker is as good.
+		{kind: "forkbomb", cfg: func(c *supervisor.Config) { c.MaxProcs = 64 }, cgroup: true,
+			check: func(t *testing.T, err error) {
+				var te *supervisor.TimeoutError
+				if !(errors.As(err, &te) && te.Hard) && !errors.Is(err, supervisor.ErrWorkerDied) {
+					t.Fatalf("want a hard *TimeoutError or ErrWorkerDied, got %v", err)
+				}
+			}},
+		// A quarter of a core still spins past the time limit, and is killed for it.
+		{name: "spin-capped", kind: "spin", cfg: func(c *supervisor.Config) { c.CPULimit = 0.25 }, check: wantHardTimeout, cgroup: true},
 	}
 	for _, c := range cases {
-		t.Run(c.kind, func(t *testing.T) {
+		t.Run(cmp.Or(c.name, c.kind), func(t *testing.T) {
+			if c.cgroup {
+				pooltest.NeedCgroups(t) // only cgroups contain this fault
+			}
 			cfg := matrixConfig()
 			if c.cfg != nil {
 				c.cfg(&cfg)
@@ -111,13 +128,6 @@ func TestFaultMatrix(t *testing.T) {
 			pool, err := supervisor.Start(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if c.cgroup && pool.Stats().Containment == supervisor.ContainProcessGroup {
-				pool.Close()
-				if os.Getenv("SUPERVISE_REQUIRE_CGROUP") == "1" {
-					t.Fatal("no cgroups, and SUPERVISE_REQUIRE_CGROUP=1")
-				}
-				t.Skip("only cgroups contain this fault, and the pool has none here")
 			}
 			call := supervisor.Bind[Fault, int](pool, "misbehave")
 			fault := call.Submit(ctx, Fault{Kind: c.kind})
@@ -154,6 +164,18 @@ func TestFaultMatrix(t *testing.T) {
 				pid, _ := strconv.Atoi(m[1])
 				pids = append(pids, pid)
 				proctest.KillAtCleanup(t, pid) // should the pool have failed to
+			}
+			if m := forkedLine.FindStringSubmatch(rec.String()); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				t.Logf("%d forks started under MaxProcs 64", n)
+				if n >= 64 || len(strings.Fields(m[2])) != n {
+					t.Fatalf("%d forks started under MaxProcs 64: %s", n, m[0])
+				}
+				for _, s := range strings.Fields(m[2]) {
+					pid, _ := strconv.Atoi(s)
+					pids = append(pids, pid)
+					proctest.KillAtCleanup(t, pid)
+				}
 			}
 			if c.kind == "escape" && len(pids) != len(rec.Pids())+1 {
 				t.Fatalf("the escaped process's pid is not in the log:\n%s", rec)

@@ -82,12 +82,20 @@ func manager(dir string) *fs2.Manager {
 
 // sweep clears away the pool cgroups in parent left by processes that are gone without
 // removing them, and whose warden did not either (killed with them, say): what still runs in
-// them is what the warden would have killed. A cgroup whose process id is alive is left
+// them is what the warden would have killed. A dead process's own leaf (leaveOwnGroup) is
+// removed if empty: what runs there was started by it, outside its pools, and is not ours
+// to kill. A cgroup whose process id is alive is left
 // alone, whoever has that id now. v1 says parent is in a v1 hierarchy: the processes of a
 // cgroup there were in its v2 twin, killed there.
 func sweep(parent string, v1 bool) {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
+		if pid, ok := strings.CutPrefix(e.Name(), "supervise-parent-"); ok && !v1 {
+			if n, err := strconv.Atoi(pid); err == nil && unix.Kill(n, 0) == unix.ESRCH {
+				_ = os.Remove(filepath.Join(parent, e.Name())) // fails while anything is in it
+			}
+			continue
+		}
 		rest, ok := strings.CutPrefix(e.Name(), "supervise-")
 		pid, _, ok2 := strings.Cut(rest, "-")
 		n, err := strconv.Atoi(pid)

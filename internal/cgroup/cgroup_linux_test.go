@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
@@ -184,4 +185,89 @@ func TestWardenClearsThePool(t *testing.T) {
 	if _, err := os.Stat(p.Dir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the pool's cgroup %s is left: %v", p.Dir(), err)
 	}
+}
+
+// On cgroup v2 a cgroup that hands controllers to its children may hold no processes (the
+// root apart), so enabling one for the pool moves this process into a leaf of its own, and
+// refuses, saying why, where other processes share its cgroup. Tested with hugetlb, the one
+// controller the v2 hierarchy of the hybrid layout has: the test runs itself in a fresh
+// cgroup under the root, with a sleeper beside it or not.
+func TestEnableMovesThisProcessIntoALeaf(t *testing.T) {
+	if os.Getenv("CGROUP_TEST_ENABLE") == "1" {
+		enableInChild()
+		return
+	}
+	p := newPool(t)
+	mount := filepath.Dir(p.Dir())
+	if own, _ := ownGroup(""); own != "/" || !controllerAvailable(mount, "hugetlb") {
+		t.Skip("needs to run in the root cgroup, with hugetlb in the v2 hierarchy (the hybrid layout)")
+	}
+	if !enabledBelow(mount, "hugetlb") {
+		if err := enableController(mount, "hugetlb"); err != nil {
+			t.Skipf("cannot enable hugetlb in the root cgroup: %v", err)
+		}
+		t.Cleanup(func() { _ = cgroups.WriteFile(mount, "cgroup.subtree_control", "-hugetlb") })
+	}
+	for _, shared := range []bool{false, true} {
+		group := filepath.Join(mount, fmt.Sprintf("supervise-test-%d", os.Getpid()))
+		if err := os.Mkdir(group, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = DestroyDir(group, 5*time.Second) })
+		fd, err := os.Open(group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if shared {
+			sleeper := exec.Command("sleep", "300")
+			sleeper.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+			if err := sleeper.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEnableMovesThisProcessIntoALeaf$")
+		cmd.Env = append(os.Environ(), "CGROUP_TEST_ENABLE=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+		out, err := cmd.CombinedOutput()
+		fd.Close()
+		got := string(out)
+		switch {
+		case err != nil:
+			t.Fatalf("shared %v: %v\n%s", shared, err, got)
+		case !shared && !strings.Contains(got, "enabled; now in /supervise-test-"):
+			t.Fatalf("alone in its cgroup, enabling hugetlb did not move it into a leaf:\n%s", got)
+		case shared && !strings.Contains(got, "other processes share this process's cgroup (1 of them)"):
+			t.Fatalf("beside a sleeper, enabling hugetlb did not say why it cannot:\n%s", got)
+		}
+		_ = DestroyDir(group, 5*time.Second)
+	}
+}
+
+// enableInChild is the child of TestEnableMovesThisProcessIntoALeaf: it enables hugetlb for a
+// pool and prints where it ended up, or why it could not.
+func enableInChild() {
+	p, err := NewPool()
+	if err != nil {
+		fmt.Println("no pool:", err)
+		return
+	}
+	defer p.Destroy(time.Second)
+	if err := p.enableV2([]string{"hugetlb"}); err != nil {
+		own, _ := ownGroup("")
+		fmt.Printf("not enabled: %v; still in %s\n", err, own)
+		return
+	}
+	own, _ := ownGroup("")
+	fmt.Printf("enabled; now in %s\n", own)
+}
+
+func enabledBelow(dir, c string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+	return err == nil && slices.Contains(strings.Fields(string(b)), c)
+}
+
+func controllerAvailable(dir, c string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	return err == nil && slices.Contains(strings.Fields(string(b)), c)
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
 )
 
 // Limits the kernel enforces on a worker, written to its leaf (cgroup2, with the controllers
@@ -59,18 +61,59 @@ func (p *Pool) Enable(lim Limits) error {
 		p.limits, p.v1 = lim, v1
 		return nil
 	}
-	// cgroup2: the controllers must be in the subtree_control of the pool's parent (this
-	// process's own cgroup, which it cannot be while that holds processes, unless it is the
-	// root) and of the pool's cgroup.
-	for _, c := range ctrls {
-		for _, dir := range []string{filepath.Dir(p.dir), p.dir} {
-			if err := cgroups.WriteFile(dir, "cgroup.subtree_control", "+"+c); err != nil {
-				return fmt.Errorf("enabling the %s controller in %s: %w (a process in a cgroup of its own, or a delegated subtree, can)", c, dir, err)
-			}
-		}
+	if err := p.enableV2(ctrls); err != nil {
+		return err
 	}
 	p.limits = lim
 	return nil
+}
+
+// enableV2 enables the controllers in the subtree_control of the pool's parent (this
+// process's own cgroup) and of the pool's cgroup.
+func (p *Pool) enableV2(ctrls []string) error {
+	for _, c := range ctrls {
+		for _, dir := range []string{filepath.Dir(p.dir), p.dir} {
+			err := enableController(dir, c)
+			if errors.Is(err, unix.EBUSY) && dir != p.dir {
+				err = p.leaveOwnGroup(c)
+			}
+			if err != nil {
+				return fmt.Errorf("enabling the %s controller in %s: %w", c, dir, err)
+			}
+		}
+	}
+	return nil
+}
+
+func enableController(dir, c string) error {
+	return cgroups.WriteFile(dir, "cgroup.subtree_control", "+"+c)
+}
+
+// leaveOwnGroup enables controller c in this process's own cgroup, which the kernel refuses
+// (EBUSY) while processes are in it, the root cgroup apart: cgroup v2 lets a cgroup with
+// controllers for its children hold no processes. So this process moves into a leaf of its
+// own, supervise-parent-PID, a sibling of its pools, as systemd's Delegate= asks of a
+// process that manages its subtree. Where other processes share the cgroup (a shell started
+// in the same scope), it moves back and says so.
+func (p *Pool) leaveOwnGroup(c string) error {
+	own := filepath.Dir(p.dir)
+	leaf := filepath.Join(own, fmt.Sprintf("supervise-parent-%d", os.Getpid()))
+	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := cgroups.WriteCgroupProc(leaf, os.Getpid()); err != nil {
+		return fmt.Errorf("moving this process into %s: %w", leaf, err)
+	}
+	err := enableController(own, c)
+	if errors.Is(err, unix.EBUSY) {
+		_ = cgroups.WriteCgroupProc(own, os.Getpid())
+		_ = os.Remove(leaf)
+		procs, _ := cgroups.GetPids(own)
+		others := slices.DeleteFunc(procs, func(pid int) bool { return pid == os.Getpid() })
+		return fmt.Errorf("%w: other processes share this process's cgroup (%d of them); "+
+			"start the command in a cgroup of its own, e.g. systemd-run --user --scope -p Delegate=yes", err, len(others))
+	}
+	return err
 }
 
 // V1 is the pool's cgroups in the v1 hierarchies (hybrid layout), by controller.

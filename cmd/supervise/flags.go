@@ -29,6 +29,7 @@ func (pf *poolFlags) check() error {
 		{"--hang-timeout", pf.hang, true},
 		{"--cancel-grace", pf.cancelGrace, false},
 		{"--stop-grace", pf.stopGrace, false},
+		{"--start-timeout", pf.startTimeout, false},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
 			want := "above 0"

@@ -49,20 +49,21 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the root command, so they can go before the subcommand (supervise --workers 8 digest DIR)
 // or after it.
 type poolFlags struct {
-	workers     int
-	inFlight    int
-	timeout     time.Duration
-	cancelGrace time.Duration
-	stopGrace   time.Duration
-	hang        time.Duration
-	maxTasks    int
-	retries     int
-	memHard     string
-	memSoft     string
-	maxProcs    int
-	cpuLimit    float64
-	logLevel    string
-	cpuProfile  string
+	workers      int
+	inFlight     int
+	timeout      time.Duration
+	cancelGrace  time.Duration
+	stopGrace    time.Duration
+	hang         time.Duration
+	startTimeout time.Duration
+	maxTasks     int
+	retries      int
+	memHard      string
+	memSoft      string
+	maxProcs     int
+	cpuLimit     float64
+	logLevel     string
+	cpuProfile   string
 
 	progress   bool   // live view even when stderr is not a terminal
 	quiet      bool   // no live view
@@ -120,13 +121,16 @@ stdin/stdout with msgpack frames, and watches: a worker that dies fails only the
 running and is replaced.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("supervise {{.Version}}\n")
 	root.PersistentFlags().IntVarP(&pf.workers, "workers", "j", supervisor.DefaultWorkers(), "number of worker processes; by default the CPUs this process may use (a cgroup CPU quota or an affinity mask counts)")
 	root.PersistentFlags().IntVar(&pf.inFlight, "in-flight", 2, "tasks sent to a worker ahead of its answers (run: 32 unless given)")
 	root.PersistentFlags().DurationVar(&pf.timeout, "timeout", 0, "soft time limit of a task: its worker is asked to cancel it (0: none)")
 	root.PersistentFlags().DurationVar(&pf.cancelGrace, "cancel-grace", 5*time.Second, "how long a cancelled task may go on before its worker is killed and replaced")
 	root.PersistentFlags().DurationVar(&pf.stopGrace, "stop-grace", 2*time.Second, "time between SIGTERM and SIGKILL when a worker's process group is killed")
 	root.PersistentFlags().DurationVar(&pf.hang, "hang-timeout", 30*time.Second, "kill a worker that sends nothing, not even a heartbeat, and uses no CPU, for this long (0: never)")
+	root.PersistentFlags().DurationVar(&pf.startTimeout, "start-timeout", 10*time.Second, "how long a new worker has to say hello (and pass its init) before its start counts as failed")
 	root.PersistentFlags().IntVar(&pf.maxTasks, "max-tasks-per-worker", 0, "replace a worker after this many tasks (0: never)")
 	root.PersistentFlags().IntVar(&pf.retries, "retries", 0, "give a task to another worker up to this many times when its worker dies")
 	root.PersistentFlags().StringVar(&pf.memHard, "memory-limit", "", "kill a worker whose memory (with its children's) goes over this, e.g. 2GiB; its task fails (Linux: enforced by the kernel on the worker's cgroup where it has one, else sampled)")
@@ -141,12 +145,15 @@ running and is replaced.`,
 	root.PersistentFlags().BoolVar(&pf.report, "report", false, "print a report on stderr after the job: wall and CPU time, efficiency, per-core and per-worker use, slowest tasks")
 	root.PersistentFlags().StringVar(&pf.reportJSON, "report-json", "", "write the report as JSON to `FILE` (schema: docs/report.schema.json)")
 	root.AddCommand(digestCommand(&pf))
-	root.AddCommand(conformanceCommand())
+	root.AddCommand(conformanceCommand(&pf))
 	root.AddCommand(runCommand(&pf))
 	root.AddCommand(serveCommand(&pf))
 	root.AddCommand(workerCommand(&pf))
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if err := pf.check(); err != nil {
+			return err
+		}
+		if err := checkOutputPath("--report-json", pf.reportJSON); err != nil {
 			return err
 		}
 		if pf.cpuProfile == "" {
@@ -160,7 +167,10 @@ running and is replaced.`,
 		return pprof.StartCPUProfile(f)
 	}
 
-	err := root.Execute()
+	err := unknownLeadingFlag(root, os.Args[1:])
+	if err == nil {
+		err = root.Execute()
+	}
 	pprof.StopCPUProfile()
 	var ee exitError
 	switch {
@@ -168,7 +178,7 @@ running and is replaced.`,
 	case errors.As(err, &ee):
 		os.Exit(ee.code)
 	default:
-		fmt.Fprintln(os.Stderr, "supervise:", err)
+		fmt.Fprintln(os.Stderr, "supervise:", message(err))
 		os.Exit(2)
 	}
 }
@@ -235,7 +245,8 @@ func (pf *poolFlags) config() (supervisor.Config, error) {
 	}
 	cfg := supervisor.Config{Workers: pf.workers, InFlight: pf.inFlight, Logger: log,
 		TaskTimeout: pf.timeout, CancelGrace: pf.cancelGrace, StopGrace: pf.stopGrace, HangTimeout: pf.hang,
-		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries, MaxProcs: pf.maxProcs, CPULimit: pf.cpuLimit}
+		MaxTasksPerWorker: pf.maxTasks, Retries: pf.retries, MaxProcs: pf.maxProcs, CPULimit: pf.cpuLimit,
+		StartTimeout: pf.startTimeout}
 	if pf.hang == 0 {
 		cfg.HangTimeout = -1 // never (the library's zero is its default)
 	}
@@ -260,5 +271,12 @@ func (pf *poolFlags) logger() (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(pf.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: level})), nil
+	// The library's errors name its Config fields; here the flags that set them.
+	flagNames := func(_ []string, a slog.Attr) slog.Attr {
+		if err, ok := a.Value.Any().(error); ok && a.Value.Kind() == slog.KindAny {
+			return slog.String(a.Key, configNames.Replace(err.Error()))
+		}
+		return a
+	}
+	return slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: level, ReplaceAttr: flagNames})), nil
 }

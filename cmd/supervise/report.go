@@ -195,7 +195,14 @@ func startJobPool(ctx context.Context, pf *poolFlags, cfg supervisor.Config, vie
 	if view != nil {
 		cfg.StatsInterval = viewRefresh
 	}
-	if pool, err = supervisor.Start(ctx, cfg); err != nil {
+	// A command that is not a worker (cat, say) waits silently for input that never comes:
+	// say so well before --start-timeout fails it.
+	hint := time.AfterFunc(min(2*time.Second, cfg.StartTimeout/2), func() {
+		fmt.Fprintf(console, "supervise: no hello from %q yet: %s\n", cfg.Command, notAWorker)
+	})
+	pool, err = supervisor.Start(ctx, cfg)
+	hint.Stop()
+	if err != nil {
 		return nil, nil, nil, err
 	}
 	watching, stop := context.WithCancel(ctx)

@@ -23,7 +23,7 @@ func checkWrongCookie(s *suite) (string, error) {
 func checkOtherProtocol(s *suite) (string, error) {
 	vars := handshakeEnv(defaultMaxFrame, time.Second)
 	vars[handshake.ProtocolKey] = "2"
-	p, err := startWith(s.command, defaultMaxFrame, vars)
+	p, err := startWith(s.command, s.hello, defaultMaxFrame, vars)
 	if err != nil {
 		return "", fmt.Errorf("with %s=2: %w", handshake.ProtocolKey, err)
 	}

@@ -9,6 +9,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -34,8 +35,10 @@ type Result struct {
 	Took   time.Duration
 }
 
-// helloTimeout is how long a worker has to say hello (a pool's default StartTimeout).
-const helloTimeout = 10 * time.Second
+// DefaultHelloTimeout is how long a worker has to say hello when Checks is given no time.
+// Shorter than a pool's StartTimeout: the battery starts the worker some twenty times, and a
+// command that is no worker at all (cat) sends no hello ever.
+const DefaultHelloTimeout = 3 * time.Second
 
 // answerTimeout bounds every wait for an answer to a quick call.
 const answerTimeout = 10 * time.Second
@@ -50,13 +53,14 @@ type check struct {
 // suite is one run of the battery: the command, and the handlers its hello named.
 type suite struct {
 	command  []string
+	hello    time.Duration // how long a start waits for the hello
 	handlers map[string]bool
 }
 
 var battery = []check{
+	{"hello", "", checkHello}, // first: a command that fails it is no worker, and the rest stop
 	{"refuses without the cookie", "", checkNoCookie},
 	{"refuses a wrong cookie", "", checkWrongCookie},
-	{"hello", "", checkHello},
 	{"hello of its own version", "", checkOtherProtocol},
 	{"echo of every msgpack type", "", checkEchoTypes},
 	{"batches and pipelining", "", checkPipelining},
@@ -76,10 +80,12 @@ var battery = []check{
 }
 
 // Checks runs the battery against command and yields each check's result as it ends. ctx
-// stops it between checks.
-func Checks(ctx context.Context, command []string) iter.Seq[Result] {
+// stops it between checks. Each start of the command waits hello (DefaultHelloTimeout if 0)
+// for its hello. The first check is "hello": if it fails, the command is no worker, and no
+// other check runs.
+func Checks(ctx context.Context, command []string, hello time.Duration) iter.Seq[Result] {
 	return func(yield func(Result) bool) {
-		s := &suite{command: command, handlers: map[string]bool{}}
+		s := &suite{command: command, hello: cmp.Or(hello, DefaultHelloTimeout), handlers: map[string]bool{}}
 		for _, c := range battery {
 			if ctx.Err() != nil {
 				return
@@ -114,7 +120,7 @@ func (s *suite) withPeer(f func(p *peer) (string, error)) (string, error) {
 }
 
 func (s *suite) withPeerOpts(maxFrame int, heartbeat time.Duration, f func(p *peer) (string, error)) (string, error) {
-	p, err := start(s.command, maxFrame, heartbeat)
+	p, err := start(s.command, s.hello, maxFrame, heartbeat)
 	if err != nil {
 		return "", err
 	}

@@ -16,7 +16,7 @@ import (
 func outcomes(t *testing.T, command ...string) map[string]Result {
 	t.Helper()
 	got := map[string]Result{}
-	for r := range Checks(context.Background(), command) {
+	for r := range Checks(context.Background(), command, 0) {
 		t.Logf("%s %s: %s (%v)", r.Status, r.Check, r.Detail, r.Took)
 		got[r.Check] = r
 	}

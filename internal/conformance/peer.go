@@ -109,12 +109,12 @@ func (p *peer) holdAnswers() (release func()) {
 }
 
 // start spawns the worker and waits for its hello.
-func start(command []string, maxFrame int, heartbeat time.Duration) (*peer, error) {
-	return startWith(command, maxFrame, handshakeEnv(maxFrame, heartbeat))
+func start(command []string, helloTimeout time.Duration, maxFrame int, heartbeat time.Duration) (*peer, error) {
+	return startWith(command, helloTimeout, maxFrame, handshakeEnv(maxFrame, heartbeat))
 }
 
 // startWith is start with the environment's handshake variables as given.
-func startWith(command []string, maxFrame int, vars map[string]string) (*peer, error) {
+func startWith(command []string, helloTimeout time.Duration, maxFrame int, vars map[string]string) (*peer, error) {
 	p, stdout, err := spawn(command, vars)
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func startWith(command []string, maxFrame int, vars map[string]string) (*peer, e
 	select {
 	case err = <-hello:
 	case <-time.After(helloTimeout):
-		err = fmt.Errorf("no hello within %v", helloTimeout)
+		err = fmt.Errorf("no hello within %v (a worker sends one at once: docs/protocol.md, section 4)", helloTimeout)
 	}
 	if err != nil {
 		p.close()

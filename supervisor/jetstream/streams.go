@@ -64,6 +64,7 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg Config) (*streams, erro
 		Subjects:    []string{cfg.deadSubject()},
 		Storage:     natsjs.FileStorage,
 		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  2 * time.Minute, // a task's dead letter, written again by a redelivery, is kept once
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s on %s: %w", cfg.deadStream(), nc.ConnectedUrlRedacted(), err)
@@ -113,6 +114,10 @@ func (s *streams) deadLetter(ctx context.Context, data []byte, from, reason stri
 	msg := nats.NewMsg(s.cfg.deadSubject())
 	msg.Header.Set(headerReason, reason)
 	msg.Header.Set(headerFrom, from)
+	// The same dead letter from another delivery of the task (one whose first delivery outran
+	// its ack wait on a slow server, say) has the same id, and the server keeps one.
+	where, _, _ := strings.Cut(from, " (delivery ")
+	msg.Header.Set(nats.MsgIdHdr, where+": "+reason)
 	if len(data) > s.limit-headerRoom {
 		data = data[:max(0, s.limit-headerRoom)]
 		msg.Header.Set("Supervise-Truncated", "true")

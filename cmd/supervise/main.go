@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/supervise-dev/supervise/internal/digest"
+	"github.com/supervise-dev/supervise/internal/execjob"
 	"io"
 	"log/slog"
 	"os"
@@ -107,6 +108,7 @@ func serveProfiled(path string) int {
 
 func main() {
 	child.Handle("digest", digest.Files)
+	child.Handle("exec", execjob.Run)
 	if os.Getenv(profileEnv) != "" && os.Getenv(handshake.CookieKey) != "" {
 		os.Exit(serveProfiled(os.Getenv(profileEnv)))
 	}
@@ -147,6 +149,7 @@ running and is replaced.`,
 	root.AddCommand(digestCommand(&pf))
 	root.AddCommand(conformanceCommand(&pf))
 	root.AddCommand(runCommand(&pf))
+	root.AddCommand(execCommand(&pf))
 	root.AddCommand(serveCommand(&pf))
 	root.AddCommand(workerCommand(&pf))
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {

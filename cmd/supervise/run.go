@@ -402,7 +402,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	return nil
 }
 
-func isDone(f pendingTask[msgpack.RawMessage]) bool {
+func isDone(f interface{ Done() <-chan struct{} }) bool {
 	select {
 	case <-f.Done():
 		return true

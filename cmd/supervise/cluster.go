@@ -114,7 +114,44 @@ func startJob(ctx context.Context, pf *poolFlags, cf *clusterFlags, cfg supervis
 		nc.Close()
 		return nil, err
 	}
-	return &job{nc: nc, client: client, stopMonitor: func() {}, log: cfg.Logger}, nil
+	return &job{nc: nc, client: client, stopMonitor: watchPulls(ctx, client, cf), log: cfg.Logger}, nil
+}
+
+// pullsNotice is how long a --connect run waits for a machine to take a task before it says
+// that none has.
+var pullsNotice = 5 * time.Second
+
+// watchPulls tells, once, when no machine has taken a task of the queue pullsNotice after
+// the run began (and none waits for one): the run goes on waiting. stop ends the watch.
+func watchPulls(ctx context.Context, client *jetstream.Client, cf *clusterFlags) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		base, _, err := client.Pulls(ctx)
+		if err != nil {
+			return // not allowed to look, say: nothing to tell
+		}
+		tick := time.NewTicker(pullsNotice)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			delivered, waiting, err := client.Pulls(ctx)
+			switch {
+			case err != nil || delivered > base:
+				return
+			case waiting == 0:
+				fmt.Fprintf(console, "supervise: no machine has pulled from queue %q in %v; still waiting "+
+					"(start one: supervise worker --connect URL --queue %s -- CMD)\n", cf.queue, pullsNotice, cf.queue)
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // abandon gives up the tasks out when the job is interrupted: a pool's are cancelled by the
@@ -128,6 +165,7 @@ func (j *job) abandon() {
 // close ends the job: the pool's workers stop, or the run's results are removed.
 func (j *job) close() error {
 	if j.client != nil {
+		j.stopMonitor()
 		// Every task has ended by now: removing the run's results from the server is
 		// housekeeping, and its failure (a server slow to answer) does not fail the job.
 		if err := j.client.Close(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -204,4 +205,69 @@ func TestRolesAcrossMachines(t *testing.T) {
 	stopBackground(t, machine)
 	stopBackground(t, server)
 	proctest.AwaitNoProcessWithArg(t, 5*time.Second, script)
+}
+
+// run --connect on a queue no machine serves says so after a few seconds (it waited
+// without a word), and goes on waiting until interrupted.
+func TestConnectSaysWhenNoMachinePulls(t *testing.T) {
+	url, _ := serveForTest(t)
+	cmd := exec.Command(binary, "run", "--connect", url, "--queue", "nobody", "--call", "work")
+	cmd.Stdin = strings.NewReader("1\n")
+	stderr, err := cmd.StderrPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	lines := make(chan string)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	var got string
+	for line := range lines {
+		if strings.Contains(line, `no machine has pulled from queue "nobody"`) {
+			got = line
+			break
+		}
+	}
+	if got == "" || cmd.ProcessState != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no word of the missing machines (%q)", got)
+	}
+	must(t, cmd.Process.Signal(syscall.SIGINT))
+	go func() {
+		for range lines {
+		}
+	}()
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 130 {
+		t.Fatalf("after SIGINT: %v, want exit 130", err)
+	}
+}
+
+// digest --connect takes relative paths: the machines get them made absolute (they run
+// elsewhere), and the output shows them as given, as sha512sum's does.
+func TestDigestConnectRelativePaths(t *testing.T) {
+	root := oddTree(t)
+	url, _ := serveForTest(t)
+	background(t, "worker of queue default", "--workers", "1", "worker", "--connect", url) // in this test's directory
+	var stdout, stderr strings.Builder
+	cmd := exec.Command(binary, "digest", "--connect", url, filepath.Base(root))
+	cmd.Dir, cmd.Stdout, cmd.Stderr = filepath.Dir(root), &stdout, &stderr
+	err := cmd.Run()
+	sums := exec.Command("sh", "-c", `find "$1" -type f -print0 | sort -z | xargs -0 sha512sum --`, "_", filepath.Base(root))
+	sums.Dir = filepath.Dir(root)
+	wantOut, werr := sums.Output()
+	must(t, werr)
+	if err != nil || sortedString(stdout.String()) != sortedString(string(wantOut)) {
+		t.Fatalf("%v: stderr %q\nstdout:\n%s\nwant:\n%s", err, stderr.String(), stdout.String(), wantOut)
+	}
+}
+
+// sortedString is s's lines, sorted: the order of a walk is not find's.
+func sortedString(s string) string {
+	l := strings.SplitAfter(s, "\n")
+	slices.Sort(l)
+	return strings.Join(l, "")
 }

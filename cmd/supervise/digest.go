@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -52,7 +54,8 @@ all.
 
 With --connect URL the files are hashed by the worker machines of a queue on a NATS
 JetStream server (supervise serve; supervise worker --connect URL on each machine): every path
-must name the same file on every machine, as on a shared file system; give absolute paths.
+must name the same file on every machine, as on a shared file system (relative paths are
+sent made absolute, from this directory, and printed as given).
 The pool flags then belong to the machines.
 
 Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself failed.`,
@@ -148,6 +151,15 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 		abandoned bool
 	)
 	out := bufio.NewWriterSize(stdout, 256<<10)
+	// Machines of a queue open the paths themselves, from their own working directories: a
+	// relative path goes to them made absolute (unchanged: no cleaning, which would change
+	// what ".." means under a symbolic link), and is printed as given.
+	var cwd string
+	if job.client != nil {
+		if cwd, err = os.Getwd(); err != nil {
+			return fmt.Errorf("digest --connect: relative paths need the working directory: %w", err)
+		}
+	}
 	submit := func(t task) {
 		req := digest.Request{Paths: make([]string, len(t.files)), Whole: t.whole}
 		if !t.whole {
@@ -155,6 +167,9 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 		}
 		for k, i := range t.files {
 			req.Paths[k] = items[i].path
+			if cwd != "" && !filepath.IsAbs(req.Paths[k]) {
+				req.Paths[k] = cwd + string(filepath.Separator) + req.Paths[k]
+			}
 		}
 		req.Progress = view != nil && t.whole && job.pool != nil // no reports from other machines
 		f := submitTo[digest.Request, digest.Answer](ctx, job, "digest", req)

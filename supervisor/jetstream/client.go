@@ -94,6 +94,21 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) 
 // Run is the client's run id: its tasks' results are on subjects supervise.QUEUE.results.RUN.*.
 func (c *Client) Run() string { return c.run }
 
+// Pulls says whether the queue's machines take tasks: how many deliveries they have taken,
+// all runs together, and how many of their requests for tasks wait now. A queue no machine
+// has ever pulled from has neither.
+func (c *Client) Pulls(ctx context.Context) (delivered uint64, waiting int, err error) {
+	cons, err := c.s.tasks.Consumer(ctx, consumerName)
+	if errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	info := cons.CachedInfo()
+	return info.Delivered.Consumer, info.NumWaiting, nil
+}
+
 // Submit sends one task for handler and calls done exactly once with its outcome. It is
 // supervisor.QueueBackend's method; index is not used (ids are the client's own).
 func (c *Client) Submit(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error)) {

@@ -89,6 +89,8 @@ func submitterSubjects(c Config) []string {
 		// Removing a result (a forged one; the run's, at its end) and a lost task.
 		"$JS.API.STREAM.MSG.DELETE."+r, "$JS.API.STREAM.PURGE."+r,
 		"$JS.API.STREAM.MSG.GET."+t, "$JS.API.STREAM.MSG.DELETE."+t,
+		// Whether any machine pulls from the queue (Client.Pulls).
+		"$JS.API.CONSUMER.INFO."+t+"."+consumerName,
 	)
 }
 

@@ -23,6 +23,7 @@ import (
 func digestCommand(pf *poolFlags) *cobra.Command {
 	b := defaultBatching
 	var cf clusterFlags
+	var lf logFlags
 	cmd := &cobra.Command{
 		Use:   "digest [flags] PATH...",
 		Short: "Print the SHA-512 of every regular file under the paths, as sha512sum does",
@@ -65,11 +66,12 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			return untilSignal(cmd, "files not hashed", func(ctx context.Context) error {
-				return digestTrees(ctx, pf, &cf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return digestTrees(ctx, pf, &cf, lf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	cf.add(cmd.Flags(), "hash the files")
+	lf.add(cmd.Flags(), "file")
 	// Tuning knobs, hidden: the tests use them to force the re-queueing of budget-cut tasks.
 	cmd.Flags().IntVar(&b.files, "batch-files", b.files, "files per task")
 	cmd.Flags().Int64Var(&b.bytes, "batch-bytes", b.bytes, "bytes a task hashes before it hands back the rest")
@@ -108,10 +110,19 @@ type taskDone struct {
 // are hashed digest.BigPerTask to a task, largest first, ahead of the small batches still waiting: a
 // big file starts as soon as it is known, so that it does not finish last. Lines are printed in
 // walk order as soon as every line before them is known.
-func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batching, paths []string, stdout, stderr io.Writer) error {
+func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFlags, b batching, paths []string, stdout, stderr io.Writer) error {
 	cfg, err := pf.config()
 	if err != nil {
 		return err
+	}
+	rule, past, jl, err := lf.open()
+	if err != nil {
+		return err
+	}
+	defer jl.close()
+	halt := halter{rule: rule}
+	if rule.percent > 0 {
+		return errors.New("digest --halt: a percentage needs the number of files, not known before the walk ends: give a count")
 	}
 	log := cfg.Logger
 	ctx, cancel := context.WithCancel(ctx)
@@ -127,6 +138,8 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 	if err != nil {
 		return err
 	}
+	tasks, cancelTasks := context.WithCancel(ctx) // --halt now cancels the tasks out
+	defer cancelTasks()
 	// Cancelling ctx (a signal, or an early return) shuts the pool down: queued tasks fail,
 	// running ones are cancelled; Close then waits for the workers to exit.
 	defer func() {
@@ -149,6 +162,8 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 		hashed    = int64(0)
 		what      = map[uint64]string{} // task id -> its files, for the report's slowest tasks
 		abandoned bool
+		halted    bool
+		logErr    error
 	)
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	// Machines of a queue open the paths themselves, from their own working directories: a
@@ -172,7 +187,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 			}
 		}
 		req.Progress = view != nil && t.whole && job.pool != nil // no reports from other machines
-		f := submitTo[digest.Request, digest.Answer](ctx, job, "digest", req)
+		f := submitTo[digest.Request, digest.Answer](tasks, job, "digest", req)
 		pending++
 		if job.means != nil {
 			what[f.ID()] = describeTask(req.Paths)
@@ -197,22 +212,45 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 			done <- taskDone{t, ans, err, reported}
 		}()
 	}
+	// ended logs a file's line (a job per file, keyed by its path for --resume; hashed in
+	// batches, its run time is not its own: 0) and counts it against --halt.
+	ended := func(i int, failed bool) {
+		e := jobEntry{Seq: i + 1, Start: time.Now(), Send: max(0, items[i].size), Command: items[i].path}
+		if failed {
+			e.Exit = 1
+		}
+		if err := jl.add(e); err != nil && logErr == nil {
+			logErr = err
+		}
+		if halt.ended(failed) && !halted {
+			halted = true
+			if rule.when == "now" {
+				cancelTasks()
+			}
+		}
+	}
 	printReady := func() {
-		for ; printed < len(items) && (items[printed].err != "" || sums[printed] != nil); printed++ {
+		for ; !halted && printed < len(items) && (items[printed].err != "" || sums[printed] != nil); printed++ {
 			it := &items[printed]
-			if it.err != "" {
+			switch {
+			case it.err != "":
 				out.Flush() // keep stdout and stderr in walk order on a terminal
 				fmt.Fprintf(msgs, "supervise: %s: %s\n", it.path, it.err)
 				failed++
-				continue
+				ended(printed, true)
+			case len(sums[printed]) > 0: // not one --resume skips
+				out.Write(sumLine(sums[printed], it.path))
+				ended(printed, false)
 			}
-			out.Write(sumLine(sums[printed], it.path))
 		}
 	}
 	for {
 		if ctx.Err() != nil && !abandoned { // interrupted: submit nothing more, collect what is out
 			big, waiting, abandoned = nil, nil, true
 			job.abandon()
+		}
+		if halted { // --halt: submit nothing more, walk no further
+			big, waiting, walked = nil, nil, nil
 		}
 		if walked == nil && pending == 0 && len(waiting) == 0 && len(big) == 0 {
 			break
@@ -238,6 +276,9 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 			var t task
 			var bytes int64
 			for _, it := range batch {
+				if it.err == "" && it.sum == nil && past.skip(0, it.path, true, lf.resumeFailed) {
+					it.sum = resumed // --resume: hashed before
+				}
 				if it.err == "" && it.sum == nil {
 					t.files = append(t.files, len(items))
 					bytes += max(0, it.size)
@@ -253,8 +294,8 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, b batchin
 			pending--
 			hashed += d.ans.Bytes
 			view.hashed(0, max(0, d.ans.Bytes-d.reported)) // a failed task: counted as far as read
-			if d.err != nil && ctx.Err() != nil {
-				continue // interrupted: these files are left undone, not failed
+			if d.err != nil && (ctx.Err() != nil || halted && tasks.Err() != nil) {
+				continue // interrupted or halted: these files are left undone, not failed
 			}
 			if d.err != nil && len(d.files) > 1 && errors.Is(d.err, supervisor.ErrTimeout) {
 				// One of its files overran --timeout: each goes again in a task of its own,
@@ -345,6 +386,9 @@ func describeTask(paths []string) string {
 	}
 	return fmt.Sprintf("%s and %d more files", paths[0], len(paths)-1)
 }
+
+// resumed is the sum of a file --resume skips: known, and printed as nothing.
+var resumed = []byte{}
 
 // interruptedError is a digest stopped by a signal before every file was hashed.
 type interruptedError struct{ left, total int }

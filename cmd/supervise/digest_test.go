@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -219,5 +220,33 @@ func TestDigestTimeoutFailsOnlyTheSlowFile(t *testing.T) {
 	}
 	if stderr != "supervise: /proc/self/pagemap: time limit exceeded (5s)\n" {
 		t.Errorf("stderr %q, want only pagemap's time limit", stderr)
+	}
+}
+
+// digest --joblog logs a line per file, keyed by its path; --resume-failed hashes again only
+// the files that failed; --halt now,fail=1 prints nothing after the first failure.
+func TestDigestJoblogResumeHalt(t *testing.T) {
+	dir := t.TempDir()
+	a, missing, b := filepath.Join(dir, "a"), filepath.Join(dir, "late"), filepath.Join(dir, "b")
+	must(t, os.WriteFile(a, []byte("a"), 0o644))
+	must(t, os.WriteFile(b, []byte("b"), 0o644))
+	log := filepath.Join(dir, "digest.log")
+	out, errOut, code := run(t, "digest", "--joblog", log, a, missing, b)
+	past, err := readJobLog(log)
+	must(t, err)
+	if code != 1 || strings.Count(out, "\n") != 2 || !maps.Equal(past.byKey, map[string]bool{a: false, missing: true, b: false}) {
+		t.Fatalf("exit %d, stdout %q, stderr %q, log %v", code, out, errOut, past.byKey)
+	}
+	must(t, os.WriteFile(missing, []byte("late"), 0o644))
+	out, errOut, code = run(t, "digest", "--joblog", log, "--resume-failed", a, missing, b)
+	if wantLine, _ := exec.Command("sha512sum", missing).Output(); code != 0 || out != string(wantLine) {
+		t.Errorf("--resume-failed: exit %d, stdout %q (stderr %q); want only %q", code, out, errOut, wantLine)
+	}
+	if out, _, code = run(t, "digest", "--joblog", log, "--resume", a, missing, b); code != 0 || out != "" {
+		t.Errorf("--resume: exit %d, stdout %q; want nothing hashed", code, out)
+	}
+	out, _, code = run(t, "digest", "--halt", "now,fail=1", filepath.Join(dir, "nothing"), a, b)
+	if code != 1 || out != "" {
+		t.Errorf("--halt now,fail=1: exit %d, stdout %q; want nothing after the first file's failure", code, out)
 	}
 }

@@ -17,16 +17,13 @@ import (
 
 // execFlags are the flags of supervise exec.
 type execFlags struct {
-	null         bool
-	argFile      string
-	shell        bool
-	keepOrder    bool
-	ungroup      bool
-	tag          bool
-	joblog       string
-	resume       bool
-	resumeFailed bool
-	halt         string
+	null      bool
+	argFile   string
+	shell     bool
+	keepOrder bool
+	ungroup   bool
+	tag       bool
+	logFlags
 }
 
 func execCommand(pf *poolFlags) *cobra.Command {
@@ -97,10 +94,7 @@ than 100 failed; with --halt on a failure, the failing job's status; 255 exec it
 	f.BoolVarP(&ef.ungroup, "ungroup", "u", false, "print output as it comes, not each job's whole (lines of jobs may mix)")
 	f.Bool("group", true, "print each job's output whole when it ends (the default)")
 	f.BoolVar(&ef.tag, "tag", false, "put the input and a tab before each line of a job's output")
-	f.StringVar(&ef.joblog, "joblog", "", "write a line per job, as it ends, to `FILE` (GNU parallel's format)")
-	f.BoolVar(&ef.resume, "resume", false, "skip the jobs --joblog shows ended, and add to it")
-	f.BoolVar(&ef.resumeFailed, "resume-failed", false, "like --resume, but run again the jobs that failed")
-	f.StringVar(&ef.halt, "halt", "never", "stop early: now|soon,fail|success|done=N or =N% (GNU parallel's)")
+	ef.logFlags.add(f, "job")
 	cmd.MarkFlagsMutuallyExclusive("ungroup", "group")
 	cmd.MarkFlagsMutuallyExclusive("ungroup", "tag")
 	return cmd
@@ -126,26 +120,6 @@ func execInput(ctx context.Context, ef execFlags, args []string, stdin io.Reader
 	return args, func() { readRecords(ctx, stdin, sep, out) }, nil
 }
 
-// execSetup checks exec's flags and opens its job log, before any job starts.
-func execSetup(ef execFlags) (haltRule, pastJobs, *jobLog, error) {
-	rule, err := parseHalt(ef.halt)
-	if err != nil {
-		return rule, pastJobs{}, nil, err
-	}
-	resume := ef.resume || ef.resumeFailed
-	if resume && ef.joblog == "" {
-		return rule, pastJobs{}, nil, errors.New("--resume and --resume-failed read the job log: give --joblog FILE")
-	}
-	var past pastJobs
-	if resume {
-		if past, err = readJobLog(ef.joblog); err != nil {
-			return rule, past, nil, err
-		}
-	}
-	jl, err := openJobLog(ef.joblog, resume)
-	return rule, past, jl, err
-}
-
 // execJobs is supervise exec: inputs in, a job per input through the pool, output out.
 func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	records := make(chan []record, 4)
@@ -156,7 +130,7 @@ func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, s
 	if len(command) == 0 {
 		return errors.New("exec: no command before :::")
 	}
-	rule, past, jl, err := execSetup(ef)
+	rule, past, jl, err := ef.open()
 	if err != nil {
 		return err
 	}

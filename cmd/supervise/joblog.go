@@ -9,7 +9,45 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 )
+
+// logFlags are --joblog, --resume, --resume-failed and --halt, which exec, run and digest
+// share.
+type logFlags struct {
+	joblog       string
+	resume       bool
+	resumeFailed bool
+	halt         string
+}
+
+func (lf *logFlags) add(f *pflag.FlagSet, jobs string) {
+	f.StringVar(&lf.joblog, "joblog", "", "write a line per "+jobs+", as it ends, to `FILE` (GNU parallel's format)")
+	f.BoolVar(&lf.resume, "resume", false, "skip the "+jobs+"s --joblog shows ended, and add to it")
+	f.BoolVar(&lf.resumeFailed, "resume-failed", false, "like --resume, but run again the "+jobs+"s that failed")
+	f.StringVar(&lf.halt, "halt", "never", "stop early: now|soon,fail|success|done=N or =N% (GNU parallel's)")
+}
+
+// open checks the flags and opens the job log, before any job starts.
+func (lf logFlags) open() (haltRule, pastJobs, *jobLog, error) {
+	rule, err := parseHalt(lf.halt)
+	if err != nil {
+		return rule, pastJobs{}, nil, err
+	}
+	resume := lf.resume || lf.resumeFailed
+	if resume && lf.joblog == "" {
+		return rule, pastJobs{}, nil, errors.New("--resume and --resume-failed read the job log: give --joblog FILE")
+	}
+	var past pastJobs
+	if resume {
+		if past, err = readJobLog(lf.joblog); err != nil {
+			return rule, past, nil, err
+		}
+	}
+	jl, err := openJobLog(lf.joblog, resume)
+	return rule, past, jl, err
+}
 
 // joblogHeader is the first line of GNU parallel's --joblog, whose format this is.
 const joblogHeader = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"

@@ -25,6 +25,7 @@ type runFlags struct {
 	json       bool
 	keepOrder  bool
 	tracebacks bool
+	logFlags
 }
 
 func runCommand(pf *poolFlags) *cobra.Command {
@@ -92,6 +93,7 @@ could not start, bad input), 128+N on signal N.`,
 	cmd.Flags().BoolVar(&rf.json, "json", false, "each input line is a JSON value, and results are printed as JSON")
 	cmd.Flags().BoolVarP(&rf.keepOrder, "keep-order", "k", false, "print results in input order (default: as they finish)")
 	cmd.Flags().BoolVar(&rf.tracebacks, "tracebacks", false, "print each failed task's traceback (or its worker's stderr tail) under its error line")
+	rf.logFlags.add(cmd.Flags(), "line")
 	return cmd
 }
 
@@ -101,14 +103,15 @@ type inputLine struct {
 	n       int
 	payload msgpack.RawMessage
 	size    int
-	err     error // this line cannot be a task
-	fatal   bool  // err is a read error: no more lines
+	text    []byte // with --joblog: the line's first 1,000 bytes
+	err     error  // this line cannot be a task
+	fatal   bool   // err is a read error: no more lines
 }
 
 // readLines sends every line of in, made a payload, until EOF, a read error, or ctx ends.
 // Lines go in batches of up to 256 lines or 1 MiB, so that small lines cost one channel
 // operation per batch while big ones are not read far ahead of the pool.
-func readLines(ctx context.Context, in io.Reader, asJSON bool, out chan<- []inputLine) {
+func readLines(ctx context.Context, in io.Reader, asJSON, keepText bool, out chan<- []inputLine) {
 	defer close(out)
 	r := bufio.NewReaderSize(in, 256<<10)
 	var batch []inputLine
@@ -144,6 +147,9 @@ func readLines(ctx context.Context, in io.Reader, asJSON bool, out chan<- []inpu
 		size := len(line)
 		line = bytes.TrimSuffix(line, []byte{'\n'})
 		it := inputLine{n: n, size: size}
+		if keepText { // for the job log: its first 1,000 bytes, not the whole read buffer
+			it.text = bytes.Clone(line[:min(len(line), 1000)])
+		}
 		if asJSON {
 			if len(bytes.TrimSpace(line)) == 0 {
 				continue
@@ -230,9 +236,11 @@ func resultLine(raw msgpack.RawMessage, asJSON bool) ([]byte, error) {
 
 // runTask is one line on its way through the pool.
 type runTask struct {
-	line int
-	size int
-	f    pendingTask[msgpack.RawMessage]
+	line  int
+	size  int
+	text  []byte // the line, for the job log (its first 1,000 bytes)
+	start time.Time
+	f     pendingTask[msgpack.RawMessage]
 }
 
 // runLines is supervise run: lines in, tasks through the pool, results out.
@@ -242,8 +250,16 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		return err
 	}
 	cfg.Command = command
+	rule, past, jl, err := rf.open()
+	if err != nil {
+		return err
+	}
+	defer jl.close()
+	halt := halter{rule: rule}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	tasks, cancelTasks := context.WithCancel(ctx) // --halt now cancels the tasks out
+	defer cancelTasks()
 	t0 := time.Now()
 	view := pf.liveView(stderr, "run", "lines")
 	defer view.stop()
@@ -266,8 +282,15 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	// The reader ends at EOF, or at its next batch once ctx ends. Interrupted while it waits
 	// in a read of stdin (a terminal), it goes on waiting until the process exits, which
 	// follows at once: nothing can cancel a blocked read of a pipe or terminal.
-	go readLines(ctx, stdin, rf.json, lines)
+	go readLines(ctx, stdin, rf.json, rf.joblog != "", lines)
 	var queued []inputLine // read, not yet submitted
+	if rule.percent > 0 {  // a share of all the lines: read them all first
+		for b := range lines {
+			queued = append(queued, b...)
+		}
+		lines = nil
+		halt.total = len(queued)
+	}
 
 	var (
 		window   = job.window(pf.workers*pf.inFlight*2 + pf.workers) // lines submitted and not yet printed, at most
@@ -279,9 +302,27 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		notDone  = 0 // cut short by a signal
 		bytesIn  int64
 		inputErr error
+		logErr   error
+		halted   bool
 		what     = map[uint64]string{}
 	)
 	outstanding := 0
+	// logged ends a line's job: its line in the job log, and its count against --halt.
+	logged := func(line, size int, text []byte, start time.Time, received int, failed bool) {
+		e := jobEntry{Seq: line, Start: start, Runtime: time.Since(start), Send: int64(size), Receive: int64(received), Command: string(text)}
+		if failed {
+			e.Exit = 1
+		}
+		if err := jl.add(e); err != nil && logErr == nil {
+			logErr = err
+		}
+		if halt.ended(failed) && !halted {
+			halted = true
+			if rule.when == "now" {
+				cancelTasks()
+			}
+		}
+	}
 	fail := func(line int, err error) {
 		failed++
 		out.Flush() // the error line after the results before it
@@ -299,14 +340,15 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		outstanding--
 		view.hashed(1, int64(t.size))
 		res, err := t.f.Get(context.Background())
-		if err != nil && interrupted(ctx, err) {
-			notDone++ // interrupted: left undone, not failed
+		if err != nil && (interrupted(ctx, err) || halted && tasks.Err() != nil && errors.Is(err, context.Canceled)) {
+			notDone++ // interrupted, or halted: left undone, not failed
 			return
 		}
 		var text []byte
 		if err == nil {
 			text, err = resultLine(res, rf.json)
 		}
+		logged(t.line, t.size, t.text, t.start, len(text), err != nil)
 		if err != nil {
 			fail(t.line, err)
 			return
@@ -316,11 +358,14 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	}
 	stopped := ctx.Done()
 	for lines != nil || len(queued) > 0 || outstanding > 0 {
-		for len(queued) > 0 && outstanding < window { // room for another line
+		for len(queued) > 0 && outstanding < window && !halted { // room for another line
 			it := queued[0]
 			queued = queued[1:]
 			if it.fatal {
 				inputErr = it.err
+				continue
+			}
+			if past.skip(it.n, "", false, rf.resumeFailed) {
 				continue
 			}
 			total++
@@ -328,10 +373,12 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 			view.found(1, int64(it.size))
 			if it.err != nil {
 				view.hashed(1, int64(it.size))
+				logged(it.n, it.size, it.text, time.Now(), 0, true)
 				fail(it.n, it.err)
 				continue
 			}
-			t := &runTask{line: it.n, size: it.size, f: submitTo[msgpack.RawMessage, msgpack.RawMessage](ctx, job, rf.call, it.payload)}
+			t := &runTask{line: it.n, size: it.size, text: it.text, start: time.Now(),
+				f: submitTo[msgpack.RawMessage, msgpack.RawMessage](tasks, job, rf.call, it.payload)}
 			if job.means != nil {
 				what[t.f.ID()] = fmt.Sprintf("line %d", it.n)
 			}
@@ -370,6 +417,9 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 			stopped, lines, queued = nil, nil, nil // read no more; collect what is out
 			job.abandon()
 		}
+		if halted {
+			lines, queued = nil, nil
+		}
 		if len(finished) == 0 && len(queued) == 0 { // nothing more at hand: let the lines out
 			if err := out.Flush(); err != nil {
 				return fmt.Errorf("writing stdout: %w", err)
@@ -396,6 +446,8 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	switch {
 	case inputErr != nil:
 		return inputErr
+	case logErr != nil:
+		return logErr
 	case failed > 0:
 		return exitError{1}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -309,4 +310,36 @@ func TestRunJSONIntegerOutOfRange(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "line 1: the integer 18446744073709551616 does not fit in 64 bits") || strings.Contains(stderr, "line 2: the integer") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
+}
+
+// run --joblog logs a line per input line (failed: Exitval 1); --resume runs none of them
+// again, --resume-failed the failed ones; --halt now,fail=1 stops at the first failure.
+func TestRunJoblogResumeHalt(t *testing.T) {
+	py, script := pythonScript(t, "e2e_worker.py")
+	log := filepath.Join(t.TempDir(), "run.log")
+	input := "1\n997\n3\nx\n5\n"
+	stdout, stderr, code := runCLI(t, input, "run", "--joblog", log, "--call", "work", "--", py, script)
+	if code != 1 || len(strings.Fields(stdout)) != 6 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	past, err := readJobLog(log)
+	must(t, err)
+	want := map[int]bool{1: false, 2: true, 3: false, 4: true, 5: false}
+	if !maps.Equal(past.bySeq, want) {
+		t.Fatalf("the job log says %v, want %v", past.bySeq, want)
+	}
+	if stdout, _, code := runCLI(t, input, "run", "--joblog", log, "--resume", "--call", "work", "--", py, script); code != 0 || stdout != "" {
+		t.Errorf("--resume: exit %d, stdout %q; want nothing run", code, stdout)
+	}
+	stdout, stderr, code = runCLI(t, input+"6\n", "run", "--joblog", log, "--resume-failed", "-k", "--call", "work", "--", py, script)
+	if code != 1 || stdout != "ok 6\n" || strings.Count(stderr, "supervise: line") != 2 {
+		t.Errorf("--resume-failed: exit %d, stdout %q, stderr %q; want lines 2 and 4 failing again, and 6", code, stdout, stderr)
+	}
+	// Line 2 fails at once while 1 hangs, and the worker that ran it takes 3, which hangs
+	// too: halting now cancels both, and 4, which no worker was free to start.
+	stdout, stderr, code = runCLI(t, "2500\n997\n7500\n4\n", "-j", "2", "--in-flight", "1", "run", "--halt", "now,fail=1", "--call", "work", "--", py, script)
+	if code != 1 || strings.Contains(stdout, "ok 4") || !strings.Contains(stderr, "line 2:") {
+		t.Errorf("--halt now,fail=1: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	proctest.AssertNoProcessRuns(t, binary)
 }

@@ -165,7 +165,8 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		halted    bool
 		logErr    error
 	)
-	out := bufio.NewWriterSize(stdout, 256<<10)
+	results, finish := view.results(stdout, stderr)
+	out := bufio.NewWriterSize(results, 256<<10)
 	// Machines of a queue open the paths themselves, from their own working directories: a
 	// relative path goes to them made absolute (unchanged: no cleaning, which would change
 	// what ".." means under a symbolic link), and is printed as given.
@@ -349,6 +350,9 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	view.stop()
 	log.Debug("hashed", "files", len(items), "big", len(sizes), "took", time.Since(t0))
 	if err := out.Flush(); err != nil {
+		return err
+	}
+	if err := finish(); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {

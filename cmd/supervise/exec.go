@@ -141,9 +141,11 @@ func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, s
 	}
 	cfg.Retries = 0 // exec retries failed jobs itself, whatever failed them
 	r := &execRun{pf: pf, ef: ef, command: command, replace: hasReplacement(command), past: past, log: jl,
-		halt: halter{rule: rule}, out: bufio.NewWriterSize(stdout, 64<<10), stderr: stderr}
+		halt: halter{rule: rule}, stderr: stderr}
 	r.view = pf.liveView(stderr, "exec", "jobs")
 	defer r.view.stop()
+	results, finish := r.view.results(stdout, stderr)
+	r.out = bufio.NewWriterSize(results, 64<<10)
 	r.msgs = r.view.above(stderr)
 	if r.job, err = startJob(ctx, pf, &clusterFlags{}, cfg, r.view); err != nil {
 		return err
@@ -155,6 +157,9 @@ func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, s
 	t0 := time.Now()
 	err = r.loop(ctx, jobs, records)
 	r.view.stop()
+	if ferr := finish(); err == nil && ferr != nil {
+		err = fmt.Errorf("writing stdout: %w", ferr)
+	}
 	cancelJobs()
 	if cerr := r.job.close(); err == nil {
 		err = cerr

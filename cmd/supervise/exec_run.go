@@ -231,6 +231,7 @@ func (r *execRun) print(t *execTask, res execjob.Result) {
 			s.WriteTo(errOut)
 		}
 		errOut.Write(res.Stderr)
+		r.out.Flush() // a job's output shows when it ends, not when a buffer fills
 	})
 }
 

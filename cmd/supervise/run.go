@@ -278,6 +278,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		}
 	}
 
+	results, finish := view.results(stdout, stderr)
 	lines := make(chan []inputLine, 4)
 	// The reader ends at EOF, or at its next batch once ctx ends. Interrupted while it waits
 	// in a read of stdin (a terminal), it goes on waiting until the process exits, which
@@ -296,7 +297,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		window   = job.window(pf.workers*pf.inFlight*2 + pf.workers) // lines submitted and not yet printed, at most
 		pending  []*runTask                                          // in input order, for --keep-order
 		finished = make(chan *runTask, window)                       // done, in the order they finished
-		out      = bufio.NewWriterSize(stdout, 256<<10)
+		out      = bufio.NewWriterSize(results, 256<<10)
 		total    = 0 // lines read
 		failed   = 0
 		notDone  = 0 // cut short by a signal
@@ -428,6 +429,9 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	}
 	view.stop()
 	if err := out.Flush(); err != nil {
+		return fmt.Errorf("writing stdout: %w", err)
+	}
+	if err := finish(); err != nil {
 		return fmt.Errorf("writing stdout: %w", err)
 	}
 	if ctx.Err() != nil {

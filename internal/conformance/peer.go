@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -115,6 +116,7 @@ func start(command []string, helloTimeout time.Duration, maxFrame int, heartbeat
 
 // startWith is start with the environment's handshake variables as given.
 func startWith(command []string, helloTimeout time.Duration, maxFrame int, vars map[string]string) (*peer, error) {
+	helloTimeout = cmp.Or(helloTimeout, DefaultHelloTimeout)
 	p, stdout, err := spawn(command, vars)
 	if err != nil {
 		return nil, err

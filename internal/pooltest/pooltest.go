@@ -22,9 +22,18 @@ type Recorder struct {
 	more   chan struct{} // closed and replaced on every event
 }
 
-// Attach makes a Recorder the log sink (at Debug) and event hook of cfg, where cfg has none.
+// StartTimeout is the time a test's worker has to say hello: race-built test binaries took
+// over the library's 10 s default to start on a 2-core machine loaded far past its cores
+// (the race suite beside stress --cpu 8 and builds, load 12), and tests failed for it.
+const StartTimeout = time.Minute
+
+// Attach makes a Recorder the log sink (at Debug) and event hook of cfg, where cfg has none,
+// and gives it StartTimeout where it has none.
 func Attach(cfg *supervisor.Config) *Recorder {
 	r := &Recorder{more: make(chan struct{})}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = StartTimeout
+	}
 	if cfg.EventHook == nil {
 		cfg.EventHook = r.hook
 	}

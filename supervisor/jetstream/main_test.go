@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/supervise-dev/supervise/internal/pooltest"
 	"net"
 	"os"
 	"os/exec"
@@ -84,7 +85,8 @@ func runMachine(url string) int {
 	}
 	defer nc.Close()
 	// The pool outlives the signal: the tasks held finish on it during the drain.
-	pool, err := supervisor.Start(context.WithoutCancel(ctx), supervisor.Config{Workers: 2, Command: []string{os.Args[0], "worker-of", os.Args[len(os.Args)-1]}})
+	pool, err := supervisor.Start(context.WithoutCancel(ctx), supervisor.Config{Workers: 2, Command: []string{os.Args[0], "worker-of", os.Args[len(os.Args)-1]},
+		StartTimeout: pooltest.StartTimeout})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "machine:", err)
 		return 1

@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"github.com/supervise-dev/supervise/internal/pooltest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,7 +82,8 @@ func TestRoles(t *testing.T) {
 	defer srv.Shutdown()
 
 	mnc := mach.connect(t, srv.URL())
-	pool, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 1, Command: []string{os.Args[0], "worker-of", "roles"}})
+	pool, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 1, Command: []string{os.Args[0], "worker-of", "roles"},
+		StartTimeout: pooltest.StartTimeout})
 	must(t, err)
 	defer pool.Close()
 	ctx, stop := context.WithCancel(context.Background())

@@ -120,7 +120,6 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		return err
 	}
 	defer jl.close()
-	halt := halter{rule: rule}
 	if rule.percent > 0 {
 		return errors.New("digest --halt: a percentage needs the number of files, not known before the walk ends: give a count")
 	}
@@ -140,6 +139,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	}
 	tasks, cancelTasks := context.WithCancel(ctx) // --halt now cancels the tasks out
 	defer cancelTasks()
+	ends := &jobEnds{log: jl, halt: halter{rule: rule}, cancel: cancelTasks}
 	// Cancelling ctx (a signal, or an early return) shuts the pool down: queued tasks fail,
 	// running ones are cancelled; Close then waits for the workers to exit.
 	defer func() {
@@ -162,8 +162,6 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		hashed    = int64(0)
 		what      = map[uint64]string{} // task id -> its files, for the report's slowest tasks
 		abandoned bool
-		halted    bool
-		logErr    error
 	)
 	results, finish := view.results(stdout, stderr)
 	out := bufio.NewWriterSize(results, 256<<10)
@@ -220,18 +218,10 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		if failed {
 			e.Exit = 1
 		}
-		if err := jl.add(e); err != nil && logErr == nil {
-			logErr = err
-		}
-		if halt.ended(failed) && !halted {
-			halted = true
-			if rule.when == "now" {
-				cancelTasks()
-			}
-		}
+		ends.ended(e)
 	}
 	printReady := func() {
-		for ; !halted && printed < len(items) && (items[printed].err != "" || sums[printed] != nil); printed++ {
+		for ; !ends.halted && printed < len(items) && (items[printed].err != "" || sums[printed] != nil); printed++ {
 			it := &items[printed]
 			switch {
 			case it.err != "":
@@ -250,7 +240,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 			big, waiting, abandoned = nil, nil, true
 			job.abandon()
 		}
-		if halted { // --halt: submit nothing more, walk no further
+		if ends.halted { // --halt: submit nothing more, walk no further
 			big, waiting, walked = nil, nil, nil
 		}
 		if walked == nil && pending == 0 && len(waiting) == 0 && len(big) == 0 {
@@ -295,7 +285,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 			pending--
 			hashed += d.ans.Bytes
 			view.hashed(0, max(0, d.ans.Bytes-d.reported)) // a failed task: counted as far as read
-			if d.err != nil && (ctx.Err() != nil || halted && tasks.Err() != nil) {
+			if d.err != nil && (ctx.Err() != nil || ends.halted && tasks.Err() != nil) {
 				continue // interrupted or halted: these files are left undone, not failed
 			}
 			if d.err != nil && len(d.files) > 1 && errors.Is(d.err, supervisor.ErrTimeout) {
@@ -373,6 +363,9 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		if err := writeReports(pf, r, stderr); err != nil {
 			return err
 		}
+	}
+	if ends.err != nil {
+		return ends.err
 	}
 	if failed > 0 {
 		return exitError{1}

@@ -140,8 +140,8 @@ func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, s
 		return err
 	}
 	cfg.Retries = 0 // exec retries failed jobs itself, whatever failed them
-	r := &execRun{pf: pf, ef: ef, command: command, replace: hasReplacement(command), past: past, log: jl,
-		halt: halter{rule: rule}, stderr: stderr}
+	r := &execRun{pf: pf, ef: ef, command: command, replace: hasReplacement(command), past: past,
+		ends: &jobEnds{log: jl, halt: halter{rule: rule}}, stderr: stderr}
 	r.view = pf.liveView(stderr, "exec", "jobs")
 	defer r.view.stop()
 	results, finish := r.view.results(stdout, stderr)
@@ -152,7 +152,7 @@ func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, s
 	}
 	jobs, cancelJobs := context.WithCancel(ctx) // --halt now cancels the running jobs
 	defer cancelJobs()
-	r.cancelJobs = cancelJobs
+	r.ends.cancel = cancelJobs
 	go feed()
 	t0 := time.Now()
 	err = r.loop(ctx, jobs, records)
@@ -166,7 +166,7 @@ func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, s
 	}
 	if err == nil && ctx.Err() == nil && r.job.means != nil {
 		rep := newReport("exec", r.job.pool, time.Since(t0), r.job.means, func(uint64) string { return "" })
-		rep.Items, rep.Bytes, rep.Failed = r.total, r.bytesIn, r.halt.failed
+		rep.Items, rep.Bytes, rep.Failed = r.total, r.bytesIn, r.ends.halt.failed
 		err = writeReports(pf, rep, stderr)
 	}
 	return r.exit(ctx, err)
@@ -181,12 +181,12 @@ func (r *execRun) exit(ctx context.Context, err error) error {
 		return err
 	case r.inputErr != nil:
 		return r.inputErr
-	case r.halted && r.halt.rule.on == "fail":
+	case r.ends.halted && r.ends.halt.rule.on == "fail":
 		return exitError{min(max(r.haltCode, 1), 255)}
-	case r.halted && r.halt.rule.on == "success":
+	case r.ends.halted && r.ends.halt.rule.on == "success":
 		return nil
-	case r.halt.failed > 0:
-		return exitError{min(r.halt.failed, 101)}
+	case r.ends.halt.failed > 0:
+		return exitError{min(r.ends.halt.failed, 101)}
 	}
 	return nil
 }

@@ -22,23 +22,19 @@ type execRun struct {
 	command []string // CMD ARGS, before replacements
 	replace bool     // they hold replacement strings
 	past    pastJobs // --resume
-	log     *jobLog
-	halt    halter
+	ends    *jobEnds
 
-	job        *job
-	view       *liveView
-	msgs       io.Writer     // stderr, above the live view
-	out        *bufio.Writer // stdout
-	outMu      sync.Mutex    // out, written by -u's reports too
-	stderr     io.Writer
-	cancelJobs func()
+	job    *job
+	view   *liveView
+	msgs   io.Writer     // stderr, above the live view
+	out    *bufio.Writer // stdout
+	outMu  sync.Mutex    // out, written by -u's reports too
+	stderr io.Writer
 
 	total    int // jobs started
 	notDone  int // cut short by a signal or --halt now
 	bytesIn  int64
 	inputErr error
-	logErr   error
-	halted   bool
 	haltCode int // the exit status of the job that halted the run
 }
 
@@ -69,12 +65,12 @@ func (r *execRun) loop(ctx, jobs context.Context, records <-chan []record) error
 		hold = 2*slots + 16
 	}
 	var queued []record
-	if r.halt.rule.percent > 0 { // a share of all the jobs: read them all first
+	if r.ends.halt.rule.percent > 0 { // a share of all the jobs: read them all first
 		for b := range records {
 			queued = append(queued, b...)
 		}
 		records = nil
-		r.halt.total = len(queued)
+		r.ends.halt.total = len(queued)
 	}
 	finished := make(chan *execTask, slots+hold) // never blocks: no more tasks are out
 	var pending []*execTask                      // --keep-order: in input order
@@ -126,7 +122,7 @@ func (r *execRun) loop(ctx, jobs context.Context, records <-chan []record) error
 		case <-stopped:
 			stopped, records, queued = nil, nil, nil // start no more; collect what is out
 		}
-		if r.halted {
+		if r.ends.halted {
 			records, queued = nil, nil
 		}
 		if len(finished) == 0 && len(queued) == 0 {
@@ -138,7 +134,7 @@ func (r *execRun) loop(ctx, jobs context.Context, records <-chan []record) error
 	if err := r.flush(); err != nil {
 		return err
 	}
-	return r.logErr
+	return r.ends.err
 }
 
 // task makes the job of a record, or nil for one not to run (--resume, a read error).
@@ -166,13 +162,13 @@ func (r *execRun) notify(t *execTask, finished chan<- *execTask) {
 func (r *execRun) end(ctx, jobs context.Context, t *execTask) bool {
 	<-t.collected
 	res, err := t.f.Get(context.Background())
-	if err != nil && (interrupted(ctx, err) || r.halted && jobs.Err() != nil && errors.Is(err, context.Canceled)) {
+	if err != nil && (interrupted(ctx, err) || r.ends.halted && jobs.Err() != nil && errors.Is(err, context.Canceled)) {
 		r.notDone++ // cut short: neither failed nor logged
 		r.view.hashed(1, int64(t.size))
 		return true
 	}
 	failed := err != nil || res.Exit != 0 || res.Signal != 0
-	if failed && t.attempts <= r.pf.retries && !r.halted {
+	if failed && t.attempts <= r.pf.retries && !r.ends.halted {
 		discard(t.stdout)
 		discard(t.stderr)
 		t.finished, t.received = false, 0
@@ -199,14 +195,8 @@ func (r *execRun) end(ctx, jobs context.Context, t *execTask) bool {
 	if err != nil {
 		e.Exit = -1
 	}
-	if lerr := r.log.add(e); lerr != nil && r.logErr == nil {
-		r.logErr = lerr
-	}
-	if r.halt.ended(failed) && !r.halted {
-		r.halted, r.haltCode = true, e.Exit
-		if r.halt.rule.when == "now" {
-			r.cancelJobs()
-		}
+	if r.ends.ended(e) {
+		r.haltCode = e.Exit
 	}
 	return true
 }

@@ -221,6 +221,31 @@ func parseHalt(spec string) (haltRule, error) {
 	return h, nil
 }
 
+// jobEnds records jobs as they end: each one's line in the job log, and its count against
+// --halt, which, halting now, cancels the tasks out.
+type jobEnds struct {
+	log    *jobLog
+	halt   halter
+	cancel func()
+	halted bool
+	err    error // the first failed write to the log
+}
+
+// ended records e; it says whether e halted the run.
+func (j *jobEnds) ended(e jobEntry) bool {
+	if err := j.log.add(e); err != nil && j.err == nil {
+		j.err = err
+	}
+	if !j.halt.ended(e.failed()) || j.halted {
+		return false
+	}
+	j.halted = true
+	if j.halt.rule.when == "now" {
+		j.cancel()
+	}
+	return true
+}
+
 // halter counts jobs as they end against a haltRule.
 type halter struct {
 	rule              haltRule

@@ -255,11 +255,11 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		return err
 	}
 	defer jl.close()
-	halt := halter{rule: rule}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tasks, cancelTasks := context.WithCancel(ctx) // --halt now cancels the tasks out
 	defer cancelTasks()
+	ends := &jobEnds{log: jl, halt: halter{rule: rule}, cancel: cancelTasks}
 	t0 := time.Now()
 	view := pf.liveView(stderr, "run", "lines")
 	defer view.stop()
@@ -290,7 +290,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 			queued = append(queued, b...)
 		}
 		lines = nil
-		halt.total = len(queued)
+		ends.halt.total = len(queued)
 	}
 
 	var (
@@ -303,8 +303,6 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		notDone  = 0 // cut short by a signal
 		bytesIn  int64
 		inputErr error
-		logErr   error
-		halted   bool
 		what     = map[uint64]string{}
 	)
 	outstanding := 0
@@ -314,15 +312,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		if failed {
 			e.Exit = 1
 		}
-		if err := jl.add(e); err != nil && logErr == nil {
-			logErr = err
-		}
-		if halt.ended(failed) && !halted {
-			halted = true
-			if rule.when == "now" {
-				cancelTasks()
-			}
-		}
+		ends.ended(e)
 	}
 	fail := func(line int, err error) {
 		failed++
@@ -341,7 +331,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		outstanding--
 		view.hashed(1, int64(t.size))
 		res, err := t.f.Get(context.Background())
-		if err != nil && (interrupted(ctx, err) || halted && tasks.Err() != nil && errors.Is(err, context.Canceled)) {
+		if err != nil && (interrupted(ctx, err) || ends.halted && tasks.Err() != nil && errors.Is(err, context.Canceled)) {
 			notDone++ // interrupted, or halted: left undone, not failed
 			return
 		}
@@ -359,7 +349,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	}
 	stopped := ctx.Done()
 	for lines != nil || len(queued) > 0 || outstanding > 0 {
-		for len(queued) > 0 && outstanding < window && !halted { // room for another line
+		for len(queued) > 0 && outstanding < window && !ends.halted { // room for another line
 			it := queued[0]
 			queued = queued[1:]
 			if it.fatal {
@@ -418,7 +408,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 			stopped, lines, queued = nil, nil, nil // read no more; collect what is out
 			job.abandon()
 		}
-		if halted {
+		if ends.halted {
 			lines, queued = nil, nil
 		}
 		if len(finished) == 0 && len(queued) == 0 { // nothing more at hand: let the lines out
@@ -450,8 +440,8 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	switch {
 	case inputErr != nil:
 		return inputErr
-	case logErr != nil:
-		return logErr
+	case ends.err != nil:
+		return ends.err
 	case failed > 0:
 		return exitError{1}
 	}

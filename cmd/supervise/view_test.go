@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,45 +20,21 @@ func TestLiveViewInTerminal(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed (.ci/run installs it)")
 	}
-	var socket string // a tmux server per session (see TestLiveViewKeepsEveryLine)
-	tmux := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("tmux", append([]string{"-L", socket}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
 	root := sparseTree(t, 1, 1<<30) // a second or so to hash
 	jobBar := regexp.MustCompile(`(?m)^digest +\d+/\d+\+? files +\[[=>-]+\] .*/s ETA `)
 	coreBar := regexp.MustCompile(`(?m)^cpu0 +\[[=>-]+\] +\d+%$`)
 
 	for _, interrupt := range []bool{false, true} {
 		session := fmt.Sprintf("interrupt-%v", interrupt)
-		socket = fmt.Sprintf("supervise-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-		server := socket
-		t.Cleanup(func() { _ = exec.Command("tmux", "-L", server, "kill-server").Run() })
 		sums := filepath.Join(t.TempDir(), "sums")
-		tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "20",
-			fmt.Sprintf("%s -j 2 digest %s > %s; echo EXITED $?; sleep 600", binary, root, sums))
-		// Nothing signals what another process drew: poll the screen.
-		screen := func(until func(string) bool) string {
-			t.Helper()
-			var s string
-			for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-				if s = tmux("capture-pane", "-p", "-t", session); until(s) {
-					return s
-				}
-			}
-			t.Fatalf("%s: the screen never showed what was awaited:\n%s", session, s)
-			return ""
-		}
+		term := startTmux(t, "", 120, fmt.Sprintf("%s -j 2 digest %s > %s; echo EXITED $?; sleep 600", binary, root, sums))
+		tmux, screen := term.run, term.screen
 		s := screen(func(s string) bool { return jobBar.MatchString(s) && coreBar.MatchString(s) })
 		if strings.Contains(s, "EXITED") {
 			t.Fatalf("%s: bars drawn after the exit:\n%s", session, s)
 		}
 		if interrupt {
-			tmux("send-keys", "-t", session, "C-c")
+			tmux("send-keys", "-t", "s", "C-c")
 		}
 		s = screen(func(s string) bool { return strings.Contains(s, "EXITED") })
 		if jobBar.MatchString(s) || coreBar.MatchString(s) || strings.Contains(s, "files [") {
@@ -78,9 +55,56 @@ func TestLiveViewInTerminal(t *testing.T) {
 		if b, err := os.ReadFile(sums); err != nil || strings.Contains(string(b), "\x1b") || !interrupt && !strings.HasSuffix(string(b), "/sparse\n") {
 			t.Errorf("%s: stdout %q, %v", session, b, err)
 		}
-		tmux("kill-session", "-t", session)
 	}
 	proctest.AssertNoProcessRuns(t, binary)
+}
+
+// tmuxTerm is a terminal: a tmux server of its own (one whose last session ends exits, and
+// a session started meanwhile failed with "server exited unexpectedly"), with one session.
+type tmuxTerm struct {
+	t              *testing.T
+	socket, config string
+}
+
+// startTmux starts command in a terminal of width columns and 20 rows, tmux configured by
+// config (if not empty); the server is killed at the end of the test.
+func startTmux(t *testing.T, config string, width int, command string) *tmuxTerm {
+	t.Helper()
+	term := &tmuxTerm{t: t, socket: fmt.Sprintf("supervise-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	if config != "" {
+		term.config = filepath.Join(t.TempDir(), "tmux.conf")
+		must(t, os.WriteFile(term.config, []byte(config), 0o644))
+	}
+	t.Cleanup(func() { _ = exec.Command("tmux", "-L", term.socket, "kill-server").Run() })
+	term.run("new-session", "-d", "-s", "s", "-x", strconv.Itoa(width), "-y", "20", command)
+	return term
+}
+
+func (term *tmuxTerm) run(args ...string) string {
+	term.t.Helper()
+	pre := []string{"-L", term.socket}
+	if term.config != "" {
+		pre = append(pre, "-f", term.config)
+	}
+	out, err := exec.Command("tmux", append(pre, args...)...).CombinedOutput()
+	if err != nil {
+		term.t.Fatalf("tmux %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+// screen polls the screen until it shows what until awaits (nothing signals what another
+// process drew), and returns it.
+func (term *tmuxTerm) screen(until func(string) bool) string {
+	term.t.Helper()
+	var s string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s = term.run("capture-pane", "-p", "-t", "s"); until(s) {
+			return s
+		}
+	}
+	term.t.Fatalf("the screen never showed what was awaited:\n%s", s)
+	return ""
 }
 
 // With stdout the same terminal as stderr, every result line shows, in order, and no bar is
@@ -90,46 +114,21 @@ func TestLiveViewKeepsEveryLine(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed (.ci/run installs it)")
 	}
-	var socket string // a tmux server per session: one whose last session ends exits, and a
-	// session started meanwhile failed with "server exited unexpectedly"
-	conf := filepath.Join(t.TempDir(), "tmux.conf")
 	// scroll-on-clear off: tmux, unlike a terminal, keeps in its history what an erase of
 	// the whole screen clears, as the bars' redraw is while they are alone on it.
-	must(t, os.WriteFile(conf, []byte("set -g history-limit 100000\nset -g scroll-on-clear off\n"), 0o644))
-	tmux := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("tmux", append([]string{"-L", socket, "-f", conf}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
+	const conf = "set -g history-limit 100000\nset -g scroll-on-clear off\n"
 	bars := regexp.MustCompile(`exec +\d+/\d+\+? jobs|cpu0 +\[`)
 	const n = 4000
 	for _, interrupt := range []bool{false, true} {
 		session := fmt.Sprintf("lines-%v", interrupt)
-		socket = fmt.Sprintf("supervise-lines-%d-%d", os.Getpid(), time.Now().UnixNano())
-		server := socket
-		t.Cleanup(func() { _ = exec.Command("tmux", "-L", server, "kill-server").Run() })
-		tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "20",
-			fmt.Sprintf("seq %d | %s -j 2 exec -k echo line; echo EXITED $?; sleep 600", n, binary))
-		screen := func(until func(string) bool) string {
-			t.Helper()
-			var s string
-			for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-				if s = tmux("capture-pane", "-p", "-t", session); until(s) {
-					return s
-				}
-			}
-			t.Fatalf("%s: the screen never showed what was awaited:\n%s", session, s)
-			return ""
-		}
+		term := startTmux(t, conf, 100, fmt.Sprintf("seq %d | %s -j 2 exec -k echo line; echo EXITED $?; sleep 600", n, binary))
+		tmux, screen := term.run, term.screen
 		screen(func(s string) bool { return bars.MatchString(s) || strings.Contains(s, "EXITED") })
 		if interrupt {
-			tmux("send-keys", "-t", session, "C-c")
+			tmux("send-keys", "-t", "s", "C-c")
 		}
 		screen(func(s string) bool { return strings.Contains(s, "EXITED") })
-		all := tmux("capture-pane", "-p", "-S", "-", "-E", "-", "-t", session)
+		all := tmux("capture-pane", "-p", "-S", "-", "-E", "-", "-t", "s")
 		before, _, _ := strings.Cut(all, "EXITED")
 		// Every line, in order; interrupted, those of the jobs that ended (a job cut short
 		// leaves a gap), as many as the count of jobs not done says.
@@ -152,7 +151,6 @@ func TestLiveViewKeepsEveryLine(t *testing.T) {
 		if bars.MatchString(all) {
 			t.Errorf("%s: a bar is left in the scrollback", session)
 		}
-		tmux("kill-session", "-t", session)
 	}
 	proctest.AssertNoProcessRuns(t, binary)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha512"
@@ -53,6 +54,11 @@ get a task each; files over 256 KiB then use OpenSSL's libcrypto when the system
 or SUPERVISE_HASH=go forces one file at a time, with that SHA-512 for big files or Go's for
 all.
 
+Memory: the parent keeps only what is in flight, not the tree. The walk stays at most 65,536
+files ahead of the output, and printed lines are dropped; a big file slow to hash holds the
+output, and with it the walk, back until it is done (the workers finish what they have
+meanwhile). A directory's entries are read whole, to be sorted, as find | sort would.
+
 With --connect URL the files are hashed by the worker machines of a queue on a NATS
 JetStream server (supervise serve; supervise worker --connect URL on each machine): every path
 must name the same file on every machine, as on a shared file system (relative paths are
@@ -75,6 +81,8 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 	// Tuning knobs, hidden: the tests use them to force the re-queueing of budget-cut tasks.
 	cmd.Flags().IntVar(&b.files, "batch-files", b.files, "files per task")
 	cmd.Flags().Int64Var(&b.bytes, "batch-bytes", b.bytes, "bytes a task hashes before it hands back the rest")
+	cmd.Flags().IntVar(&b.ahead, "max-ahead", b.ahead, "items walked and not yet printed, at most")
+	_ = cmd.Flags().MarkHidden("max-ahead")
 	_ = cmd.Flags().MarkHidden("batch-files")
 	_ = cmd.Flags().MarkHidden("batch-bytes")
 	return cmd
@@ -88,9 +96,10 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 type batching struct {
 	files int
 	bytes int64
+	ahead int // how many items the walk may be ahead of the output (maxAhead)
 }
 
-var defaultBatching = batching{files: 1024, bytes: 32 << 20}
+var defaultBatching = batching{files: 1024, bytes: 32 << 20, ahead: maxAhead}
 
 // task is one digest task in flight: the files it covers, by index in walk order.
 type task struct {
@@ -130,7 +139,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	view := pf.liveView(stderr, "digest", "files")
 	defer view.stop() // before the pool closes: the bars go first
 	msgs := view.above(stderr)
-	walked := make(chan []walkItem, 64)
+	walked := make(chan []walkItem, 2)                        // the walk is ahead by at most maxAhead items, and these
 	go walk(ctx, paths, max(1, b.files), view != nil, walked) // while the pool starts
 
 	job, err := startJob(ctx, pf, cf, cfg, view)
@@ -149,8 +158,9 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	log.Debug("pool started", "workers", pf.workers, "took", time.Since(t0))
 
 	var (
-		items     []walkItem // every path so far, in walk order
+		items     []walkItem // the paths walked and not yet printed (and some printed), in walk order
 		sums      [][]byte   // by item; nil until known
+		base      = 0        // the number in walk order of items[0]: item i is items[i-base]
 		waiting   []task     // small batches not yet submitted
 		big       []int      // deferred big files, largest first
 		sizes     = map[int]int64{}
@@ -180,7 +190,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 			req.Budget = b.bytes
 		}
 		for k, i := range t.files {
-			req.Paths[k] = items[i].path
+			req.Paths[k] = items[i-base].path
 			if cwd != "" && !filepath.IsAbs(req.Paths[k]) {
 				req.Paths[k] = cwd + string(filepath.Separator) + req.Paths[k]
 			}
@@ -214,25 +224,30 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	// ended logs a file's line (a job per file, keyed by its path for --resume; hashed in
 	// batches, its run time is not its own: 0) and counts it against --halt.
 	ended := func(i int, failed bool) {
-		e := jobEntry{Seq: i + 1, Start: time.Now(), Send: max(0, items[i].size), Command: items[i].path}
+		e := jobEntry{Seq: i + 1, Start: time.Now(), Send: max(0, items[i-base].size), Command: items[i-base].path}
 		if failed {
 			e.Exit = 1
 		}
 		ends.ended(e)
 	}
 	printReady := func() {
-		for ; !ends.halted && printed < len(items) && (items[printed].err != "" || sums[printed] != nil); printed++ {
-			it := &items[printed]
+		for ; !ends.halted && printed < base+len(items) && (items[printed-base].err != "" || sums[printed-base] != nil); printed++ {
+			it := &items[printed-base]
 			switch {
 			case it.err != "":
 				out.Flush() // keep stdout and stderr in walk order on a terminal
 				fmt.Fprintf(msgs, "supervise: %s: %s\n", it.path, it.err)
 				failed++
 				ended(printed, true)
-			case len(sums[printed]) > 0: // not one --resume skips
-				out.Write(sumLine(sums[printed], it.path))
+			case len(sums[printed-base]) > 0: // not one --resume skips
+				out.Write(sumLine(sums[printed-base], it.path))
 				ended(printed, false)
 			}
+		}
+		// What is printed is dropped: memory follows the window, not the tree. The slices
+		// are copied once half of them is printed, so that their arrays shrink too.
+		if k := printed - base; k > 0 && k >= len(items)/2 {
+			items, sums, base = slices.Clone(items[k:]), slices.Clone(sums[k:]), printed
 		}
 	}
 	for {
@@ -256,28 +271,34 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 				waiting = waiting[1:]
 			}
 		}
+		// The walk waits while maxAhead items are walked and not printed: a big file slow to
+		// hash holds the output back, and the walk with it, rather than memory growing.
+		var walkedIn <-chan []walkItem
+		if base+len(items)-printed < max(1, b.ahead) {
+			walkedIn = walked
+		}
 		select {
-		case batch, ok := <-walked:
+		case batch, ok := <-walkedIn:
 			if !ok {
 				walked = nil
 				view.walked()
-				log.Debug("walked", "files", len(items), "took", time.Since(t0))
+				log.Debug("walked", "files", base+len(items), "took", time.Since(t0))
 				continue
 			}
 			var t task
-			var bytes int64
+			var size int64
 			for _, it := range batch {
 				if it.err == "" && it.sum == nil && past.skip(0, it.path, true, lf.resumeFailed) {
 					it.sum = resumed // --resume: hashed before
 				}
 				if it.err == "" && it.sum == nil {
-					t.files = append(t.files, len(items))
-					bytes += max(0, it.size)
+					t.files = append(t.files, base+len(items))
+					size += max(0, it.size)
 				}
 				items = append(items, it)
 				sums = append(sums, it.sum)
 			}
-			view.found(len(t.files), bytes)
+			view.found(len(t.files), size)
 			if len(t.files) > 0 {
 				waiting = append(waiting, t)
 			}
@@ -315,21 +336,23 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 			}
 			finished := 0
 			for k, i := range d.files {
+				delete(sizes, i) // a big file's size, needed only while it waits
 				finished++
 				switch {
 				case d.err != nil:
-					items[i].err = taskFailure(d.err)
+					items[i-base].err = taskFailure(d.err)
 				case len(d.ans.Sums) != sha512.Size*len(d.files):
-					items[i].err = fmt.Sprintf("the worker returned %d bytes of sums for %d files", len(d.ans.Sums), len(d.files))
+					items[i-base].err = fmt.Sprintf("the worker returned %d bytes of sums for %d files", len(d.ans.Sums), len(d.files))
 				case d.ans.Failed[k] != "":
-					items[i].err = d.ans.Failed[k]
+					items[i-base].err = d.ans.Failed[k]
 				case d.ans.Deferred != nil && d.ans.Deferred[k] > 0 && !d.whole:
 					sizes[i] = d.ans.Deferred[k]
 					at, _ := slices.BinarySearchFunc(big, sizes[i], func(j int, size int64) int { return cmp.Compare(size, sizes[j]) })
 					big = slices.Insert(big, at, i)
 					finished--
 				default:
-					sums[i] = d.ans.Sums[k*sha512.Size : (k+1)*sha512.Size]
+					// Its own copy: a slice of the answer would keep the whole answer alive.
+					sums[i-base] = bytes.Clone(d.ans.Sums[k*sha512.Size : (k+1)*sha512.Size])
 				}
 			}
 			view.hashed(finished, 0)
@@ -338,7 +361,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	}
 	printReady()
 	view.stop()
-	log.Debug("hashed", "files", len(items), "big", len(sizes), "took", time.Since(t0))
+	log.Debug("hashed", "files", base+len(items), "took", time.Since(t0))
 	if err := out.Flush(); err != nil {
 		return err
 	}
@@ -348,18 +371,18 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	if ctx.Err() != nil {
 		left := 0
 		for i := range items {
-			if sums[i] == nil && items[i].err == "" {
+			if sums[i] == nil && items[i].err == "" { // the window: the walk stopped there
 				left++
 			}
 		}
-		return interruptedError{left: left, total: len(items)}
+		return interruptedError{left: left, total: base + len(items)}
 	}
 	if err := job.close(); err != nil {
 		return err
 	}
 	if job.means != nil {
 		r := newReport("digest", job.pool, time.Since(t0), job.means, func(id uint64) string { return what[id] })
-		r.Items, r.Bytes, r.Failed = len(items), hashed, failed
+		r.Items, r.Bytes, r.Failed = base+len(items), hashed, failed
 		if err := writeReports(pf, r, stderr); err != nil {
 			return err
 		}
@@ -383,6 +406,10 @@ func describeTask(paths []string) string {
 	}
 	return fmt.Sprintf("%s and %d more files", paths[0], len(paths)-1)
 }
+
+// maxAhead is how many items the walk may be ahead of the output: the parent's memory is
+// bounded by it (some 300 bytes an item), not by the tree.
+const maxAhead = 1 << 16
 
 // resumed is the sum of a file --resume skips: known, and printed as nothing.
 var resumed = []byte{}

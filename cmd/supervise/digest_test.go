@@ -129,6 +129,8 @@ func TestDigestMatchesSha512sum(t *testing.T) {
 		{"digest", "--workers", "2", root},
 		{"-j", "1", "digest", root},
 		{"digest", "--batch-files", "7", "--batch-bytes", "1", root}, // every task cut short
+		// The walk at most 3 items ahead of the output: the window slides, and is copied, often.
+		{"digest", "--batch-files", "2", "--max-ahead", "3", root},
 	} {
 		out, errOut, code := run(t, args...)
 		if code != 0 || errOut != "" {

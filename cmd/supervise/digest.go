@@ -54,7 +54,7 @@ get a task each; files over 256 KiB then use OpenSSL's libcrypto when the system
 or SUPERVISE_HASH=go forces one file at a time, with that SHA-512 for big files or Go's for
 all.
 
-Memory: the parent keeps only what is in flight, not the tree. The walk stays at most 65,536
+Memory: the parent keeps only what is in flight, not the tree. The walk stays at most 16,384
 files ahead of the output, and printed lines are dropped; a big file slow to hash holds the
 output, and with it the walk, back until it is done (the workers finish what they have
 meanwhile). A directory's entries are read whole, to be sorted, as find | sort would.
@@ -408,8 +408,8 @@ func describeTask(paths []string) string {
 }
 
 // maxAhead is how many items the walk may be ahead of the output: the parent's memory is
-// bounded by it (some 300 bytes an item), not by the tree.
-const maxAhead = 1 << 16
+// bounded by it (some 600 bytes an item, the answers of the tasks out included), not by the tree.
+const maxAhead = 1 << 14
 
 // resumed is the sum of a file --resume skips: known, and printed as nothing.
 var resumed = []byte{}

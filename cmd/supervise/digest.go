@@ -25,12 +25,15 @@ func digestCommand(pf *poolFlags) *cobra.Command {
 	b := defaultBatching
 	var cf clusterFlags
 	var lf logFlags
+	var format lineFormat
 	cmd := &cobra.Command{
 		Use:   "digest [flags] PATH...",
 		Short: "Print the SHA-512 of every regular file under the paths, as sha512sum does",
 		Long: `digest prints one line per regular file under the given paths, byte for byte what
 sha512sum prints for it: "<128 hex digits>  <path>", with a leading backslash and the name
-escaped (\\, \n, \r) when the name holds a backslash, newline or carriage return.
+escaped (\\, \n, \r) when the name holds a backslash, newline or carriage return. --tag
+prints sha512sum --tag's "SHA512 (<path>) = <hex>"; -z ends lines with NUL and escapes
+nothing, as sha512sum -z. A PATH of - is standard input.
 
 Files are listed in sorted walk order (each PATH in turn, directories depth first, entries
 sorted by name), so two runs print the same bytes. Symbolic links inside the trees, FIFOs,
@@ -72,12 +75,14 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			return untilSignal(cmd, "files not hashed", func(ctx context.Context) error {
-				return digestTrees(ctx, pf, &cf, lf, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return digestTrees(ctx, pf, &cf, lf, format, b, paths, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	cf.add(cmd.Flags(), "hash the files")
 	lf.add(cmd.Flags(), "file")
+	cmd.Flags().BoolVar(&format.tag, "tag", false, "print BSD-style lines: SHA512 (PATH) = HEX, as sha512sum --tag")
+	cmd.Flags().BoolVarP(&format.zero, "zero", "z", false, "end each line with NUL, not newline, and do not escape names (sha512sum -z)")
 	// Tuning knobs, hidden: the tests use them to force the re-queueing of budget-cut tasks.
 	cmd.Flags().IntVar(&b.files, "batch-files", b.files, "files per task")
 	cmd.Flags().Int64Var(&b.bytes, "batch-bytes", b.bytes, "bytes a task hashes before it hands back the rest")
@@ -119,7 +124,7 @@ type taskDone struct {
 // are hashed digest.BigPerTask to a task, largest first, ahead of the small batches still waiting: a
 // big file starts as soon as it is known, so that it does not finish last. Lines are printed in
 // walk order as soon as every line before them is known.
-func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFlags, b batching, paths []string, stdout, stderr io.Writer) error {
+func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFlags, format lineFormat, b batching, paths []string, stdout, stderr io.Writer) error {
 	cfg, err := pf.config()
 	if err != nil {
 		return err
@@ -240,7 +245,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 				failed++
 				ended(printed, true)
 			case len(sums[printed-base]) > 0: // not one --resume skips
-				out.Write(sumLine(sums[printed-base], it.path))
+				out.Write(format.line(sums[printed-base], it.path))
 				ended(printed, false)
 			}
 		}
@@ -447,16 +452,26 @@ func taskFailure(err error) string {
 	return err.Error()
 }
 
+// lineFormat is how a sum line is written: sha512sum's default, or its --tag (BSD) form;
+// with zero, ended by NUL, not newline, and the name not escaped (sha512sum -z).
+type lineFormat struct{ tag, zero bool }
+
 // sumLine formats one line as sha512sum does: names holding a backslash, newline or carriage
-// return are escaped, and the line then starts with a backslash.
-func sumLine(sum []byte, name string) []byte {
-	line := make([]byte, 0, 1+2*len(sum)+2+len(name)+1)
-	escape := strings.ContainsAny(name, "\\\n\r")
+// return are escaped, and the line then starts with a backslash (not with -z).
+func sumLine(sum []byte, name string) []byte { return lineFormat{}.line(sum, name) }
+
+func (f lineFormat) line(sum []byte, name string) []byte {
+	line := make([]byte, 0, 1+2*len(sum)+12+len(name)+1)
+	escape := !f.zero && strings.ContainsAny(name, "\\\n\r")
 	if escape {
 		line = append(line, '\\')
 	}
-	line = hex.AppendEncode(line, sum)
-	line = append(line, ' ', ' ')
+	if f.tag {
+		line = append(line, "SHA512 ("...)
+	} else {
+		line = hex.AppendEncode(line, sum)
+		line = append(line, ' ', ' ')
+	}
 	if !escape {
 		line = append(line, name...)
 	} else {
@@ -472,6 +487,13 @@ func sumLine(sum []byte, name string) []byte {
 				line = append(line, c)
 			}
 		}
+	}
+	if f.tag {
+		line = append(line, ") = "...)
+		line = hex.AppendEncode(line, sum)
+	}
+	if f.zero {
+		return append(line, 0)
 	}
 	return append(line, '\n')
 }

@@ -252,3 +252,32 @@ func TestDigestJoblogResumeHalt(t *testing.T) {
 		t.Errorf("--halt now,fail=1: exit %d, stdout %q; want nothing after the first file's failure", code, out)
 	}
 }
+
+// --tag, -z and both print what sha512sum prints with them, odd names included; "-" hashes
+// standard input, named "-".
+func TestDigestFormatsAndStdin(t *testing.T) {
+	root := oddTree(t)
+	var files []string
+	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	}))
+	for _, flags := range [][]string{{"--tag"}, {"-z"}, {"--tag", "-z"}} {
+		wantOut, err := exec.Command("sha512sum", append(append(flags, "--"), files...)...).Output()
+		must(t, err)
+		out, errOut, code := run(t, append(append([]string{"digest"}, flags...), root)...)
+		if code != 0 || out != string(wantOut) {
+			t.Errorf("%q: exit %d, stderr %q\ngot  %q\nwant %q", flags, code, errOut, out, wantOut)
+		}
+	}
+	cmd := exec.Command("sha512sum", "-")
+	cmd.Stdin = strings.NewReader("from stdin\n")
+	wantOut, err := cmd.Output()
+	must(t, err)
+	out, errOut, code := runCLI(t, "from stdin\n", "digest", "-")
+	if code != 0 || out != string(wantOut) {
+		t.Errorf("digest -: exit %d, stderr %q, got %q, want %q", code, errOut, out, wantOut)
+	}
+}

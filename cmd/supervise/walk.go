@@ -37,6 +37,10 @@ func walk(ctx context.Context, roots []string, batch int, sizes bool, out chan<-
 	defer close(out)
 	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes}
 	for _, root := range roots {
+		if root == "-" { // standard input, as sha512sum reads it
+			w.add(hashReader("-", os.Stdin))
+			continue
+		}
 		var st unix.Stat_t
 		err := unix.Lstat(root, &st)
 		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
@@ -72,8 +76,13 @@ func hashHere(path string) walkItem {
 		return walkItem{path: path, err: digest.Describe(err), size: -1}
 	}
 	defer f.Close()
+	return hashReader(path, f)
+}
+
+// hashReader hashes what r reads, to its end, as the item path.
+func hashReader(path string, r io.Reader) walkItem {
 	h := sha512.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, r)
 	if err != nil {
 		return walkItem{path: path, err: digest.Describe(err), size: -1}
 	}

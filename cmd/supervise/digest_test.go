@@ -281,3 +281,37 @@ func TestDigestFormatsAndStdin(t *testing.T) {
 		t.Errorf("digest -: exit %d, stderr %q, got %q, want %q", code, errOut, out, wantOut)
 	}
 }
+
+// --files-from lists the roots, one a line or (-0) NUL-ended, from a file or stdin, as find
+// -print0 gives them: the output is sha512sum's for those files; an empty entry is an error
+// in its place; PATHs beside it are refused.
+func TestDigestFilesFrom(t *testing.T) {
+	root := oddTree(t)
+	var files []string
+	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	}))
+	wantOut, err := exec.Command("sha512sum", append([]string{"--"}, files...)...).Output()
+	must(t, err)
+	list := filepath.Join(t.TempDir(), "list")
+	must(t, os.WriteFile(list, []byte(strings.Join(files, "\x00")+"\x00"), 0o644))
+	if out, errOut, code := run(t, "digest", "--files-from", list, "-0"); code != 0 || out != string(wantOut) {
+		t.Errorf("--files-from FILE -0: exit %d, stderr %q\ngot  %q\nwant %q", code, errOut, out, wantOut)
+	}
+	found, err := exec.Command("find", root, "-type", "f", "-print0").Output()
+	must(t, err)
+	out, errOut, code := runCLI(t, string(found), "digest", "--files-from", "-", "-0")
+	if code != 0 || sortedString(out) != sortedString(string(wantOut)) {
+		t.Errorf("find -print0 | digest --files-from - -0: exit %d, stderr %q\ngot  %q", code, errOut, out)
+	}
+	out, errOut, code = runCLI(t, files[0]+"\n\n", "digest", "--files-from", "-")
+	if code != 1 || strings.Count(out, "\n") != 1 || !strings.Contains(errOut, "entry 2 of the list: an empty file name") {
+		t.Errorf("an empty entry: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := run(t, "digest", "--files-from", list, root); code != 2 || !strings.Contains(errOut, "no PATH beside it") {
+		t.Errorf("--files-from with a PATH: exit %d, stderr %q", code, errOut)
+	}
+}

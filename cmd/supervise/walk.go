@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha512"
+	"fmt"
 	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
+	"iter"
 	"os"
 	"slices"
 	"strings"
@@ -33,10 +36,17 @@ type walkItem struct {
 // The walk only reads directories (their entries carry the file type): unless sizes is set
 // (for the live view's byte count) it stats nothing but the roots, and leaves opening files,
 // and learning their sizes, to the workers.
-func walk(ctx context.Context, roots []string, batch int, sizes bool, out chan<- []walkItem) {
+func walk(ctx context.Context, roots iter.Seq2[string, error], batch int, sizes bool, out chan<- []walkItem) {
 	defer close(out)
 	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes}
-	for _, root := range roots {
+	for root, err := range roots {
+		if err != nil { // the list of roots could not be read on
+			w.add(walkItem{path: root, err: err.Error(), size: -1})
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		if root == "-" { // standard input, as sha512sum reads it
 			w.add(hashReader("-", os.Stdin))
 			continue
@@ -150,4 +160,58 @@ func (w *walker) dir(dir string) {
 			w.add(walkItem{path: prefix + e.Name(), size: size})
 		}
 	}
+}
+
+// listFlags are digest's --files-from and -0: where its roots come from.
+type listFlags struct {
+	from string // a file listing the roots, - for stdin
+	null bool   // the list's entries end with NUL
+}
+
+// roots are the paths given, or those --files-from lists, read as the walk asks for them (a
+// list of millions of paths is not held). An empty entry is an error in its place, as du
+// --files0-from says; so is a list that cannot be read on.
+func (l listFlags) roots(paths []string, stdin io.Reader) (iter.Seq2[string, error], func(), error) {
+	if l.from == "" {
+		return func(yield func(string, error) bool) {
+			for _, p := range paths {
+				if !yield(p, nil) {
+					return
+				}
+			}
+		}, func() {}, nil
+	}
+	r, closeList := stdin, func() {}
+	if l.from != "-" {
+		f, err := os.Open(l.from)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--files-from: %w", err)
+		}
+		r, closeList = f, func() { f.Close() }
+	}
+	sep := byte('\n')
+	if l.null {
+		sep = 0
+	}
+	return func(yield func(string, error) bool) {
+		br := bufio.NewReaderSize(r, 64<<10)
+		for n := 1; ; n++ {
+			line, err := br.ReadString(sep)
+			if err != nil && err != io.EOF {
+				yield(l.from, fmt.Errorf("reading the list at entry %d: %v", n, err))
+				return
+			}
+			if line == "" && err == io.EOF {
+				return
+			}
+			p := strings.TrimSuffix(line, string(sep))
+			var bad error
+			if p == "" {
+				p, bad = l.from, fmt.Errorf("entry %d of the list: an empty file name", n)
+			}
+			if !yield(p, bad) || err == io.EOF {
+				return
+			}
+		}
+	}, closeList, nil
 }

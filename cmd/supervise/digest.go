@@ -90,13 +90,14 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 			}
 			defer closeList()
 			return untilSignal(cmd, "files not hashed", func(ctx context.Context) error {
-				return digestTrees(ctx, pf, &cf, lf, format, b, roots, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return digestTrees(ctx, pf, &cf, lf, format, list, b, roots, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	cf.add(cmd.Flags(), "hash the files")
 	lf.add(cmd.Flags(), "file")
 	cmd.Flags().StringVar(&list.from, "files-from", "", "hash the paths listed in `FILE`, one a line (- for stdin), instead of PATHs")
+	cmd.Flags().BoolVarP(&list.oneFS, "one-file-system", "x", false, "do not descend into directories on other file systems (find -xdev): digest / skips /proc")
 	cmd.Flags().BoolVarP(&list.null, "null", "0", false, "--files-from's paths end with NUL, not newline (find -print0)")
 	cmd.Flags().BoolVar(&format.tag, "tag", false, "print BSD-style lines: SHA512 (PATH) = HEX, as sha512sum --tag")
 	cmd.Flags().BoolVarP(&format.zero, "zero", "z", false, "end each line with NUL, not newline, and do not escape names (sha512sum -z)")
@@ -141,7 +142,7 @@ type taskDone struct {
 // are hashed digest.BigPerTask to a task, largest first, ahead of the small batches still waiting: a
 // big file starts as soon as it is known, so that it does not finish last. Lines are printed in
 // walk order as soon as every line before them is known.
-func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFlags, format lineFormat, b batching, paths iter.Seq2[string, error], stdout, stderr io.Writer) error {
+func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFlags, format lineFormat, list listFlags, b batching, paths iter.Seq2[string, error], stdout, stderr io.Writer) error {
 	cfg, err := pf.config()
 	if err != nil {
 		return err
@@ -161,8 +162,8 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	view := pf.liveView(stderr, "digest", "files")
 	defer view.stop() // before the pool closes: the bars go first
 	msgs := view.above(stderr)
-	walked := make(chan []walkItem, 2)                        // the walk is ahead by at most maxAhead items, and these
-	go walk(ctx, paths, max(1, b.files), view != nil, walked) // while the pool starts
+	walked := make(chan []walkItem, 2)                                    // the walk is ahead by at most maxAhead items, and these
+	go walk(ctx, paths, max(1, b.files), view != nil, list.oneFS, walked) // while the pool starts
 
 	job, err := startJob(ctx, pf, cf, cfg, view)
 	if err != nil {

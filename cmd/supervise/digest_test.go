@@ -315,3 +315,24 @@ func TestDigestFilesFrom(t *testing.T) {
 		t.Errorf("--files-from with a PATH: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// -x does not descend into a directory on another file system (a tmpfs mounted in the
+// tree, where this test may mount one); without it, the files there are hashed.
+func TestDigestOneFileSystem(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(root, "here"), []byte("here"), 0o644))
+	mnt := filepath.Join(root, "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	if err := exec.Command("mount", "-t", "tmpfs", "tmpfs", mnt).Run(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	must(t, os.WriteFile(filepath.Join(mnt, "there"), []byte("there"), 0o644))
+	out, errOut, code := run(t, "digest", "-x", root)
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "/here\n") {
+		t.Errorf("-x: exit %d, stderr %q, stdout %q; want only the file on the root's file system", code, errOut, out)
+	}
+	if out, _, _ := run(t, "digest", root); strings.Count(out, "\n") != 2 {
+		t.Errorf("without -x: stdout %q, want both files", out)
+	}
+}

@@ -36,9 +36,9 @@ type walkItem struct {
 // The walk only reads directories (their entries carry the file type): unless sizes is set
 // (for the live view's byte count) it stats nothing but the roots, and leaves opening files,
 // and learning their sizes, to the workers.
-func walk(ctx context.Context, roots iter.Seq2[string, error], batch int, sizes bool, out chan<- []walkItem) {
+func walk(ctx context.Context, roots iter.Seq2[string, error], batch int, sizes, oneFS bool, out chan<- []walkItem) {
 	defer close(out)
-	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes}
+	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes, oneFS: oneFS}
 	for root, err := range roots {
 		if err != nil { // the list of roots could not be read on
 			w.add(walkItem{path: root, err: err.Error(), size: -1})
@@ -67,6 +67,7 @@ func walk(ctx context.Context, roots iter.Seq2[string, error], batch int, sizes 
 		case unix.S_IFREG:
 			w.add(walkItem{path: root, size: st.Size})
 		case unix.S_IFDIR:
+			w.dev = uint64(st.Dev)
 			w.dir(root)
 		default:
 			w.add(hashHere(root))
@@ -105,6 +106,15 @@ type walker struct {
 	batch int
 	sizes bool
 	cur   []walkItem
+	oneFS bool   // -x: stay on the file system of the root
+	dev   uint64 // the root's file system
+}
+
+// sameFS is whether dir is on the root's file system (a stat a directory: -x costs nothing
+// per file).
+func (w *walker) sameFS(dir string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(dir, &st) != nil || uint64(st.Dev) == w.dev // unreadable: dir says why
 }
 
 func (w *walker) add(it walkItem) {
@@ -149,6 +159,9 @@ func (w *walker) dir(dir string) {
 	for _, e := range entries {
 		switch t := e.Type(); {
 		case t.IsDir():
+			if w.oneFS && !w.sameFS(prefix+e.Name()) {
+				continue // a mount point: find -xdev does not descend either
+			}
 			w.dir(prefix + e.Name())
 		case t.IsRegular():
 			size := int64(-1)
@@ -164,8 +177,9 @@ func (w *walker) dir(dir string) {
 
 // listFlags are digest's --files-from and -0: where its roots come from.
 type listFlags struct {
-	from string // a file listing the roots, - for stdin
-	null bool   // the list's entries end with NUL
+	from  string // a file listing the roots, - for stdin
+	null  bool   // the list's entries end with NUL
+	oneFS bool   // -x: the walk stays on each root's file system
 }
 
 // roots are the paths given, or those --files-from lists, read as the walk asks for them (a

@@ -97,6 +97,7 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 	cf.add(cmd.Flags(), "hash the files")
 	lf.add(cmd.Flags(), "file")
 	cmd.Flags().StringVar(&list.from, "files-from", "", "hash the paths listed in `FILE`, one a line (- for stdin), instead of PATHs")
+	cmd.Flags().StringArrayVar(&list.exclude, "exclude", nil, "skip what `PATTERN` matches, a .gitignore line matched from each PATH (repeatable; a PATH itself is never skipped)")
 	cmd.Flags().BoolVarP(&list.oneFS, "one-file-system", "x", false, "do not descend into directories on other file systems (find -xdev): digest / skips /proc")
 	cmd.Flags().BoolVarP(&list.null, "null", "0", false, "--files-from's paths end with NUL, not newline (find -print0)")
 	cmd.Flags().BoolVar(&format.tag, "tag", false, "print BSD-style lines: SHA512 (PATH) = HEX, as sha512sum --tag")
@@ -162,8 +163,8 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	view := pf.liveView(stderr, "digest", "files")
 	defer view.stop() // before the pool closes: the bars go first
 	msgs := view.above(stderr)
-	walked := make(chan []walkItem, 2)                                    // the walk is ahead by at most maxAhead items, and these
-	go walk(ctx, paths, max(1, b.files), view != nil, list.oneFS, walked) // while the pool starts
+	walked := make(chan []walkItem, 2)                              // the walk is ahead by at most maxAhead items, and these
+	go walk(ctx, paths, max(1, b.files), view != nil, list, walked) // while the pool starts
 
 	job, err := startJob(ctx, pf, cf, cfg, view)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -334,5 +335,23 @@ func TestDigestOneFileSystem(t *testing.T) {
 	}
 	if out, _, _ := run(t, "digest", root); strings.Count(out, "\n") != 2 {
 		t.Errorf("without -x: stdout %q, want both files", out)
+	}
+}
+
+// --exclude takes .gitignore lines, matched from each PATH: globs, a trailing / for
+// directories (not entered), a leading / to anchor, ! to take a path back.
+func TestDigestExclude(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"a/x.log", "a/keep.log", "a/k.txt", "b/sub/y.log", "node_modules/m.js", "top.txt", "a/top.txt"} {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755))
+		must(t, os.WriteFile(filepath.Join(root, f), []byte(f), 0o644))
+	}
+	out, errOut, code := run(t, "digest", "--exclude", "*.log", "--exclude", "!keep.log", "--exclude", "node_modules/", "--exclude", "/top.txt", root)
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		got = append(got, strings.TrimPrefix(line[130:], root+"/"))
+	}
+	if want := []string{"a/k.txt", "a/keep.log", "a/top.txt"}; code != 0 || !slices.Equal(got, want) {
+		t.Errorf("exit %d, stderr %q: hashed %q, want %q", code, errOut, got, want)
 	}
 }

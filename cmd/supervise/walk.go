@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"fmt"
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
 	"iter"
@@ -36,9 +37,9 @@ type walkItem struct {
 // The walk only reads directories (their entries carry the file type): unless sizes is set
 // (for the live view's byte count) it stats nothing but the roots, and leaves opening files,
 // and learning their sizes, to the workers.
-func walk(ctx context.Context, roots iter.Seq2[string, error], batch int, sizes, oneFS bool, out chan<- []walkItem) {
+func walk(ctx context.Context, roots iter.Seq2[string, error], batch int, sizes bool, list listFlags, out chan<- []walkItem) {
 	defer close(out)
-	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes, oneFS: oneFS}
+	w := walker{ctx: ctx, out: out, batch: batch, sizes: sizes, oneFS: list.oneFS, skip: list.matcher()}
 	for root, err := range roots {
 		if err != nil { // the list of roots could not be read on
 			w.add(walkItem{path: root, err: err.Error(), size: -1})
@@ -68,7 +69,7 @@ func walk(ctx context.Context, roots iter.Seq2[string, error], batch int, sizes,
 			w.add(walkItem{path: root, size: st.Size})
 		case unix.S_IFDIR:
 			w.dev = uint64(st.Dev)
-			w.dir(root)
+			w.dir(root, nil)
 		default:
 			w.add(hashHere(root))
 		}
@@ -108,6 +109,7 @@ type walker struct {
 	cur   []walkItem
 	oneFS bool   // -x: stay on the file system of the root
 	dev   uint64 // the root's file system
+	skip  gitignore.Matcher
 }
 
 // sameFS is whether dir is on the root's file system (a stat a directory: -x costs nothing
@@ -135,7 +137,8 @@ func (w *walker) flush() {
 	w.cur = nil
 }
 
-func (w *walker) dir(dir string) {
+// dir walks dir, whose path from its root is rel (for --exclude).
+func (w *walker) dir(dir string, rel []string) {
 	if w.ctx.Err() != nil {
 		return
 	}
@@ -157,12 +160,20 @@ func (w *walker) dir(dir string) {
 		prefix = dir
 	}
 	for _, e := range entries {
-		switch t := e.Type(); {
+		t := e.Type()
+		var path []string
+		if w.skip != nil {
+			path = append(rel[:len(rel):len(rel)], e.Name())
+			if w.skip.Match(path, t.IsDir()) {
+				continue // --exclude: a directory is not entered
+			}
+		}
+		switch {
 		case t.IsDir():
 			if w.oneFS && !w.sameFS(prefix+e.Name()) {
 				continue // a mount point: find -xdev does not descend either
 			}
-			w.dir(prefix + e.Name())
+			w.dir(prefix+e.Name(), path)
 		case t.IsRegular():
 			size := int64(-1)
 			if w.sizes {
@@ -177,9 +188,24 @@ func (w *walker) dir(dir string) {
 
 // listFlags are digest's --files-from and -0: where its roots come from.
 type listFlags struct {
-	from  string // a file listing the roots, - for stdin
-	null  bool   // the list's entries end with NUL
-	oneFS bool   // -x: the walk stays on each root's file system
+	from    string   // a file listing the roots, - for stdin
+	null    bool     // the list's entries end with NUL
+	oneFS   bool     // -x: the walk stays on each root's file system
+	exclude []string // gitignore patterns, matched from each root
+}
+
+// matcher is --exclude's patterns as git reads a .gitignore at the root of a tree (go-git's
+// implementation of its rules: globs with **, a trailing / for directories only, a leading
+// / to anchor, ! to take a path back), or nil for none.
+func (l listFlags) matcher() gitignore.Matcher {
+	if len(l.exclude) == 0 {
+		return nil
+	}
+	var ps []gitignore.Pattern
+	for _, p := range l.exclude {
+		ps = append(ps, gitignore.ParsePattern(p, nil))
+	}
+	return gitignore.NewMatcher(ps)
 }
 
 // roots are the paths given, or those --files-from lists, read as the walk asks for them (a

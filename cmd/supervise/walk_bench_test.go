@@ -14,7 +14,7 @@ func BenchmarkWalk(b *testing.B) {
 	}
 	for b.Loop() {
 		out := make(chan []walkItem, 64)
-		go walk(context.Background(), func(yield func(string, error) bool) { yield(root, nil) }, defaultBatching.files, false, false, out)
+		go walk(context.Background(), func(yield func(string, error) bool) { yield(root, nil) }, defaultBatching.files, false, listFlags{}, out)
 		n := 0
 		for batch := range out {
 			n += len(batch)

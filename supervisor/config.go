@@ -156,7 +156,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxReportBytes = 64 << 20
 	}
 	if c.StartTimeout <= 0 {
-		c.StartTimeout = 10 * time.Second
+		c.StartTimeout = defaultStartTimeout
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = handshake.DefaultHeartbeat
@@ -188,3 +188,7 @@ func (c Config) withDefaults() (Config, error) {
 // under a CPU quota on the process's cgroup (a container's --cpus, systemd's CPUQuota=) or an
 // affinity mask (taskset), or as the GOMAXPROCS environment variable says.
 func DefaultWorkers() int { return runtime.GOMAXPROCS(0) }
+
+// defaultStartTimeout is Config.StartTimeout's default (this package's tests set it longer:
+// see export_test.go).
+var defaultStartTimeout = 10 * time.Second

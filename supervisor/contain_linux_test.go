@@ -67,7 +67,9 @@ func TestEscapedProcessGoneAfterClose(t *testing.T) {
 // The same process, left by a call that then overruns its time limit: the kill for the
 // overrun takes the escaped process too.
 func TestEscapedProcessGoneAfterTimeLimitKill(t *testing.T) {
-	p, events := startPool(t, supervisor.Config{Workers: 1, TaskTimeout: 100 * time.Millisecond,
+	// A time limit of 1 s: on a loaded machine starting the escaping process took longer than
+	// 100 ms, and the call was killed before it could report the process's pid.
+	p, events := startPool(t, supervisor.Config{Workers: 1, TaskTimeout: time.Second,
 		CancelGrace: 100 * time.Millisecond, StopGrace: 200 * time.Millisecond})
 	needCgroups(t, p)
 	f := supervisor.Bind[int, int](p, "escape").Submit(context.Background(), 600_000)
@@ -77,6 +79,10 @@ func TestEscapedProcessGoneAfterTimeLimitKill(t *testing.T) {
 			t.Fatal(err)
 		}
 		break
+	}
+	if pid <= 0 {
+		_, err := f.Get(context.Background())
+		t.Fatalf("the call reported no escaped process: %v", err)
 	}
 	killEscaped(t, pid)
 	_, err := f.Get(context.Background())

@@ -119,3 +119,8 @@ func CgroupDir(p *Pool) string {
 	}
 	return p.containment.cg.Dir()
 }
+
+// Race-built test binaries took over 10 s to say hello on a 2-core machine loaded far past
+// its cores (the race suite beside stress --cpu 8, load 12): TestHostileDeepHello failed
+// with "no hello within 10s". Tests that test the timeout set their own.
+func init() { defaultStartTimeout = time.Minute } // as pooltest.StartTimeout

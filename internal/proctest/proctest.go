@@ -93,6 +93,11 @@ func AwaitGone(t testing.TB, within time.Duration, pids ...int) {
 
 func alive(pids []int) []string {
 	var msgs []string
+	for _, pid := range pids {
+		if pid <= 0 { // group 0 would be every kernel thread
+			msgs = append(msgs, fmt.Sprintf("pid %d is no process: the test lost the one it meant", pid))
+		}
+	}
 	live := procs()
 	for _, p := range live {
 		if p.state == "Z" {

@@ -197,9 +197,13 @@ func startJobPool(ctx context.Context, pf *poolFlags, cfg supervisor.Config, vie
 	}
 	// A command that is not a worker (cat, say) waits silently for input that never comes:
 	// say so well before --start-timeout fails it.
+	// (Not for the supervise binary's own workers, slow only on a loaded machine.)
 	hint := time.AfterFunc(min(2*time.Second, cfg.StartTimeout/2), func() {
 		fmt.Fprintf(console, "supervise: no hello from %q yet: %s\n", cfg.Command, notAWorker)
 	})
+	if len(cfg.Command) == 0 {
+		hint.Stop()
+	}
 	pool, err = supervisor.Start(ctx, cfg)
 	hint.Stop()
 	if err != nil {

@@ -103,7 +103,7 @@ func (l *jobLog) add(e jobEntry) error {
 	if l == nil {
 		return nil
 	}
-	cmd := strings.NewReplacer("\n", `\n`, "\t", `\t`).Replace(e.Command)
+	cmd := logEscape.Replace(e.Command)
 	line := fmt.Sprintf("%d\t:\t%.3f\t%10.3f\t%d\t%d\t%d\t%d\t%s\n", e.Seq, float64(e.Start.UnixMilli())/1000,
 		e.Runtime.Seconds(), e.Send, e.Receive, e.Exit, e.Signal, cmd)
 	if _, err := l.f.WriteString(line); err != nil {
@@ -170,11 +170,17 @@ func readJobLog(path string) (pastJobs, error) {
 	}
 }
 
+// logEscape keeps a command on its line and in its column of the job log.
+var logEscape = strings.NewReplacer("\n", `\n`, "\t", `\t`)
+
 // skip says whether --resume (or --resume-failed, with failedToo) skips the job.
 func (p pastJobs) skip(seq int, key string, byKey, failedToo bool) bool {
+	if len(p.bySeq) == 0 { // no --resume, or nothing logged: a job per file costs nothing
+		return false
+	}
 	failed, ok := p.bySeq[seq]
 	if byKey {
-		failed, ok = p.byKey[strings.NewReplacer("\n", `\n`, "\t", `\t`).Replace(key)]
+		failed, ok = p.byKey[logEscape.Replace(key)]
 	}
 	return ok && !(failedToo && failed)
 }

@@ -17,6 +17,7 @@ type record struct {
 	text string
 	size int
 	err  error // reading failed here: no more records
+	bad  error // this record cannot be a job: the job fails
 }
 
 // readRecords sends the records of r, separated by sep, in batches, until EOF, a read error,
@@ -44,14 +45,38 @@ func readRecords(ctx context.Context, r io.Reader, sep byte, out chan<- []record
 				return
 			}
 		}
-		b, err := br.ReadBytes(sep)
-		if len(b) == 0 && err != nil {
+		b, long, err := readRecord(br, sep)
+		if len(b) == 0 && long == 0 && err != nil {
 			if err != io.EOF {
 				batch = append(batch, record{seq: seq, err: fmt.Errorf("reading input at record %d: %w", seq, err)})
 			}
 			return
 		}
+		if long > 0 { // no command takes an argument that long (Linux: 128 KiB)
+			batch = append(batch, record{seq: seq, size: long, bad: fmt.Errorf("longer than %d bytes", maxRecord)})
+			continue
+		}
 		batch = append(batch, record{seq: seq, text: string(bytes.TrimSuffix(b, []byte{sep})), size: len(b)})
+	}
+}
+
+// maxRecord is the longest input exec takes.
+const maxRecord = 1 << 20
+
+// readRecord reads one record up to sep. One longer than maxRecord is read to its end and
+// dropped: long is then its length.
+func readRecord(br *bufio.Reader, sep byte) (b []byte, long int, err error) {
+	for {
+		chunk, err := br.ReadSlice(sep)
+		if long == 0 && len(b)+len(chunk) <= maxRecord {
+			b = append(b, chunk...)
+		} else {
+			long += len(b) + len(chunk)
+			b = nil
+		}
+		if err != bufio.ErrBufferFull {
+			return b, long, err
+		}
 	}
 }
 

@@ -148,6 +148,13 @@ func (r *execRun) task(rec record) *execTask {
 	}
 	r.total++
 	r.bytesIn += int64(rec.size)
+	if rec.bad != nil { // a failed job, in its place
+		r.write(func() { fmt.Fprintf(r.msgs, "supervise: job %d: its input is %v\n", rec.seq, rec.bad) })
+		if r.ends.ended(jobEntry{Seq: rec.seq, Start: time.Now(), Send: int64(rec.size), Exit: -1}) {
+			r.haltCode = -1
+		}
+		return nil
+	}
 	r.view.found(1, int64(rec.size))
 	return &execTask{seq: rec.seq, input: rec.text, size: rec.size,
 		argv: commandFor(r.command, rec.text, rec.seq, r.ef.shell, r.replace)}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -211,5 +212,21 @@ func TestExecMemoryLimit(t *testing.T) {
 		"import sys; x = bytearray(int(sys.argv[1]) << 20); print('held', sys.argv[1])", ":::", "400", "1")
 	if code != 1 || stdout != "held 1\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q (%v); want the 400 MiB job to fail and the next to run", code, stdout, stderr, time.Since(start))
+	}
+}
+
+// Input is bounded: a record over 1 MiB is a failed job, named on stderr, and the others
+// run; a line printed without its end by a job on a terminal is bounded too (lineWriter).
+func TestExecRecordTooLong(t *testing.T) {
+	stdout, stderr, code := execCLI(t, "a\n"+strings.Repeat("x", 3<<20)+"\nb\n", "exec", "-k", "echo")
+	if code != 1 || stdout != "a\nb\n" || !strings.Contains(stderr, "job 2: its input is longer than 1048576 bytes") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	var got bytes.Buffer
+	lw := &lineWriter{w: &got}
+	lw.Write(bytes.Repeat([]byte("y"), maxPartial))
+	lw.Write([]byte("yy"))
+	if len(lw.partial) != 0 || got.Len() != maxPartial+2 {
+		t.Fatalf("a line past maxPartial: %d bytes kept, %d passed on", len(lw.partial), got.Len())
 	}
 }

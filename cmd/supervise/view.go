@@ -253,6 +253,9 @@ func sameTerminal(a, b io.Writer) bool {
 	return err == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
+// maxPartial is the most of one line a lineWriter keeps waiting for its end.
+const maxPartial = 1 << 20
+
 // lineWriter passes on whole lines only, keeping the start of a line until its end comes:
 // text above the bars must end in a newline, or the next draw of the bars erases it.
 type lineWriter struct {
@@ -262,9 +265,12 @@ type lineWriter struct {
 
 func (l *lineWriter) Write(p []byte) (int, error) {
 	i := bytes.LastIndexByte(p, '\n')
-	if i < 0 {
+	if i < 0 && len(l.partial)+len(p) <= maxPartial {
 		l.partial = append(l.partial, p...)
 		return len(p), nil
+	}
+	if i < 0 { // a line past maxPartial goes as it is: a redraw may cut it, memory stays bounded
+		i = len(p) - 1
 	}
 	chunk := p[:i+1]
 	if len(l.partial) > 0 {

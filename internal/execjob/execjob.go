@@ -93,10 +93,9 @@ func run(ctx context.Context, job Job, report func(Output) error) (Result, error
 	send := func(o Output) error { mu.Lock(); defer mu.Unlock(); return report(o) }
 	go func() { defer wg.Done(); res.Stdout = collect(outR, 1, job.Stream, send) }()
 	go func() { defer wg.Done(); res.Stderr = collect(errR, 2, job.Stream, send) }()
-	waitErr := cmd.Wait()
-	// The job is over: what it left in its group is killed, so that no process of it holds
-	// the pipes open (or runs on, unsupervised).
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	// The job is over when its command exits: what it left in its group is killed, so that
+	// no process of it holds the pipes open (or runs on, unsupervised).
+	waitErr := waitAndKillGroup(cmd)
 	wg.Wait()
 	outR.Close()
 	errR.Close()

@@ -85,17 +85,22 @@ func must(t *testing.T, err error) {
 // want is what sha512sum prints for the regular files under root, in sorted walk order.
 func want(t *testing.T, root string) []byte {
 	t.Helper()
+	out, err := exec.Command("sha512sum", append([]string{"--"}, regularFiles(t, root)...)...).Output()
+	must(t, err)
+	return out
+}
+
+// regularFiles are the regular files under root, in lexical walk order (digest's order).
+func regularFiles(t *testing.T, root string) []string {
+	t.Helper()
 	var files []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			files = append(files, p)
 		}
 		return err
-	})
-	must(t, err)
-	out, err := exec.Command("sha512sum", append([]string{"--"}, files...)...).Output()
-	must(t, err)
-	return out
+	}))
+	return files
 }
 
 // runCLI runs supervise with stdin and returns what it printed and its exit status.
@@ -258,13 +263,7 @@ func TestDigestJoblogResumeHalt(t *testing.T) {
 // standard input, named "-".
 func TestDigestFormatsAndStdin(t *testing.T) {
 	root := oddTree(t)
-	var files []string
-	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			files = append(files, p)
-		}
-		return err
-	}))
+	files := regularFiles(t, root)
 	for _, flags := range [][]string{{"--tag"}, {"-z"}, {"--tag", "-z"}} {
 		wantOut, err := exec.Command("sha512sum", append(append(flags, "--"), files...)...).Output()
 		must(t, err)
@@ -288,13 +287,7 @@ func TestDigestFormatsAndStdin(t *testing.T) {
 // in its place; PATHs beside it are refused.
 func TestDigestFilesFrom(t *testing.T) {
 	root := oddTree(t)
-	var files []string
-	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			files = append(files, p)
-		}
-		return err
-	}))
+	files := regularFiles(t, root)
 	wantOut, err := exec.Command("sha512sum", append([]string{"--"}, files...)...).Output()
 	must(t, err)
 	list := filepath.Join(t.TempDir(), "list")

@@ -100,11 +100,12 @@ than 100 failed; with --halt on a failure, the failing job's status; 255 exec it
 	return cmd
 }
 
-// execInput is where exec's inputs come from: after :::, -a FILE, or stdin.
-func execInput(ctx context.Context, ef execFlags, args []string, stdin io.Reader, out chan<- []record) ([]string, func(), error) {
+// execInput is where exec's inputs come from: after :::, -a FILE, or stdin. feed sends them;
+// done closes -a's file, on every path, whether feed ran or not.
+func execInput(ctx context.Context, ef execFlags, args []string, stdin io.Reader, out chan<- []record) (command []string, feed, done func(), err error) {
 	if i := slices.Index(args, ":::"); i >= 0 {
 		inputs := args[i+1:]
-		return args[:i], func() { sendArgs(ctx, inputs, out) }, nil
+		return args[:i], func() { sendArgs(ctx, inputs, out) }, func() {}, nil
 	}
 	sep := byte('\n')
 	if ef.null {
@@ -113,20 +114,21 @@ func execInput(ctx context.Context, ef execFlags, args []string, stdin io.Reader
 	if ef.argFile != "" {
 		f, err := os.Open(ef.argFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("-a: %w", err)
+			return nil, nil, nil, fmt.Errorf("-a: %w", err)
 		}
-		return args, func() { defer f.Close(); readRecords(ctx, f, sep, out) }, nil
+		return args, func() { readRecords(ctx, f, sep, out) }, func() { f.Close() }, nil
 	}
-	return args, func() { readRecords(ctx, stdin, sep, out) }, nil
+	return args, func() { readRecords(ctx, stdin, sep, out) }, func() {}, nil
 }
 
 // execJobs is supervise exec: inputs in, a job per input through the pool, output out.
 func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	records := make(chan []record, 4)
-	command, feed, err := execInput(ctx, ef, args, stdin, records)
+	command, feed, closeInput, err := execInput(ctx, ef, args, stdin, records)
 	if err != nil {
 		return err
 	}
+	defer closeInput()
 	if len(command) == 0 {
 		return errors.New("exec: no command before :::")
 	}

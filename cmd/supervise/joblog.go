@@ -265,10 +265,17 @@ func (h *halter) ended(failed bool) bool {
 	} else {
 		h.ok++
 	}
-	n := map[string]int{"fail": h.failed, "success": h.ok, "done": h.ok + h.failed}[h.rule.on]
-	switch {
-	case h.rule.when == "":
+	if h.rule.when == "" {
 		return false
+	}
+	n := h.ok + h.failed // "done"
+	switch h.rule.on {
+	case "fail":
+		n = h.failed
+	case "success":
+		n = h.ok
+	}
+	switch {
 	case h.rule.percent > 0:
 		// A share of all the jobs, known once the input has been read to its end (a run
 		// with a percentage reads it all first, as GNU parallel does).

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
-	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,8 +25,9 @@ func digestCommand(pf *poolFlags) *cobra.Command {
 	var lf logFlags
 	var format lineFormat
 	var list listFlags
+	var check checkFlags
 	cmd := &cobra.Command{
-		Use:   "digest [flags] PATH...",
+		Use:   "digest [flags] PATH...\n  supervise digest -c [flags] [FILE...]",
 		Short: "Print the SHA-512 of every regular file under the paths, as sha512sum does",
 		Long: `digest prints one line per regular file under the given paths, byte for byte what
 sha512sum prints for it: "<128 hex digits>  <path>", with a leading backslash and the name
@@ -62,17 +62,37 @@ files ahead of the output, and printed lines are dropped; a big file slow to has
 output, and with it the walk, back until it is done (the workers finish what they have
 meanwhile). A directory's entries are read whole, to be sorted, as find | sort would.
 
+With -c (--check), digest reads sums from each FILE (- or none: standard input), in
+sha512sum's form or its --tag form, and checks them as sha512sum -c does, the files hashed in
+parallel on the pool: it prints "NAME: OK", "NAME: FAILED" or "NAME: FAILED open or read" for
+each line in order, the same warnings on stderr, and exits 1 when a file failed, could not be
+read, or a FILE had no sums. --quiet leaves out the OK lines, --status prints nothing, -w warns
+of each improperly formatted line (of these three, the last given wins), --strict fails on
+improperly formatted lines, and --ignore-missing passes over files that do not exist. Output
+and exit status are sha512sum -c's (GNU coreutils 9.1), byte for byte, but for the program's
+name in messages, and for a line longer than 1 MiB, whose name is not printed: it is counted as
+a file that could not be read (its name is too long to open). A name in a sums file is opened
+as sha512sum opens it: a link is followed; what is not a regular file is read by supervise.
+
 With --connect URL the files are hashed by the worker machines of a queue on a NATS
 JetStream server (supervise serve; supervise worker --connect URL on each machine): every path
 must name the same file on every machine, as on a shared file system (relative paths are
 sent made absolute, from this directory, and printed as given).
 The pool flags then belong to the machines.
 
-Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself failed.`,
+Exit status: 0 all files hashed (or checked out), 1 some could not be read (or did not check
+out), 2 the run itself failed.`,
 		Example: `  supervise digest .
   supervise --workers 8 digest ./dir other/file.iso
-  supervise digest ./dir | sha512sum -c --quiet`,
+  supervise digest ./dir > SUMS && supervise digest -c --quiet SUMS
+  find . -name '*.iso' -print0 | supervise digest --files-from - -0`,
 		Args: func(cmd *cobra.Command, paths []string) error {
+			if err := check.validate(cmd.Flags()); err != nil {
+				return err
+			}
+			if check.on {
+				return nil // no FILE: standard input
+			}
 			if list.from != "" {
 				if len(paths) > 0 {
 					return fmt.Errorf("digest --files-from %s: no PATH beside it (%q)", list.from, paths)
@@ -82,13 +102,28 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 			return cobra.MinimumNArgs(1)(cmd, paths)
 		},
 		RunE: func(cmd *cobra.Command, paths []string) error {
+			if check.on {
+				if len(paths) == 0 {
+					paths = []string{"-"}
+				}
+				src := func(ctx context.Context, batch int, _ bool, out chan<- []walkItem) {
+					sumsLines(ctx, paths, batch, check, cmd.InOrStdin(), out)
+				}
+				ck := &checker{flags: check, loc: utf8Locale()}
+				return untilSignal(cmd, "files not checked", func(ctx context.Context) error {
+					return digestTrees(ctx, pf, &cf, lf, format, src, ck, b, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				})
+			}
 			roots, closeList, err := list.roots(paths, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			defer closeList()
+			src := func(ctx context.Context, batch int, sizes bool, out chan<- []walkItem) {
+				walk(ctx, roots, batch, sizes, list, out)
+			}
 			return untilSignal(cmd, "files not hashed", func(ctx context.Context) error {
-				return digestTrees(ctx, pf, &cf, lf, format, list, b, roots, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return digestTrees(ctx, pf, &cf, lf, format, src, nil, b, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
@@ -100,6 +135,7 @@ Exit status: 0 all files hashed, 1 some could not be read, 2 the run itself fail
 	cmd.Flags().BoolVarP(&list.null, "null", "0", false, "--files-from's paths end with NUL, not newline (find -print0)")
 	cmd.Flags().BoolVar(&format.tag, "tag", false, "print BSD-style lines: SHA512 (PATH) = HEX, as sha512sum --tag")
 	cmd.Flags().BoolVarP(&format.zero, "zero", "z", false, "end each line with NUL, not newline, and do not escape names (sha512sum -z)")
+	check.add(cmd.Flags())
 	// Tuning knobs, hidden: the tests use them to force the re-queueing of budget-cut tasks.
 	cmd.Flags().IntVar(&b.files, "batch-files", b.files, "files per task")
 	cmd.Flags().Int64Var(&b.bytes, "batch-bytes", b.bytes, "bytes a task hashes before it hands back the rest")
@@ -141,7 +177,8 @@ type taskDone struct {
 // are hashed digest.BigPerTask to a task, largest first, ahead of the small batches still waiting: a
 // big file starts as soon as it is known, so that it does not finish last. Lines are printed in
 // walk order as soon as every line before them is known.
-func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFlags, format lineFormat, list listFlags, b batching, paths iter.Seq2[string, error], stdout, stderr io.Writer) error {
+// The items come from src: a walk of trees, or the lines of sums files to check (ck set).
+func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFlags, format lineFormat, src itemSource, ck *checker, b batching, stdout, stderr io.Writer) error {
 	cfg, err := pf.config()
 	if err != nil {
 		return err
@@ -161,8 +198,8 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	view := pf.liveView(stderr, "digest", "files")
 	defer view.stop() // before the pool closes: the bars go first
 	msgs := view.above(stderr)
-	walked := make(chan []walkItem, 2)                              // the walk is ahead by at most maxAhead items, and these
-	go walk(ctx, paths, max(1, b.files), view != nil, list, walked) // while the pool starts
+	walked := make(chan []walkItem, 2)                // the walk is ahead by at most maxAhead items, and these
+	go src(ctx, max(1, b.files), view != nil, walked) // while the pool starts
 
 	job, err := startJob(ctx, pf, cf, cfg, view)
 	if err != nil {
@@ -256,6 +293,10 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		for ; !ends.halted && printed < base+len(items) && (items[printed-base].err != "" || sums[printed-base] != nil); printed++ {
 			it := &items[printed-base]
 			switch {
+			case it.check != nil:
+				if bad := ck.print(it, sums[printed-base], out, msgs); it.check.want != nil {
+					ended(printed, bad)
+				}
 			case it.err != "":
 				out.Flush() // keep stdout and stderr in walk order on a terminal
 				fmt.Fprintf(msgs, "supervise: %s: %s\n", it.path, it.err)
@@ -412,11 +453,15 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 	if ends.err != nil {
 		return ends.err
 	}
-	if failed > 0 {
+	if failed > 0 || ck != nil && ck.bad {
 		return exitError{1}
 	}
 	return nil
 }
+
+// itemSource sends digest's items in order on out, in slices of up to batch items, and
+// closes it: walk, or sumsLines. sizes asks for files' sizes, for the live view.
+type itemSource func(ctx context.Context, batch int, sizes bool, out chan<- []walkItem)
 
 // maxAhead is how many items the walk may be ahead of the output: the parent's memory is
 // bounded by it (some 600 bytes an item, the answers of the tasks out included), not by the tree.

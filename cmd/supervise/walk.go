@@ -23,6 +23,8 @@ type walkItem struct {
 	err  string
 	size int64 // -1: not known (the walk stats files only when asked)
 	sum  []byte
+	// check is what digest -c checks of this item; nil when hashing.
+	check *checkItem
 }
 
 // walk lists the regular files under roots in sorted walk order and sends them on out in

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"sync/atomic"
 
 	"github.com/spf13/pflag"
 	"github.com/supervise-dev/supervise/internal/digest"
@@ -28,13 +30,13 @@ const (
 type checkFlags struct {
 	on            bool
 	mode          checkMode
+	modeAt        int64 // when --status or --warn was given (flagSeq)
 	strict        bool
 	ignoreMissing bool
 }
 
 func (c *checkFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVarP(&c.on, "check", "c", false, "read SHA-512 sums from the FILEs and check them, as sha512sum -c (its output, byte for byte)")
-	c.modeFlag(fs, "quiet", "", checkQuiet, "with -c: do not print OK for each file checked")
 	c.modeFlag(fs, "status", "", checkStatus, "with -c: print nothing; the exit status says")
 	c.modeFlag(fs, "warn", "w", checkWarn, "with -c: warn about each improperly formatted line")
 	fs.BoolVar(&c.strict, "strict", false, "with -c: exit 1 on improperly formatted lines")
@@ -42,32 +44,62 @@ func (c *checkFlags) add(fs *pflag.FlagSet) {
 }
 
 func (c *checkFlags) modeFlag(fs *pflag.FlagSet, name, short string, m checkMode, usage string) {
-	fs.VarPF(modeValue{&c.mode, m}, name, short, usage).NoOptDefVal = "true"
-}
-
-// modeValue is a boolean flag that sets a shared mode when true: of --quiet, --status and
-// --warn, the last on the command line wins.
-type modeValue struct {
-	mode *checkMode
-	to   checkMode
-}
-
-func (v modeValue) String() string { return "false" }
-func (v modeValue) Type() string   { return "bool" }
-func (v modeValue) Set(s string) error {
-	switch s {
-	case "true":
-		*v.mode = v.to
-	case "false":
-	default:
-		return fmt.Errorf("%q is not true or false", s)
+	set := func(on bool) {
+		if on {
+			c.mode, c.modeAt = m, flagSeq.Add(1)
+		}
 	}
-	return nil
+	fs.VarPF(funcBool(set), name, short, usage).NoOptDefVal = "true"
+}
+
+// resolve settles the mode: the pool's --quiet (no live view) is sha512sum's --quiet too,
+// and of --quiet, --status and --warn, the last given wins, as in sha512sum.
+func (c *checkFlags) resolve(quiet bool, quietAt int64) {
+	if quiet && quietAt > c.modeAt {
+		c.mode = checkQuiet
+	}
+}
+
+// flagSeq numbers the flags that must know which came last, as they are parsed.
+var flagSeq atomic.Int64
+
+// orderedBool is a boolean flag that notes when it was set (flagSeq).
+type orderedBool struct {
+	v  *bool
+	at *int64
+}
+
+func (b orderedBool) String() string {
+	if b.v != nil && *b.v {
+		return "true"
+	}
+	return "false"
+}
+func (b orderedBool) Type() string { return "bool" }
+func (b orderedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err == nil {
+		*b.v, *b.at = v, flagSeq.Add(1)
+	}
+	return err
+}
+
+// funcBool is a boolean flag that calls a function when set.
+type funcBool func(bool)
+
+func (f funcBool) String() string { return "false" }
+func (f funcBool) Type() string   { return "bool" }
+func (f funcBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err == nil {
+		f(v)
+	}
+	return err
 }
 
 // validate refuses what sha512sum refuses, and what -c cannot mean.
 func (c *checkFlags) validate(fs *pflag.FlagSet) error {
-	checkOnly := []string{"quiet", "status", "warn", "strict", "ignore-missing"}
+	checkOnly := []string{"status", "warn", "strict", "ignore-missing"}
 	if !c.on {
 		for _, f := range checkOnly {
 			if fs.Changed(f) {

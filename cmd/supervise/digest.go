@@ -106,6 +106,7 @@ out), 2 the run itself failed.`,
 				if len(paths) == 0 {
 					paths = []string{"-"}
 				}
+				check.resolve(pf.quiet, pf.quietAt)
 				src := func(ctx context.Context, batch int, _ bool, out chan<- []walkItem) {
 					sumsLines(ctx, paths, batch, check, cmd.InOrStdin(), out)
 				}

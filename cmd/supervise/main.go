@@ -67,7 +67,8 @@ type poolFlags struct {
 	cpuProfile   string
 
 	progress   bool   // live view even when stderr is not a terminal
-	quiet      bool   // no live view
+	quiet      bool   // no live view (and digest -c: no OK lines)
+	quietAt    int64  // when --quiet was given (flagSeq)
 	report     bool   // print a report on stderr after the job
 	reportJSON string // write the report as JSON to this file
 }
@@ -143,7 +144,7 @@ running and is replaced.`,
 	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().BoolVar(&pf.progress, "progress", false, "show the live view (job progress, a bar per core) on stderr even when it is not a terminal")
-	root.PersistentFlags().BoolVarP(&pf.quiet, "quiet", "q", false, "no live view, even on a terminal")
+	root.PersistentFlags().VarPF(orderedBool{&pf.quiet, &pf.quietAt}, "quiet", "q", "no live view, even on a terminal (digest -c: and no OK lines, as sha512sum -c --quiet)").NoOptDefVal = "true"
 	root.PersistentFlags().BoolVar(&pf.report, "report", false, "print a report on stderr after the job: wall and CPU time, efficiency, per-core and per-worker use, slowest tasks")
 	root.PersistentFlags().StringVar(&pf.reportJSON, "report-json", "", "write the report as JSON to `FILE` (schema: docs/report.schema.json)")
 	root.AddCommand(digestCommand(&pf))

@@ -38,9 +38,10 @@ type Client struct {
 	nextID atomic.Uint64
 	wg     sync.WaitGroup // publishers, and recorders of lost tasks; added to only while open
 
-	mu      sync.Mutex
-	pending map[uint64]*pendingTask
-	closed  bool
+	mu       sync.Mutex
+	pending  map[uint64]*pendingTask
+	unstored map[uint64]bool // cancelled before the server said where it stored them
+	closed   bool
 
 	results natsjs.ConsumeContext
 	lost    *nats.Subscription
@@ -51,6 +52,8 @@ type pendingTask struct {
 	handler string
 	digest  [sealDigest]byte // of the task as published: its result is bound to it
 	done    func(result msgpack.RawMessage, err error)
+	seq     uint64      // its message in the tasks stream, once the server has stored it
+	stop    func() bool // stops watching the submitter's context
 }
 
 // NewClient opens (creating them if needed) the queue's streams on nc's server and starts
@@ -68,7 +71,7 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, cfg: cfg, run: nuid.Next(), keys: keys, pending: map[uint64]*pendingTask{}}
+	c := &Client{s: s, cfg: cfg, run: nuid.Next(), keys: keys, pending: map[uint64]*pendingTask{}, unstored: map[uint64]bool{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	cons, err := s.js.OrderedConsumer(ctx, cfg.resultsStream(), natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{cfg.resultsOf(c.run)},
@@ -146,8 +149,11 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 		fail(ErrClosed)
 		return id
 	}
-	c.pending[id] = &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done}
+	p := &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done}
+	c.pending[id] = p
 	c.wg.Add(1)
+	// A cancel (or the deadline) of ctx reaches the machine that holds the task.
+	p.stop = context.AfterFunc(ctx, func() { c.cancelTask(id, context.Cause(ctx)) })
 	c.mu.Unlock()
 	msgID := c.run + "." + strconv.FormatUint(id, 10)
 	ack, err := c.s.js.PublishMsgAsync(msg, natsjs.WithMsgID(msgID))
@@ -162,7 +168,8 @@ func (c *Client) confirm(id uint64, msg *nats.Msg, msgID string, ack natsjs.PubA
 	for attempt := 1; ; attempt++ {
 		if err == nil {
 			select {
-			case <-ack.Ok():
+			case pa := <-ack.Ok():
+				c.stored(id, pa.Sequence)
 				return
 			case err = <-ack.Err():
 			case <-c.ctx.Done():
@@ -180,6 +187,71 @@ func (c *Client) confirm(id uint64, msg *nats.Msg, msgID string, ack natsjs.PubA
 	}
 }
 
+// stored notes where the server stored task id, and takes it out of the queue if it was
+// cancelled meanwhile.
+func (c *Client) stored(id, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.pending[id]; p != nil {
+		p.seq = seq
+	} else if c.unstored[id] {
+		delete(c.unstored, id)
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.withdraw(c.ctx, seq) }()
+	}
+}
+
+// take removes task id from the pending ones (nil if it is not one) and stops watching its
+// context. The caller holds c.mu.
+func (c *Client) take(id uint64) *pendingTask {
+	p := c.pending[id]
+	if p != nil {
+		delete(c.pending, id)
+		p.stop()
+	}
+	return p
+}
+
+// cancelTask ends task id with the cause of its context's end, tells the machines (the one
+// holding it cancels it), and removes it from the queue if no machine has taken it yet.
+func (c *Client) cancelTask(id uint64, cause error) {
+	c.mu.Lock()
+	p := c.take(id)
+	if p == nil || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if p.seq == 0 {
+		c.unstored[id] = true // stored will remove it
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		c.announceCancel(strconv.FormatUint(id, 10))
+		if p.seq != 0 {
+			c.withdraw(c.ctx, p.seq)
+		}
+	}()
+	p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Err: cause})
+}
+
+// announceCancel tells the machines that tasks of this run are cancelled: an id, or "*".
+func (c *Client) announceCancel(what string) {
+	if err := c.s.nc.Publish(c.cfg.cancelSubject(c.run), []byte(what)); err != nil {
+		c.cfg.Logger.Warn("jetstream: could not announce a cancel", "queue", c.cfg.Queue, "run", c.run, "task", what, "err", err)
+	}
+}
+
+// withdraw removes a task from the queue: no machine takes it, nor takes it again.
+func (c *Client) withdraw(ctx context.Context, seq uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := c.s.tasks.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
+		c.cfg.Logger.Warn("jetstream: could not remove a cancelled task from the queue", "queue", c.cfg.Queue, "seq", seq, "err", err)
+	}
+}
+
 // collect takes one result message of this run.
 func (c *Client) collect(msg natsjs.Msg) {
 	subject := msg.Subject()
@@ -189,8 +261,7 @@ func (c *Client) collect(msg natsjs.Msg) {
 		return
 	}
 	c.mu.Lock()
-	p := c.pending[id]
-	delete(c.pending, id)
+	p := c.take(id)
 	c.mu.Unlock()
 	if p == nil && id > c.nextID.Load() {
 		// Not submitted yet, so no machine has run it: another client published this. The
@@ -289,8 +360,7 @@ func (c *Client) maxDeliveries(m *nats.Msg) {
 		// The outcome is settled here, not stored as a result: a submitter has no right to
 		// publish results (Roles), and a result a machine stores after all is then ignored.
 		c.mu.Lock()
-		p := c.pending[env.ID]
-		delete(c.pending, env.ID)
+		p := c.take(env.ID)
 		c.mu.Unlock()
 		if p == nil {
 			return // settled already
@@ -301,8 +371,9 @@ func (c *Client) maxDeliveries(m *nats.Msg) {
 	}()
 }
 
-// Close ends the run: tasks without an outcome yet fail with ErrClosed (their machines may
-// still run them), and the run's results are removed from the server.
+// Close ends the run: tasks without an outcome yet fail with ErrClosed, are cancelled on the
+// machines that hold them and removed from the queue; and the run's results are removed from
+// the server.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -312,7 +383,18 @@ func (c *Client) Close() error {
 	c.closed = true
 	left := c.pending
 	c.pending = nil
+	var seqs []uint64
+	for _, p := range left {
+		p.stop()
+		if p.seq != 0 {
+			seqs = append(seqs, p.seq)
+		}
+	}
 	c.mu.Unlock()
+	if len(left) > 0 {
+		c.announceCancel("*")
+		c.withdrawAll(seqs)
+	}
 	c.cancel()
 	c.wg.Wait()
 	c.results.Stop()
@@ -330,6 +412,26 @@ func (c *Client) Close() error {
 		return fmt.Errorf("removing the results of run %s: %w", c.run, err)
 	}
 	return nil
+}
+
+// withdrawAll removes tasks from the queue, a few at a time.
+func (c *Client) withdrawAll(seqs []uint64) {
+	var wg sync.WaitGroup
+	next := make(chan uint64)
+	for range min(len(seqs), 16) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range next {
+				c.withdraw(c.ctx, seq)
+			}
+		}()
+	}
+	for _, seq := range seqs {
+		next <- seq
+	}
+	close(next)
+	wg.Wait()
 }
 
 var _ supervisor.QueueBackend = (*Client)(nil)

@@ -57,6 +57,10 @@ func (c Config) resultsStream() string { return "SUPERVISE_" + c.Queue + "_RESUL
 func (c Config) deadStream() string    { return "SUPERVISE_" + c.Queue + "_DEAD" }
 func (c Config) tasksSubject() string  { return "supervise." + c.Queue + ".tasks" }
 func (c Config) deadSubject() string   { return "supervise." + c.Queue + ".dead" }
+
+// cancelSubject is where a run's submitter says which of its tasks are cancelled (core NATS,
+// not stored): a task id in decimal, or "*" for all of them. run may be "*".
+func (c Config) cancelSubject(run string) string { return "supervise." + c.Queue + ".cancel." + run }
 func (c Config) resultSubject(run string, id uint64) string {
 	return fmt.Sprintf("supervise.%s.results.%s.%d", c.Queue, run, id)
 }

@@ -200,18 +200,23 @@ func TestFailuresAndDeadLetters(t *testing.T) {
 	if got, err := jetstream.Submit[string, string](ctx, c, "echo", "still here").Get(ctx); err != nil || got != "still here" {
 		t.Fatalf("echo after the failures: %q, %v", got, err)
 	}
+	// The dead letters, read until the three are there: a loaded server may answer late.
 	js, _ := natsjs.New(nc)
-	dead, err := js.Stream(ctx, "SUPERVISE_test_DEAD")
+	readCtx, stopReading := context.WithTimeout(context.Background(), time.Minute)
+	defer stopReading()
+	dead, err := js.Stream(readCtx, "SUPERVISE_test_DEAD")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var reasons []string
-	for seq := uint64(1); ; seq++ {
-		m, err := dead.GetMsg(ctx, seq)
-		if err != nil {
-			break
+	for seq := uint64(1); len(reasons) < 3 && readCtx.Err() == nil; {
+		m, err := dead.GetMsg(readCtx, seq)
+		if err != nil { // not written yet, or the server is slow to say
+			time.Sleep(10 * time.Millisecond) // polling the stream
+			continue
 		}
 		reasons = append(reasons, m.Header.Get("Supervise-Reason"))
+		seq++
 	}
 	t.Logf("dead letters: %q", reasons)
 	if len(reasons) != 3 {

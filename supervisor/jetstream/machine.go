@@ -65,7 +65,13 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeC
 	if err != nil {
 		return err
 	}
-	m := &machine{s: s, cfg: cfg, pool: pool, name: fmt.Sprintf("%s/%d", host, os.Getpid()), keys: keys, slots: make(chan struct{}, cfg.Hold)}
+	m := &machine{s: s, cfg: cfg, pool: pool, name: fmt.Sprintf("%s/%d", host, os.Getpid()), keys: keys, slots: make(chan struct{}, cfg.Hold),
+		cancels: newCancels(time.Duration(cfg.MaxDeliver) * cfg.AckWait)}
+	sub, err := nc.Subscribe(cfg.cancelSubject("*"), m.cancels.cancel)
+	if err != nil {
+		return fmt.Errorf("listening for cancels: %w", err)
+	}
+	defer sub.Unsubscribe()
 	// Tasks run under runCtx, which outlives ctx by Drain.
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
@@ -91,6 +97,7 @@ type machine struct {
 	keys    *sealKeys     // the machine's: it seals results with them
 	slots   chan struct{} // one per task held
 	running sync.WaitGroup
+	cancels *cancels
 }
 
 // pull fetches tasks while there is room for them, until ctx ends.
@@ -167,15 +174,30 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 		return
 	}
 
+	// Its submitter may cancel it: then it is cancelled as the local pool cancels a call
+	// (its handler's context, and a kill past the cancel grace), and neither answered nor
+	// handed back.
+	taskCtx, cancelTask := context.WithCancelCause(ctx)
+	defer cancelTask(nil)
+	if !m.cancels.start(run, env.ID, cancelTask) {
+		msg.Term()
+		return
+	}
+	defer m.cancels.end(run, env.ID)
+
 	// The task stays in progress until it is acknowledged: running it, and then storing its
 	// outcome (a result, or a dead letter of several megabytes) may each outlast AckWait on
 	// a busy machine, and the server would deliver the task again.
 	stop := m.keepInProgress(msg)
 	defer stop()
-	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).Submit(ctx, env.Payload)
+	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).Submit(taskCtx, env.Payload)
 	result, err := f.Get(context.Background())
 	last := meta.NumDelivered >= uint64(m.cfg.MaxDeliver)
 	switch {
+	case context.Cause(taskCtx) == errCancelled:
+		m.cfg.Logger.Info("jetstream: a task cancelled by its submitter", "from", from, "err", err)
+		msg.Term()
+		return
 	case err != nil && ctx.Err() != nil: // cancelled: this machine is stopping
 		msg.Nak()
 		return

@@ -29,6 +29,7 @@ import (
 // queue, as supervise worker does), and the tests.
 const (
 	machineEnv = "JS_TEST_MACHINE" // the server's URL
+	workersEnv = "JS_TEST_WORKERS" // worker processes a machine runs (2)
 	ackWaitEnv = "JS_TEST_ACKWAIT"
 	deliverEnv = "JS_TEST_MAXDELIVER"
 )
@@ -53,6 +54,15 @@ func TestMain(m *testing.M) {
 			return 0, ctx.Err()
 		}
 	})
+	// hold writes "start N PID" to its log, waits for its context to end, writes "cancelled N
+	// PID" and returns the context's error: a handler that honours a cancel.
+	child.Handle("hold", func(ctx context.Context, in napInput) (int, error) {
+		appendLine(in.Log, fmt.Sprintf("start %d %d", in.N, os.Getpid()))
+		<-ctx.Done()
+		appendLine(in.Log, fmt.Sprintf("cancelled %d %d", in.N, os.Getpid()))
+		return 0, ctx.Err()
+	})
+	child.Handle("pid", func(context.Context, int) (int, error) { return os.Getpid(), nil })
 	child.Handle("crash", func(context.Context, int) (int, error) {
 		fmt.Fprintln(os.Stderr, "crash: going down")
 		os.Exit(3)
@@ -66,6 +76,14 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("GORACE", "atexit_sleep_ms=0") // race-built workers exit at once
 	os.Exit(m.Run())
+}
+
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err == nil {
+		fmt.Fprintln(f, line)
+		f.Close()
+	}
 }
 
 type napInput struct {
@@ -85,7 +103,11 @@ func runMachine(url string) int {
 	}
 	defer nc.Close()
 	// The pool outlives the signal: the tasks held finish on it during the drain.
-	pool, err := supervisor.Start(context.WithoutCancel(ctx), supervisor.Config{Workers: 2, Command: []string{os.Args[0], "worker-of", os.Args[len(os.Args)-1]},
+	workers := 2
+	if n, err := strconv.Atoi(os.Getenv(workersEnv)); err == nil {
+		workers = n
+	}
+	pool, err := supervisor.Start(context.WithoutCancel(ctx), supervisor.Config{Workers: workers, Command: []string{os.Args[0], "worker-of", os.Args[len(os.Args)-1]},
 		StartTimeout: pooltest.StartTimeout})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "machine:", err)

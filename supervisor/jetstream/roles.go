@@ -10,13 +10,13 @@ import (
 // that role needs on the queues named (NATS permissions), instead of the one all-powerful
 // credential of ServerConfig.Token and ServerConfig.NKeys:
 //
-//   - a submitter may publish tasks, read results and remove them, and hear that a task was
-//     lost; it may not publish a result, nor a server advisory;
-//   - a machine may take tasks, acknowledge them and publish results; it may not publish a
-//     task, nor a server advisory.
+//   - a submitter may publish tasks, cancel and remove them, read results and remove them,
+//     and hear that a task was lost; it may not publish a result, nor a server advisory;
+//   - a machine may take tasks, acknowledge them, hear their cancels and publish results; it
+//     may not publish a task or a cancel, nor a server advisory.
 //
 // Limits: permissions name streams, not runs, so a submitter can fetch, and remove, the
-// results of other runs of its queues (it reads nothing of them: a Client's results are sealed
+// results of other runs of its queues, and cancel their tasks (it reads nothing of them: a Client's results are sealed
 // to its run, see ErrForged); and a machine, which publishes results, can publish a false one.
 type Roles struct {
 	// Queues are the queues the roles may use. Empty: "default".
@@ -47,7 +47,7 @@ func (r Roles) users() ([]*server.NkeyUser, error) {
 		}))})
 	}
 	for _, k := range r.Machines {
-		users = append(users, &server.NkeyUser{Nkey: k, Permissions: allow(mach, nil)})
+		users = append(users, &server.NkeyUser{Nkey: k, Permissions: allow(mach, perQueue(queues, func(c Config) string { return c.cancelSubject("*") }))})
 	}
 	return users, nil
 }
@@ -83,6 +83,8 @@ func submitterSubjects(c Config) []string {
 	t, r := c.tasksStream(), c.resultsStream()
 	return append(streamSubjects(c),
 		c.tasksSubject(),
+		// Cancelling its tasks on the machines.
+		c.cancelSubject("*"),
 		// The run's ordered consumer of its results.
 		"$JS.API.CONSUMER.CREATE."+r, "$JS.API.CONSUMER.CREATE."+r+".>",
 		"$JS.API.CONSUMER.INFO."+r+".*", "$JS.API.CONSUMER.DELETE."+r+".*", "$JS.API.CONSUMER.MSG.NEXT."+r+".*",

@@ -123,7 +123,15 @@ func (s *streams) deadLetter(ctx context.Context, data []byte, from, reason stri
 		msg.Header.Set("Supervise-Truncated", "true")
 	}
 	msg.Data = data
-	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+	// A busy server may take longer than a publish waits: again, three times in all (the
+	// message id keeps one copy).
+	var err error
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+		if _, err = s.js.PublishMsg(ctx, msg); err == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			break
+		}
+	}
+	if err != nil {
 		s.cfg.Logger.Error("jetstream: could not write a dead letter", "queue", s.cfg.Queue, "reason", reason, "from", from, "err", err)
 		return
 	}

@@ -247,6 +247,29 @@ func TestMachineFinishesOnSIGTERM(t *testing.T) {
 	}
 }
 
+// A machine told to stop starts no task after it: the tasks its pending pull brings go back
+// to the queue at once, and the other machine runs them all, without waiting for AckWait.
+func TestStoppingMachineTakesNoTask(t *testing.T) {
+	s := startServer(t)
+	ms := startMachines(t, s, 2)
+	c := newClient(t, s, testConfig())
+	ms[0].cmd.Process.Signal(syscall.SIGTERM)
+	if line, _ := ms[0].out.ReadString('\n'); line != "stopping\n" {
+		t.Fatalf("machine after SIGTERM: %q, want stopping", line)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var fs []*jetstream.Future[int]
+	for i := range 20 {
+		fs = append(fs, jetstream.Submit[napInput, int](ctx, c, "nap", napInput{N: i, Ms: 1}))
+	}
+	for i, f := range fs {
+		if pid, err := f.Get(ctx); err != nil || pid != ms[1].cmd.Process.Pid {
+			t.Fatalf("task %d: ran on %d (%v), want the running machine %d, not the stopping one %d", i, pid, err, ms[1].cmd.Process.Pid, ms[0].cmd.Process.Pid)
+		}
+	}
+}
+
 // awaitStarts waits until n task starts are in a nap log.
 func awaitStarts(t *testing.T, log string, n int) {
 	t.Helper()

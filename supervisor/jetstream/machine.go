@@ -100,7 +100,8 @@ type machine struct {
 	cancels *cancels
 }
 
-// pull fetches tasks while there is room for them, until ctx ends.
+// pull fetches tasks while there is room for them, until ctx ends. From then on it starts no
+// task: what its last pull brings (for up to a second) goes back to the queue at once.
 func (m *machine) pull(ctx context.Context, cons natsjs.Consumer, runCtx context.Context) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
@@ -118,6 +119,10 @@ func (m *machine) pull(ctx context.Context, cons natsjs.Consumer, runCtx context
 		got := 0
 		if err == nil {
 			for msg := range batch.Messages() {
+				if ctx.Err() != nil { // told to stop: a pull still pending brings tasks for others
+					msg.Nak()
+					continue
+				}
 				got++
 				m.running.Add(1)
 				go m.run(runCtx, msg)

@@ -116,6 +116,7 @@ func runMachine(url string) int {
 	defer pool.Close()
 	cfg := jetstream.ServeConfig{Config: testConfig()}
 	fmt.Println("ready")
+	context.AfterFunc(ctx, func() { fmt.Println("stopping") }) // the test knows SIGTERM came
 	if err := jetstream.Serve(ctx, nc, pool, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "machine:", err)
 		return 1
@@ -232,6 +233,7 @@ func newClient(t *testing.T, s *testServer, cfg jetstream.Config) *jetstream.Cli
 type machine struct {
 	cmd    *exec.Cmd
 	marker string
+	out    *bufio.Reader // its stdout: "ready", then "stopping" once SIGTERM reached it
 }
 
 // startMachines starts n machine processes on s, each with its two worker processes, and
@@ -251,13 +253,13 @@ func startMachines(t *testing.T, s *testServer, n int, env ...string) []*machine
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		m := &machine{cmd: cmd, marker: marker}
+		m := &machine{cmd: cmd, marker: marker, out: bufio.NewReader(out)}
 		t.Cleanup(func() {
 			m.cmd.Process.Signal(syscall.SIGTERM)
 			m.cmd.Wait()
 			proctest.AwaitNoProcessWithArg(t, 10*time.Second, marker)
 		})
-		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		if line, _ := m.out.ReadString('\n'); line != "ready\n" {
 			t.Fatalf("machine %d: first line %q, want ready", i, line)
 		}
 		ms = append(ms, m)

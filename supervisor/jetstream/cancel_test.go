@@ -49,7 +49,6 @@ func awaitQueueEmpty(t *testing.T, s *testServer) {
 	}
 }
 
-
 // A cancel crosses machines: the task running on a machine is cancelled there (its handler,
 // which honours the cancel, returns, and its worker lives on), its future fails with
 // context.Canceled at once, and it is not delivered again; a task no machine has taken yet is

@@ -11,6 +11,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/supervise-dev/supervise/supervisor/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // awaitLine polls a log the workers append to until a line matches re (a minute at most:
@@ -119,4 +120,64 @@ func readFile(t *testing.T, path string) string {
 	b, err := os.ReadFile(path)
 	must(t, err)
 	return string(b)
+}
+
+// A machine SIGKILLed with tasks in hand: another machine, started after its death, runs
+// them within seconds, long before AckWait (a minute here) would have the server deliver
+// them again; each task starts twice in all, and ends once.
+func TestDeadMachinesTasksGoOnAtOnce(t *testing.T) {
+	s := startServer(t)
+	env := ackWaitEnv + "=1m"
+	ms := startMachines(t, s, 1, env)
+	cfg := testConfig()
+	cfg.AckWait = time.Minute
+	c := newClient(t, s, cfg)
+	log := napLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second) // under AckWait
+	defer cancel()
+	var fs []*jetstream.Future[int]
+	for i := range 2 { // one for each of its two workers
+		fs = append(fs, jetstream.Submit[napInput, int](ctx, c, "nap", napInput{N: i, Ms: 3000, Log: log}))
+	}
+	awaitHeld(t, s, 2) // its heartbeat lists both
+	ms[0].cmd.Process.Kill()
+	ms[0].cmd.Wait()
+	killed := time.Now()
+	next := startMachines(t, s, 1, env)[0]
+	awaitStarts(t, log, 4)
+	t.Logf("the dead machine's tasks started again %v after its death", time.Since(killed).Round(time.Millisecond))
+	for i, f := range fs {
+		if pid, err := f.Get(ctx); err != nil || pid != next.cmd.Process.Pid {
+			t.Fatalf("task %d: %d, %v; want it run by the next machine (%d), before AckWait", i, pid, err, next.cmd.Process.Pid)
+		}
+	}
+	t.Logf("the dead machine's tasks ended %v after its death", time.Since(killed).Round(time.Millisecond))
+	if counts := logCounts(t, log); counts[0] != 2 || counts[1] != 2 {
+		t.Fatalf("starts by task: %v, want 2 each (the dead machine's, the next one's)", counts)
+	}
+}
+
+// awaitHeld waits until a machine's last heartbeat lists n deliveries.
+func awaitHeld(t *testing.T, s *testServer, n int) {
+	t.Helper()
+	js, err := natsjs.New(connect(t, s))
+	must(t, err)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // polling the heartbeats' stream
+		st, err := js.Stream(context.Background(), "SUPERVISE_test_MACHINES")
+		if err == nil {
+			info, _ := st.Info(context.Background(), natsjs.WithSubjectFilter(">"))
+			for subject := range info.State.Subjects {
+				m, err := st.GetLastMsgForSubject(context.Background(), subject)
+				var b struct {
+					Held []string `msgpack:"h"`
+				}
+				if err == nil && msgpack.Unmarshal(m.Data, &b) == nil && len(b.Held) == n {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no heartbeat listing %d tasks within a minute", n)
+		}
+	}
 }

@@ -52,11 +52,15 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // Names of the queue's streams, subjects and consumer (docs/protocol.md, section 9).
-func (c Config) tasksStream() string   { return "SUPERVISE_" + c.Queue + "_TASKS" }
-func (c Config) resultsStream() string { return "SUPERVISE_" + c.Queue + "_RESULTS" }
-func (c Config) deadStream() string    { return "SUPERVISE_" + c.Queue + "_DEAD" }
-func (c Config) tasksSubject() string  { return "supervise." + c.Queue + ".tasks" }
-func (c Config) deadSubject() string   { return "supervise." + c.Queue + ".dead" }
+func (c Config) tasksStream() string    { return "SUPERVISE_" + c.Queue + "_TASKS" }
+func (c Config) resultsStream() string  { return "SUPERVISE_" + c.Queue + "_RESULTS" }
+func (c Config) deadStream() string     { return "SUPERVISE_" + c.Queue + "_DEAD" }
+func (c Config) machinesStream() string { return "SUPERVISE_" + c.Queue + "_MACHINES" }
+
+// machinesSubject is where machine id says it is alive, and what it holds; id may be "*".
+func (c Config) machinesSubject(id string) string { return "supervise." + c.Queue + ".machines." + id }
+func (c Config) tasksSubject() string             { return "supervise." + c.Queue + ".tasks" }
+func (c Config) deadSubject() string              { return "supervise." + c.Queue + ".dead" }
 
 // cancelSubject is where a run's submitter says which of its tasks are cancelled (core NATS,
 // not stored): a task id in decimal, or "*" for all of them. run may be "*".

@@ -26,6 +26,11 @@ type ServeConfig struct {
 	// running after it are cancelled and handed back (nacked) for another machine. Zero:
 	// AckWait.
 	Drain time.Duration
+	// Heartbeat is how often the machine tells the others it is alive, and which tasks it
+	// holds; one silent for three heartbeats is taken for dead, and the live machines hand
+	// its tasks back to the queue at once (within AckWait/2 of its last heartbeat; past it,
+	// the server does). Zero: one second.
+	Heartbeat time.Duration
 }
 
 // Serve makes this machine a worker of the queue: it pulls tasks from the server for pool,
@@ -72,9 +77,21 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeC
 		return fmt.Errorf("listening for cancels: %w", err)
 	}
 	defer sub.Unsubscribe()
-	// Tasks run under runCtx, which outlives ctx by Drain.
+	// Tasks run under runCtx, which outlives ctx by Drain; the heartbeats go on until they end.
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	m.live = newLiveness(m, cfg.Heartbeat)
+	beating, stopBeats := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBeats()
+	stopped, err := m.live.start(beating)
+	if err != nil {
+		return fmt.Errorf("announcing the machine: %w", err)
+	}
+	defer stopped()
+	defer stopBeats()
 	m.pull(ctx, cons, runCtx)
 	drained := make(chan struct{})
 	go func() { m.running.Wait(); close(drained) }()
@@ -98,6 +115,7 @@ type machine struct {
 	slots   chan struct{} // one per task held
 	running sync.WaitGroup
 	cancels *cancels
+	live    *liveness
 }
 
 // pull fetches tasks while there is room for them, until ctx ends. From then on it starts no
@@ -155,6 +173,8 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 		m.cfg.Logger.Error("jetstream: a task without metadata", "err", err)
 		return
 	}
+	m.live.hold(msg.Reply()) // until it is acked or handed back: if this machine dies, another hands it back
+	defer m.live.release(msg.Reply())
 	from := fmt.Sprintf("%s #%d (delivery %d)", msg.Subject(), meta.Sequence.Stream, meta.NumDelivered)
 	run := msg.Headers().Get(headerRun)
 	env, err := channel.ParseMessage(msg.Data())

@@ -97,9 +97,13 @@ func submitterSubjects(c Config) []string {
 }
 
 func machineSubjects(c Config) []string {
-	t, r := c.tasksStream(), c.resultsStream()
+	t, r, m := c.tasksStream(), c.resultsStream(), c.machinesStream()
 	return append(streamSubjects(c),
 		"supervise."+c.Queue+".results.>",
+		// Heartbeats: their stream, and an ordered consumer of it.
+		c.machinesSubject("*"), "$JS.API.STREAM.INFO."+m, "$JS.API.STREAM.CREATE."+m, "$JS.API.STREAM.UPDATE."+m,
+		"$JS.API.CONSUMER.CREATE."+m, "$JS.API.CONSUMER.CREATE."+m+".>",
+		"$JS.API.CONSUMER.INFO."+m+".*", "$JS.API.CONSUMER.DELETE."+m+".*", "$JS.API.CONSUMER.MSG.NEXT."+m+".*",
 		"$JS.API.CONSUMER.CREATE."+t, "$JS.API.CONSUMER.CREATE."+t+".>", "$JS.API.CONSUMER.DURABLE.CREATE."+t+"."+consumerName,
 		"$JS.API.CONSUMER.INFO."+t+"."+consumerName, "$JS.API.CONSUMER.MSG.NEXT."+t+"."+consumerName,
 		"$JS.ACK."+t+".>",

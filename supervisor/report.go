@@ -16,6 +16,12 @@ type Report struct{ raw msgpack.RawMessage }
 // Decode decodes the message into v (a pointer), as msgpack.
 func (r Report) Decode(v any) error { return channel.Unmarshal(r.raw, v) }
 
+// Raw is the message as the handler encoded it (msgpack).
+func (r Report) Raw() msgpack.RawMessage { return r.raw }
+
+// NewReport is a report of the msgpack-encoded message raw, for a QueueBackend's futures.
+func NewReport(raw msgpack.RawMessage) Report { return Report{raw} }
+
 // Reports yields the messages the task's handler sends with child.Report, in the order sent,
 // as they arrive, and ends once the task has ended and every message was yielded (or when ctx
 // ends). Each message is yielded once: a second loop over Reports goes on where the first one

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"github.com/supervise-dev/supervise/internal/digest"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -255,7 +256,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 				req.Paths[k] = cwd + string(filepath.Separator) + req.Paths[k]
 			}
 		}
-		req.Progress = view != nil && t.whole && job.pool != nil // no reports from other machines
+		req.Progress = view != nil && t.whole // a big file's bytes, as they are read (from other machines too)
 		f := submitTo[digest.Request, digest.Answer](tasks, job, "digest", req)
 		pending++
 		if job.means != nil {
@@ -270,7 +271,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		}
 		go func() { // a big file's bytes for the live view, as they are read
 			var reported int64
-			for r := range f.(*supervisor.Future[digest.Answer]).Reports(context.Background()) {
+			for r := range f.(reporting).Reports(context.Background()) {
 				var n int64
 				if r.Decode(&n) == nil {
 					view.hashed(0, n-reported)
@@ -458,6 +459,11 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		return exitError{1}
 	}
 	return nil
+}
+
+// reporting is a future with reports: a pool's, or a queue's.
+type reporting interface {
+	Reports(context.Context) iter.Seq[supervisor.Report]
 }
 
 // itemSource sends digest's items in order on out, in slices of up to batch items, and

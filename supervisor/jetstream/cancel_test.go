@@ -181,3 +181,31 @@ func awaitHeld(t *testing.T, s *testServer, n int) {
 		}
 	}
 }
+
+// Reports cross machines: a task's reports come to Future.Reports in the order its handler
+// sent them, all of them before its outcome.
+func TestReportsCrossMachines(t *testing.T) {
+	s := startServer(t)
+	startMachines(t, s, 1)
+	c := newClient(t, s, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for round := range 20 {
+		n := 1 + round*37
+		f := jetstream.Submit[int, int](ctx, c, "count", n)
+		if got, err := f.Get(ctx); err != nil || got != n {
+			t.Fatalf("count %d: %d, %v", n, got, err)
+		}
+		want := 1
+		for r := range f.Reports(ctx) { // the outcome is in: so is every report
+			var i int
+			if err := r.Decode(&i); err != nil || i != want {
+				t.Fatalf("count %d: report %d is %d (%v)", n, want, i, err)
+			}
+			want++
+		}
+		if want != n+1 {
+			t.Fatalf("count %d: %d reports before the outcome, want %d", n, want-1, n)
+		}
+	}
+}

@@ -45,6 +45,7 @@ type Client struct {
 
 	results natsjs.ConsumeContext
 	lost    *nats.Subscription
+	reports *nats.Subscription
 }
 
 // pendingTask is a task submitted and not yet settled.
@@ -52,8 +53,15 @@ type pendingTask struct {
 	handler string
 	digest  [sealDigest]byte // of the task as published: its result is bound to it
 	done    func(result msgpack.RawMessage, err error)
-	seq     uint64      // its message in the tasks stream, once the server has stored it
-	stop    func() bool // stops watching the submitter's context
+	seq     uint64       // its message in the tasks stream, once the server has stored it
+	stop    func() bool  // stops watching the submitter's context
+	reports *taskReports // nil: not kept
+
+	// The outcome, once it came, waiting for the reports sent before it (finish).
+	final         func()
+	finalDelivery uint64
+	finalReports  int
+	finalTimer    *time.Timer
 }
 
 // NewClient opens (creating them if needed) the queue's streams on nc's server and starts
@@ -83,11 +91,17 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) 
 		c.cancel()
 		return nil, fmt.Errorf("reading results from stream %s: %w", cfg.resultsStream(), err)
 	}
+	if c.reports, err = nc.Subscribe(cfg.reportsSubject(c.run), c.report); err != nil {
+		c.results.Stop()
+		c.cancel()
+		return nil, err
+	}
 	// A task delivered MaxDeliver times whose last machine was lost has no outcome: the
 	// server says so in an advisory, and the task's own client records one.
 	c.lost, err = nc.Subscribe(fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", cfg.tasksStream(), consumerName), c.maxDeliveries)
 	if err != nil {
 		c.results.Stop()
+		c.reports.Unsubscribe()
 		c.cancel()
 		return nil, err
 	}
@@ -115,11 +129,12 @@ func (c *Client) Pulls(ctx context.Context) (delivered uint64, waiting int, err 
 // Submit sends one task for handler and calls done exactly once with its outcome. It is
 // supervisor.QueueBackend's method; index is not used (ids are the client's own).
 func (c *Client) Submit(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error)) {
-	c.submit(ctx, handler, in, done)
+	c.submit(ctx, handler, in, done, nil)
 }
 
-// submit encodes in, registers the task and publishes it.
-func (c *Client) submit(ctx context.Context, handler string, in any, done func(msgpack.RawMessage, error)) uint64 {
+// submit encodes in, registers the task and publishes it; the task's reports go to reports,
+// unless it is nil.
+func (c *Client) submit(ctx context.Context, handler string, in any, done func(msgpack.RawMessage, error), reports *taskReports) uint64 {
 	id := c.nextID.Add(1)
 	fail := func(err error) {
 		done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: handler, Err: err})
@@ -149,7 +164,7 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 		fail(ErrClosed)
 		return id
 	}
-	p := &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done}
+	p := &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done, reports: reports}
 	c.pending[id] = p
 	c.wg.Add(1)
 	// A cancel (or the deadline) of ctx reaches the machine that holds the task.
@@ -208,6 +223,12 @@ func (c *Client) take(id uint64) *pendingTask {
 	if p != nil {
 		delete(c.pending, id)
 		p.stop()
+		if p.finalTimer != nil {
+			p.finalTimer.Stop()
+		}
+		if p.reports != nil {
+			p.reports.end()
+		}
 	}
 	return p
 }
@@ -261,7 +282,7 @@ func (c *Client) collect(msg natsjs.Msg) {
 		return
 	}
 	c.mu.Lock()
-	p := c.take(id)
+	p := c.pending[id]
 	c.mu.Unlock()
 	if p == nil && id > c.nextID.Load() {
 		// Not submitted yet, so no machine has run it: another client published this. The
@@ -278,13 +299,20 @@ func (c *Client) collect(msg natsjs.Msg) {
 		return // settled already (a result seen again after a reconnect)
 	}
 	deliveries, _ := strconv.Atoi(msg.Headers().Get(headerDeliveries))
+	reports, _ := strconv.Atoi(msg.Headers().Get(headerReports))
+	result, err := c.outcome(msg, p, id, deliveries)
+	c.finish(id, p, uint64(deliveries), reports, func() { p.done(result, err) })
+}
+
+// outcome reads a result message of task p: its result, or the error it stands for.
+func (c *Client) outcome(msg natsjs.Msg, p *pendingTask, id uint64, deliveries int) (msgpack.RawMessage, error) {
+	subject := msg.Subject()
 	te := &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Machine: msg.Headers().Get(headerWorker), Deliveries: deliveries}
 	data, err := c.unseal(msg, p)
 	if err != nil {
 		c.cfg.Logger.Warn("jetstream: a result not for this run's task", "queue", c.cfg.Queue, "subject", subject, "machine", te.Machine, "err", err)
 		te.Err = fmt.Errorf("result %s: %w: %v", subject, ErrForged, err)
-		p.done(nil, te)
-		return
+		return nil, te
 	}
 	env, err := channel.ParseMessage(data)
 	switch {
@@ -292,15 +320,14 @@ func (c *Client) collect(msg natsjs.Msg) {
 		te.Err = fmt.Errorf("result %s: %w", subject, err)
 		c.s.deadLetter(c.ctx, data, subject, "malformed result: "+err.Error())
 	case env.Kind == channel.KindResult:
-		p.done(env.Payload, nil)
-		return
+		return env.Payload, nil
 	case env.Kind == channel.KindError && env.Err != nil:
 		te.Err = env.Err
 	default:
 		te.Err = fmt.Errorf("result %s: a %s message, not a result or an error", subject, env.Kind)
 		c.s.deadLetter(c.ctx, data, subject, "malformed result: "+te.Err.Error())
 	}
-	p.done(nil, te)
+	return nil, te
 }
 
 // unseal opens a result sealed to the run and checks that it was sealed for task p's bytes.
@@ -399,6 +426,7 @@ func (c *Client) Close() error {
 	c.wg.Wait()
 	c.results.Stop()
 	c.lost.Unsubscribe()
+	c.reports.Unsubscribe()
 	for id, p := range left {
 		p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Err: ErrClosed})
 	}

@@ -23,6 +23,11 @@ type Config struct {
 	MaxDeliver int
 	// ResultTTL is how long results stay on the server for a submitter that is gone. Zero: 24h.
 	ResultTTL time.Duration
+	// MaxReportBytes bounds the reports (child.Report) a Client keeps for a task whose
+	// caller has not taken them (Future.Reports), as supervisor.Config.MaxReportBytes does on
+	// a pool: past it, the task fails with supervisor.ErrReportOverflow and is cancelled on
+	// its machine. Zero: 16 MiB.
+	MaxReportBytes int
 	// Logger receives what the queue logs; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -45,6 +50,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ResultTTL <= 0 {
 		c.ResultTTL = 24 * time.Hour
 	}
+	if c.MaxReportBytes <= 0 {
+		c.MaxReportBytes = 16 << 20
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -61,6 +69,10 @@ func (c Config) machinesStream() string { return "SUPERVISE_" + c.Queue + "_MACH
 func (c Config) machinesSubject(id string) string { return "supervise." + c.Queue + ".machines." + id }
 func (c Config) tasksSubject() string             { return "supervise." + c.Queue + ".tasks" }
 func (c Config) deadSubject() string              { return "supervise." + c.Queue + ".dead" }
+
+// reportsSubject is where the machines send the reports (child.Report) of a run's tasks,
+// in the order sent (core NATS, not stored).
+func (c Config) reportsSubject(run string) string { return "supervise." + c.Queue + ".reports." + run }
 
 // cancelSubject is where a run's submitter says which of its tasks are cancelled (core NATS,
 // not stored): a task id in decimal, or "*" for all of them. run may be "*".
@@ -80,7 +92,9 @@ const (
 	headerSeal       = "Supervise-Seal"       // on a task: the run's public key, to seal its result to
 	headerSealedBy   = "Supervise-Sealed-By"  // on a sealed result: the machine's public key
 	headerWorker     = "Supervise-Worker"     // on a result: host/pid of the machine that ran it
-	headerDeliveries = "Supervise-Deliveries" // on a result: the delivery that ran it
+	headerDeliveries = "Supervise-Deliveries" // on a result and a report: the delivery that ran it
+	headerReports    = "Supervise-Reports"    // on a result: how many reports that delivery sent
+	headerTask       = "Supervise-Task"       // on a report: the task's id
 	headerReason     = "Supervise-Reason"     // on a dead letter: why
 	headerFrom       = "Supervise-From"       // on a dead letter: the subject and sequence it came from
 )

@@ -10,21 +10,22 @@ import (
 
 // Future is the pending outcome of one task submitted with Submit.
 type Future[Out any] struct {
-	id     uint64
-	done   chan struct{}
-	result msgpack.RawMessage
-	err    error
-	onDone notify.Once
+	id      uint64
+	done    chan struct{}
+	result  msgpack.RawMessage
+	err     error
+	onDone  notify.Once
+	reports *taskReports
 }
 
 // Submit sends a task for handler with input in to the queue's machines.
 func Submit[In, Out any](ctx context.Context, c *Client, handler string, in In) *Future[Out] {
-	f := &Future[Out]{done: make(chan struct{})}
+	f := &Future[Out]{done: make(chan struct{}), reports: &taskReports{}}
 	f.id = c.submit(ctx, handler, in, func(result msgpack.RawMessage, err error) {
 		f.result, f.err = result, err
 		close(f.done)
 		f.onDone.Fire()
-	})
+	}, f.reports)
 	return f
 }
 

@@ -216,6 +216,7 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	stop := m.keepInProgress(msg)
 	defer stop()
 	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).Submit(taskCtx, env.Payload)
+	reports := m.forwardReports(f, run, env.ID, meta.NumDelivered, sealTo, msg.Data())
 	result, err := f.Get(context.Background())
 	last := meta.NumDelivered >= uint64(m.cfg.MaxDeliver)
 	switch {
@@ -234,6 +235,7 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	out := nats.NewMsg(subject)
 	out.Header.Set(headerWorker, m.name)
 	out.Header.Set(headerDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	out.Header.Set(headerReports, strconv.Itoa(reports))
 	out.Data = m.outcome(ctx, env, result, err, from, sealTo != nil)
 	if sealTo != nil {
 		out.Header.Set(headerSealedBy, m.keys.pubText)
@@ -253,6 +255,35 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 		return
 	}
 	msg.Ack()
+}
+
+// forwardReports sends the task's reports to its submitter as the handler sends them, sealed
+// as its result is, until the task ends; it returns how many it sent.
+func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], run string, id, delivery uint64, sealTo *[32]byte, task []byte) int {
+	n := 0
+	for r := range f.Reports(context.Background()) {
+		out := nats.NewMsg(m.cfg.reportsSubject(run))
+		out.Header.Set(headerTask, strconv.FormatUint(id, 10))
+		out.Header.Set(headerDeliveries, strconv.FormatUint(delivery, 10))
+		out.Data = r.Raw()
+		if sealTo != nil {
+			var err error
+			if out.Data, err = m.keys.seal(sealTo, task, out.Data); err != nil {
+				continue
+			}
+			out.Header.Set(headerSealedBy, m.keys.pubText)
+		}
+		if len(out.Data) > m.s.limit-headerRoom {
+			m.cfg.Logger.Warn("jetstream: a report too large for the server, dropped", "run", run, "task", id, "bytes", len(out.Data))
+			continue
+		}
+		if err := m.s.nc.PublishMsg(out); err != nil {
+			m.cfg.Logger.Warn("jetstream: sending a report", "run", run, "task", id, "err", err)
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 // keepInProgress tells the server every AckWait/4 that msg is still being worked on, until

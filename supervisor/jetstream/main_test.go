@@ -63,6 +63,15 @@ func TestMain(m *testing.M) {
 		return 0, ctx.Err()
 	})
 	child.Handle("pid", func(context.Context, int) (int, error) { return os.Getpid(), nil })
+	// count reports 1 to n, then answers n.
+	child.Handle("count", func(ctx context.Context, n int) (int, error) {
+		for i := 1; i <= n; i++ {
+			if err := child.Report(ctx, i); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
 	child.Handle("crash", func(context.Context, int) (int, error) {
 		fmt.Fprintln(os.Stderr, "crash: going down")
 		os.Exit(3)

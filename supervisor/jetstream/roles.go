@@ -11,13 +11,15 @@ import (
 // credential of ServerConfig.Token and ServerConfig.NKeys:
 //
 //   - a submitter may publish tasks, cancel and remove them, read results and remove them,
-//     and hear that a task was lost; it may not publish a result, nor a server advisory;
-//   - a machine may take tasks, acknowledge them, hear their cancels and publish results; it
-//     may not publish a task or a cancel, nor a server advisory.
+//     hear reports (sealed to their runs) and that a task was lost; it may not publish a
+//     result, nor a server advisory;
+//   - a machine may take tasks, acknowledge them, hear their cancels, publish reports and
+//     results, and heartbeats; it may not publish a task or a cancel, nor a server advisory.
 //
 // Limits: permissions name streams, not runs, so a submitter can fetch, and remove, the
-// results of other runs of its queues, and cancel their tasks (it reads nothing of them: a Client's results are sealed
-// to its run, see ErrForged); and a machine, which publishes results, can publish a false one.
+// results of other runs of its queues, and cancel their tasks (it reads nothing of them: a
+// Client's results and reports are sealed to its run, see ErrForged); and a machine, which
+// publishes results, can publish a false one.
 type Roles struct {
 	// Queues are the queues the roles may use. Empty: "default".
 	Queues []string
@@ -42,9 +44,11 @@ func (r Roles) users() ([]*server.NkeyUser, error) {
 	}
 	var users []*server.NkeyUser
 	for _, k := range r.Submitters {
-		users = append(users, &server.NkeyUser{Nkey: k, Permissions: allow(sub, perQueue(queues, func(c Config) string {
+		subs := perQueue(queues, func(c Config) string {
 			return fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", c.tasksStream(), consumerName)
-		}))})
+		})
+		subs = append(subs, perQueue(queues, func(c Config) string { return c.reportsSubject("*") })...)
+		users = append(users, &server.NkeyUser{Nkey: k, Permissions: allow(sub, subs)})
 	}
 	for _, k := range r.Machines {
 		users = append(users, &server.NkeyUser{Nkey: k, Permissions: allow(mach, perQueue(queues, func(c Config) string { return c.cancelSubject("*") }))})
@@ -99,7 +103,7 @@ func submitterSubjects(c Config) []string {
 func machineSubjects(c Config) []string {
 	t, r, m := c.tasksStream(), c.resultsStream(), c.machinesStream()
 	return append(streamSubjects(c),
-		"supervise."+c.Queue+".results.>",
+		"supervise."+c.Queue+".results.>", c.reportsSubject("*"),
 		// Heartbeats: their stream, and an ordered consumer of it.
 		c.machinesSubject("*"), "$JS.API.STREAM.INFO."+m, "$JS.API.STREAM.CREATE."+m, "$JS.API.STREAM.UPDATE."+m,
 		"$JS.API.CONSUMER.CREATE."+m, "$JS.API.CONSUMER.CREATE."+m+".>",

@@ -1,0 +1,183 @@
+package jetstream
+
+import (
+	"context"
+	"iter"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/supervise-dev/supervise/supervisor"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Reports yields the messages the task's handler sent with child.Report on its machine, in
+// the order sent, as they arrive, and ends once the task has ended and every message was
+// yielded (or when ctx ends). Reports travel apart from results, by core NATS: a task's
+// outcome waits for the reports its machine says it sent, two seconds at most (one lost on
+// the way is then missing). A task delivered again yields the reports of each delivery.
+func (f *Future[Out]) Reports(ctx context.Context) iter.Seq[supervisor.Report] {
+	return func(yield func(supervisor.Report) bool) {
+		for {
+			m, ok, wait := f.reports.next()
+			if ok {
+				if !yield(supervisor.NewReport(m)) {
+					return
+				}
+				continue
+			}
+			if wait == nil {
+				return
+			}
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// reportWait is how long an outcome waits for its task's reports still on the way.
+const reportWait = 2 * time.Second
+
+// taskReports are one task's reports at its Client, kept until its caller takes them.
+type taskReports struct {
+	mu       sync.Mutex
+	msgs     []msgpack.RawMessage
+	bytes    int
+	delivery uint64 // the delivery the count is of
+	count    int    // reports received from it
+	ended    bool
+	more     chan struct{}
+}
+
+// add keeps a report of a delivery, unless over limit bytes; it returns the bytes held then.
+func (r *taskReports) add(m msgpack.RawMessage, delivery uint64, limit int) (held int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended || delivery < r.delivery {
+		return r.bytes, true
+	}
+	if delivery > r.delivery {
+		r.delivery, r.count = delivery, 0
+	}
+	if r.bytes+len(m)+64 > limit {
+		return r.bytes, false
+	}
+	r.msgs = append(r.msgs, m)
+	r.bytes += len(m) + 64
+	r.count++
+	r.wake()
+	return r.bytes, true
+}
+
+// has reports whether n reports of delivery are in.
+func (r *taskReports) has(delivery uint64, n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return n == 0 || r.delivery == delivery && r.count >= n
+}
+
+func (r *taskReports) end() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended = true
+	r.wake()
+}
+
+func (r *taskReports) wake() {
+	if r.more != nil {
+		close(r.more)
+		r.more = nil
+	}
+}
+
+func (r *taskReports) next() (msgpack.RawMessage, bool, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.msgs) > 0 {
+		m := r.msgs[0]
+		r.msgs[0] = nil
+		r.msgs = r.msgs[1:]
+		r.bytes -= len(m) + 64
+		return m, true, nil
+	}
+	if r.ended {
+		return nil, false, nil
+	}
+	if r.more == nil {
+		r.more = make(chan struct{})
+	}
+	return nil, false, r.more
+}
+
+// report takes one report of this run's tasks: sealed to the run for that task's bytes, or
+// it is not kept.
+func (c *Client) report(msg *nats.Msg) {
+	id, err := strconv.ParseUint(msg.Header.Get(headerTask), 10, 64)
+	delivery, err2 := strconv.ParseUint(msg.Header.Get(headerDeliveries), 10, 64)
+	if err != nil || err2 != nil {
+		return
+	}
+	c.mu.Lock()
+	p := c.pending[id]
+	c.mu.Unlock()
+	if p == nil || p.reports == nil {
+		return
+	}
+	peer, err := parseKey(msg.Header.Get(headerSealedBy))
+	if err != nil {
+		return
+	}
+	digest, data, err := c.keys.open(peer, msg.Data)
+	if err != nil || digest != p.digest {
+		c.cfg.Logger.Warn("jetstream: a report not for this run's task", "queue", c.cfg.Queue, "task", id)
+		return
+	}
+	if held, ok := p.reports.add(data, delivery, c.cfg.MaxReportBytes); !ok {
+		c.cancelTask(id, &supervisor.ReportOverflowError{TaskID: id, Held: held, Report: len(data), Limit: c.cfg.MaxReportBytes})
+		return
+	}
+	c.mu.Lock()
+	ready := p.final != nil && p.reports.has(p.finalDelivery, p.finalReports)
+	c.mu.Unlock()
+	if ready {
+		c.settle(id)
+	}
+}
+
+// finish settles task p with its outcome once the reports its machine sent are in (or after
+// reportWait).
+func (c *Client) finish(id uint64, p *pendingTask, delivery uint64, reports int, settle func()) {
+	c.mu.Lock()
+	if c.pending[id] != p {
+		c.mu.Unlock()
+		return // settled meanwhile
+	}
+	p.final, p.finalDelivery, p.finalReports = settle, delivery, reports
+	if p.reports == nil || p.reports.has(delivery, reports) {
+		c.mu.Unlock()
+		c.settle(id)
+		return
+	}
+	if p.finalTimer != nil { // the outcome seen again (after a reconnect)
+		p.finalTimer.Stop()
+	}
+	p.finalTimer = time.AfterFunc(reportWait, func() { c.settle(id) })
+	c.mu.Unlock()
+}
+
+// settle ends a task whose outcome waited for its reports.
+func (c *Client) settle(id uint64) {
+	c.mu.Lock()
+	p := c.pending[id]
+	if p == nil || p.final == nil {
+		c.mu.Unlock()
+		return
+	}
+	c.take(id)
+	c.mu.Unlock()
+	p.final()
+}

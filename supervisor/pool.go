@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Pool is a set of worker processes and the queue of tasks they share.
@@ -102,12 +103,13 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 
 // taskOpts are the ways a task may differ from a plain Submit.
 type taskOpts struct {
-	notify  chan<- *task // receives the task once settled (MapUnordered)
-	index   int          // position in a Map's input, or in a queue
-	retries int          // -1: Config.Retries
-	queue   *queue       // the queue it came from
-	putBy   *task        // the queue item whose handler put it (child.Put)
-	pin     *worker      // only this worker may run it (Broadcast)
+	notify  chan<- *task             // receives the task once settled (MapUnordered)
+	index   int                      // position in a Map's input, or in a queue
+	retries int                      // -1: Config.Retries
+	queue   *queue                   // the queue it came from
+	putBy   *task                    // the queue item whose handler put it (child.Put)
+	pin     *worker                  // only this worker may run it (Broadcast)
+	putTo   func(msgpack.RawMessage) // takes its follow-ups (Func.WithFollowUps)
 }
 
 // submit encodes in and queues a task for handler (for o.pin, on that worker). It always
@@ -146,7 +148,7 @@ func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
 		o.retries = p.cfg.Retries
 	}
 	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
-		queue: o.queue, pinned: o.pin != nil, done: make(chan struct{})}
+		queue: o.queue, pinned: o.pin != nil, putTo: o.putTo, done: make(chan struct{})}
 	if o.putBy != nil {
 		t.putBy = o.putBy.index + 1
 	}

@@ -53,9 +53,19 @@ type QueueBackend interface {
 	Submit(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error))
 }
 
+// FollowUpBackend is a QueueBackend that carries follow-ups: it calls put with each item a
+// handler puts (child.Put), as the handler encoded it, before it calls done for the item
+// that put it.
+type FollowUpBackend interface {
+	QueueBackend
+	SubmitFollowing(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error), put func(item msgpack.RawMessage))
+}
+
 // NewQueueOn returns a queue of inputs for the handler called name, run by b. Capacity and
 // ManualDone work as on a pool's queue; Retries is b's business. Follow-ups (child.Put) are
-// not carried across a backend: a handler that puts one fails its item.
+// carried if b is a FollowUpBackend (supervisor/jetstream's Client is): they are put on the
+// queue as on a pool's, counted before the item that put them is done; otherwise a handler
+// that puts one fails its item.
 func NewQueueOn[In, Out any](b QueueBackend, name string, cfg QueueConfig) *Queue[In, Out] {
 	return &Queue[In, Out]{&queue{backend: b, handler: name, cfg: cfg, changed: make(chan struct{})}}
 }
@@ -118,12 +128,29 @@ func (q *Queue[In, Out]) Put(ctx context.Context, in In) error {
 	index := qq.enter()
 	qq.mu.Unlock()
 	if qq.backend != nil {
-		t := &task{id: uint64(index) + 1, handler: qq.handler, ctx: context.WithoutCancel(ctx), index: index, queue: qq, done: make(chan struct{})}
-		qq.backend.Submit(t.ctx, qq.handler, index, in, func(result msgpack.RawMessage, err error) { t.settle(result, err) })
+		qq.backendSubmit(context.WithoutCancel(ctx), index, in, 0)
 		return nil
 	}
 	qq.pool.submit(context.WithoutCancel(ctx), qq.handler, in, taskOpts{index: index, retries: qq.retries, queue: qq})
 	return nil
+}
+
+// backendSubmit gives item index (put by the item numbered putBy-1, if putBy > 0) to the
+// backend, with its follow-ups put on the queue if the backend carries them.
+func (q *queue) backendSubmit(ctx context.Context, index int, in any, putBy int) {
+	t := &task{id: uint64(index) + 1, handler: q.handler, ctx: ctx, index: index, queue: q, putBy: putBy, done: make(chan struct{})}
+	done := func(result msgpack.RawMessage, err error) { t.settle(result, err) }
+	fb, ok := q.backend.(FollowUpBackend)
+	if !ok {
+		q.backend.Submit(ctx, q.handler, index, in, done)
+		return
+	}
+	fb.SubmitFollowing(ctx, q.handler, index, in, done, func(item msgpack.RawMessage) {
+		q.mu.Lock()
+		i := q.enter()
+		q.mu.Unlock()
+		q.backendSubmit(ctx, i, item, index+1)
+	})
 }
 
 // enter counts a new item and returns its index. Called with mu held.

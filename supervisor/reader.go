@@ -59,6 +59,8 @@ func (w *worker) read(conn *channel.Conn) error {
 					}
 				case t.queue != nil:
 					t.queue.followUp(t, m.Payload)
+				case t.putTo != nil:
+					t.putTo(m.Payload)
 				default:
 					t.badPut = true
 				}

@@ -27,6 +27,7 @@ type task struct {
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
 	queue     *queue                           // the queue it came from, if any: follow-up puts go there
+	putTo     func(msgpack.RawMessage)         // else, what takes its follow-ups (Func.WithFollowUps)
 	putBy     int                              // a follow-up: its parent item's Index + 1 (0: the caller put it)
 	pinned    bool                             // for one worker only (Broadcast): never given to another
 	badPut    bool                             // it put follow-up work but came from no queue (only its reader touches it)
@@ -140,7 +141,8 @@ func decode[Out any](t *task) (Out, error) {
 type Func[In, Out any] struct {
 	pool    *Pool
 	name    string
-	retries int // -1: the pool's Config.Retries
+	retries int                      // -1: the pool's Config.Retries
+	putTo   func(msgpack.RawMessage) // takes the calls' follow-ups
 }
 
 // Bind returns the handler called name on p's workers, typed. Nothing is checked until a call:
@@ -156,12 +158,22 @@ func (f Func[In, Out]) WithRetries(n int) Func[In, Out] {
 	return f
 }
 
+// WithFollowUps returns f with the follow-up items its calls' handlers put (child.Put) given
+// to put, each as the handler encoded it, from the goroutine that reads the worker's
+// messages, before the call's outcome is read: a backend that carries a queue to another
+// place (package supervisor/jetstream's machines) passes them on. put must not block. Without
+// it, a call whose handler puts one fails with ErrNotInQueue.
+func (f Func[In, Out]) WithFollowUps(put func(item msgpack.RawMessage)) Func[In, Out] {
+	f.putTo = put
+	return f
+}
+
 // Submit queues one call and returns its future; it does not block. Cancelling ctx drops the
 // call if it has not been sent yet, and sends the worker a cancel (the handler's context is
 // cancelled) if it has. An input of type []byte is sent from its own memory, without a copy:
 // do not modify it until the future is done.
 func (f Func[In, Out]) Submit(ctx context.Context, in In) *Future[Out] {
-	return &Future[Out]{f.pool.submit(ctx, f.name, in, taskOpts{retries: f.retries})}
+	return &Future[Out]{f.pool.submit(ctx, f.name, in, taskOpts{retries: f.retries, putTo: f.putTo})}
 }
 
 // Call submits one call and waits for its outcome.

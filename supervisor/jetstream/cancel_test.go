@@ -10,6 +10,7 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/supervise-dev/supervise/supervisor/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -207,5 +208,35 @@ func TestReportsCrossMachines(t *testing.T) {
 		if want != n+1 {
 			t.Fatalf("count %d: %d reports before the outcome, want %d", n, want-1, n)
 		}
+	}
+}
+
+// Follow-ups cross machines: a handler's child.Put on a machine puts an item on the queue of
+// the submitter, counted before the item that put it is done, so Join waits for them all;
+// a future submitted alone, not to a queue, fails if its handler puts one, as on a pool.
+func TestFollowUpsCrossMachines(t *testing.T) {
+	s := startServer(t)
+	startMachines(t, s, 2)
+	c := newClient(t, s, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for round := range 5 {
+		q := supervisor.NewQueueOn[int, int](c, "tree", supervisor.QueueConfig{})
+		must(t, q.Put(ctx, 4))
+		must(t, q.Join(ctx)) // returns only once the 31 items are done
+		q.Close()
+		depths := map[int]int{}
+		for r := range q.Results(ctx) {
+			if r.Err != nil {
+				t.Fatalf("round %d, item %d: %v", round, r.Index, r.Err)
+			}
+			depths[r.Value]++
+		}
+		if depths[4] != 1 || depths[3] != 2 || depths[2] != 4 || depths[1] != 8 || depths[0] != 16 {
+			t.Fatalf("round %d: items by depth %v, want 1, 2, 4, 8, 16 for 4 to 0", round, depths)
+		}
+	}
+	if _, err := jetstream.Submit[int, int](ctx, c, "tree", 1).Get(ctx); !errors.Is(err, supervisor.ErrNotInQueue) {
+		t.Fatalf("a follow-up from a task not in a queue: %v, want ErrNotInQueue", err)
 	}
 }

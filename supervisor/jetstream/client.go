@@ -53,9 +53,11 @@ type pendingTask struct {
 	handler string
 	digest  [sealDigest]byte // of the task as published: its result is bound to it
 	done    func(result msgpack.RawMessage, err error)
-	seq     uint64       // its message in the tasks stream, once the server has stored it
-	stop    func() bool  // stops watching the submitter's context
-	reports *taskReports // nil: not kept
+	seq     uint64                   // its message in the tasks stream, once the server has stored it
+	stop    func() bool              // stops watching the submitter's context
+	reports *taskReports             // counted always, kept for a future's Reports
+	put     func(msgpack.RawMessage) // takes its follow-ups (a queue's item); nil: none allowed
+	misuse  error                    // a follow-up or report it may not send: its outcome
 
 	// The outcome, once it came, waiting for the reports sent before it (finish).
 	final         func()
@@ -129,12 +131,20 @@ func (c *Client) Pulls(ctx context.Context) (delivered uint64, waiting int, err 
 // Submit sends one task for handler and calls done exactly once with its outcome. It is
 // supervisor.QueueBackend's method; index is not used (ids are the client's own).
 func (c *Client) Submit(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error)) {
-	c.submit(ctx, handler, in, done, nil)
+	c.submit(ctx, handler, in, done, &taskReports{}, nil)
 }
 
-// submit encodes in, registers the task and publishes it; the task's reports go to reports,
-// unless it is nil.
-func (c *Client) submit(ctx context.Context, handler string, in any, done func(msgpack.RawMessage, error), reports *taskReports) uint64 {
+// SubmitFollowing is Submit, with the follow-ups (child.Put) that the task's handler puts on
+// its machine given to put, in order, before done: supervisor.FollowUpBackend's method, so
+// that a queue on a Client carries them. A task delivered more than once may put its
+// follow-ups more than once.
+func (c *Client) SubmitFollowing(ctx context.Context, handler string, index int, in any, done func(result msgpack.RawMessage, err error), put func(item msgpack.RawMessage)) {
+	c.submit(ctx, handler, in, done, &taskReports{}, put)
+}
+
+// submit encodes in, registers the task and publishes it; its reports are counted in reports
+// (and kept, if reports.keep), its follow-ups given to put.
+func (c *Client) submit(ctx context.Context, handler string, in any, done func(msgpack.RawMessage, error), reports *taskReports, put func(msgpack.RawMessage)) uint64 {
 	id := c.nextID.Add(1)
 	fail := func(err error) {
 		done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: handler, Err: err})
@@ -164,7 +174,7 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 		fail(ErrClosed)
 		return id
 	}
-	p := &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done, reports: reports}
+	p := &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done, reports: reports, put: put}
 	c.pending[id] = p
 	c.wg.Add(1)
 	// A cancel (or the deadline) of ctx reaches the machine that holds the task.
@@ -226,9 +236,7 @@ func (c *Client) take(id uint64) *pendingTask {
 		if p.finalTimer != nil {
 			p.finalTimer.Stop()
 		}
-		if p.reports != nil {
-			p.reports.end()
-		}
+		p.reports.end()
 	}
 	return p
 }
@@ -462,4 +470,4 @@ func (c *Client) withdrawAll(seqs []uint64) {
 	wg.Wait()
 }
 
-var _ supervisor.QueueBackend = (*Client)(nil)
+var _ supervisor.FollowUpBackend = (*Client)(nil)

@@ -95,6 +95,7 @@ const (
 	headerDeliveries = "Supervise-Deliveries" // on a result and a report: the delivery that ran it
 	headerReports    = "Supervise-Reports"    // on a result: how many reports that delivery sent
 	headerTask       = "Supervise-Task"       // on a report: the task's id
+	headerKind       = "Supervise-Kind"       // on a report: "put" for a follow-up (child.Put)
 	headerReason     = "Supervise-Reason"     // on a dead letter: why
 	headerFrom       = "Supervise-From"       // on a dead letter: the subject and sequence it came from
 )

@@ -20,12 +20,12 @@ type Future[Out any] struct {
 
 // Submit sends a task for handler with input in to the queue's machines.
 func Submit[In, Out any](ctx context.Context, c *Client, handler string, in In) *Future[Out] {
-	f := &Future[Out]{done: make(chan struct{}), reports: &taskReports{}}
+	f := &Future[Out]{done: make(chan struct{}), reports: &taskReports{keep: true}}
 	f.id = c.submit(ctx, handler, in, func(result msgpack.RawMessage, err error) {
 		f.result, f.err = result, err
 		close(f.done)
 		f.onDone.Fire()
-	}, f.reports)
+	}, f.reports, nil)
 	return f
 }
 

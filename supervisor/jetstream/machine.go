@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -215,9 +216,16 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	// a busy machine, and the server would deliver the task again.
 	stop := m.keepInProgress(msg)
 	defer stop()
-	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).Submit(taskCtx, env.Payload)
+	var puts atomic.Int64
+	put := func(item msgpack.RawMessage) { // from the worker's reader, before the answer
+		if m.forward(run, env.ID, meta.NumDelivered, sealTo, msg.Data(), item, true) {
+			puts.Add(1)
+		}
+	}
+	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).WithFollowUps(put).Submit(taskCtx, env.Payload)
 	reports := m.forwardReports(f, run, env.ID, meta.NumDelivered, sealTo, msg.Data())
 	result, err := f.Get(context.Background())
+	reports += int(puts.Load())
 	last := meta.NumDelivered >= uint64(m.cfg.MaxDeliver)
 	switch {
 	case context.Cause(taskCtx) == errCancelled:
@@ -257,33 +265,44 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	msg.Ack()
 }
 
-// forwardReports sends the task's reports to its submitter as the handler sends them, sealed
-// as its result is, until the task ends; it returns how many it sent.
+// forwardReports sends the task's reports to its submitter as the handler sends them, until
+// the task ends; it returns how many it sent.
 func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], run string, id, delivery uint64, sealTo *[32]byte, task []byte) int {
 	n := 0
 	for r := range f.Reports(context.Background()) {
-		out := nats.NewMsg(m.cfg.reportsSubject(run))
-		out.Header.Set(headerTask, strconv.FormatUint(id, 10))
-		out.Header.Set(headerDeliveries, strconv.FormatUint(delivery, 10))
-		out.Data = r.Raw()
-		if sealTo != nil {
-			var err error
-			if out.Data, err = m.keys.seal(sealTo, task, out.Data); err != nil {
-				continue
-			}
-			out.Header.Set(headerSealedBy, m.keys.pubText)
+		if m.forward(run, id, delivery, sealTo, task, r.Raw(), false) {
+			n++
 		}
-		if len(out.Data) > m.s.limit-headerRoom {
-			m.cfg.Logger.Warn("jetstream: a report too large for the server, dropped", "run", run, "task", id, "bytes", len(out.Data))
-			continue
-		}
-		if err := m.s.nc.PublishMsg(out); err != nil {
-			m.cfg.Logger.Warn("jetstream: sending a report", "run", run, "task", id, "err", err)
-			continue
-		}
-		n++
 	}
 	return n
+}
+
+// forward sends one report, or follow-up (put), of a task to its submitter, sealed as its
+// result is; it reports whether it went.
+func (m *machine) forward(run string, id, delivery uint64, sealTo *[32]byte, task, body []byte, put bool) bool {
+	out := nats.NewMsg(m.cfg.reportsSubject(run))
+	out.Header.Set(headerTask, strconv.FormatUint(id, 10))
+	out.Header.Set(headerDeliveries, strconv.FormatUint(delivery, 10))
+	if put {
+		out.Header.Set(headerKind, "put")
+	}
+	out.Data = body
+	if sealTo != nil {
+		var err error
+		if out.Data, err = m.keys.seal(sealTo, task, body); err != nil {
+			return false
+		}
+		out.Header.Set(headerSealedBy, m.keys.pubText)
+	}
+	if len(out.Data) > m.s.limit-headerRoom {
+		m.cfg.Logger.Warn("jetstream: a report or follow-up too large for the server, dropped", "run", run, "task", id, "bytes", len(out.Data))
+		return false
+	}
+	if err := m.s.nc.PublishMsg(out); err != nil {
+		m.cfg.Logger.Warn("jetstream: sending a report or follow-up", "run", run, "task", id, "err", err)
+		return false
+	}
+	return true
 }
 
 // keepInProgress tells the server every AckWait/4 that msg is still being worked on, until

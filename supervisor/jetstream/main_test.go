@@ -63,6 +63,16 @@ func TestMain(m *testing.M) {
 		return 0, ctx.Err()
 	})
 	child.Handle("pid", func(context.Context, int) (int, error) { return os.Getpid(), nil })
+	// tree puts two follow-ups of depth d-1 (child.Put) and returns d: a queue fed depth d
+	// runs 2^(d+1)-1 items.
+	child.Handle("tree", func(ctx context.Context, d int) (int, error) {
+		for range min(d, 1) * 2 {
+			if err := child.Put(ctx, d-1); err != nil {
+				return 0, err
+			}
+		}
+		return d, nil
+	})
 	// count reports 1 to n, then answers n.
 	child.Handle("count", func(ctx context.Context, n int) (int, error) {
 		for i := 1; i <= n; i++ {

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"strconv"
 	"sync"
@@ -44,6 +45,7 @@ const reportWait = 2 * time.Second
 
 // taskReports are one task's reports at its Client, kept until its caller takes them.
 type taskReports struct {
+	keep     bool // a future's: kept for Reports; a queue item's are only counted
 	mu       sync.Mutex
 	msgs     []msgpack.RawMessage
 	bytes    int
@@ -53,24 +55,44 @@ type taskReports struct {
 	more     chan struct{}
 }
 
-// add keeps a report of a delivery, unless over limit bytes; it returns the bytes held then.
-func (r *taskReports) add(m msgpack.RawMessage, delivery uint64, limit int) (held int, ok bool) {
+// add keeps a report of a delivery (m nil: counts a follow-up), unless over limit bytes; it
+// returns the bytes held then, and whether the message is of the delivery counted (a later
+// delivery's replaces an earlier one's; an earlier one's is dropped).
+func (r *taskReports) add(m msgpack.RawMessage, delivery uint64, limit int) (held int, ok, current bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ended || delivery < r.delivery {
-		return r.bytes, true
+		return r.bytes, true, false
 	}
 	if delivery > r.delivery {
 		r.delivery, r.count = delivery, 0
 	}
+	if m == nil || !r.keep {
+		r.count++
+		return r.bytes, true, true
+	}
 	if r.bytes+len(m)+64 > limit {
-		return r.bytes, false
+		return r.bytes, false, true
 	}
 	r.msgs = append(r.msgs, m)
 	r.bytes += len(m) + 64
 	r.count++
 	r.wake()
-	return r.bytes, true
+	return r.bytes, true, true
+}
+
+// current reports whether a message of delivery is of the delivery counted, making it the one
+// counted if it is a later one.
+func (r *taskReports) current(delivery uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended || delivery < r.delivery {
+		return false
+	}
+	if delivery > r.delivery {
+		r.delivery, r.count = delivery, 0
+	}
+	return true
 }
 
 // has reports whether n reports of delivery are in.
@@ -124,7 +146,7 @@ func (c *Client) report(msg *nats.Msg) {
 	c.mu.Lock()
 	p := c.pending[id]
 	c.mu.Unlock()
-	if p == nil || p.reports == nil {
+	if p == nil {
 		return
 	}
 	peer, err := parseKey(msg.Header.Get(headerSealedBy))
@@ -136,9 +158,29 @@ func (c *Client) report(msg *nats.Msg) {
 		c.cfg.Logger.Warn("jetstream: a report not for this run's task", "queue", c.cfg.Queue, "task", id)
 		return
 	}
-	if held, ok := p.reports.add(data, delivery, c.cfg.MaxReportBytes); !ok {
-		c.cancelTask(id, &supervisor.ReportOverflowError{TaskID: id, Held: held, Report: len(data), Limit: c.cfg.MaxReportBytes})
-		return
+	if msg.Header.Get(headerKind) == "put" {
+		if !p.reports.current(delivery) {
+			return
+		}
+		if p.put != nil {
+			p.put(data) // put, and only then counted: the outcome, and Join, wait for it
+		} else {
+			c.mu.Lock()
+			p.misuse = fmt.Errorf("%w: the handler put follow-up work, but the task was submitted alone, not to a queue", supervisor.ErrNotInQueue)
+			c.mu.Unlock()
+		}
+		p.reports.add(nil, delivery, c.cfg.MaxReportBytes)
+	} else {
+		held, ok, current := p.reports.add(data, delivery, c.cfg.MaxReportBytes)
+		if !ok {
+			c.cancelTask(id, &supervisor.ReportOverflowError{TaskID: id, Held: held, Report: len(data), Limit: c.cfg.MaxReportBytes})
+			return
+		}
+		if current && !p.reports.keep {
+			c.mu.Lock()
+			p.misuse = supervisor.ErrQueueReport // as on a pool: a queue's results carry no reports
+			c.mu.Unlock()
+		}
 	}
 	c.mu.Lock()
 	ready := p.final != nil && p.reports.has(p.finalDelivery, p.finalReports)
@@ -157,7 +199,7 @@ func (c *Client) finish(id uint64, p *pendingTask, delivery uint64, reports int,
 		return // settled meanwhile
 	}
 	p.final, p.finalDelivery, p.finalReports = settle, delivery, reports
-	if p.reports == nil || p.reports.has(delivery, reports) {
+	if p.reports.has(delivery, reports) {
 		c.mu.Unlock()
 		c.settle(id)
 		return
@@ -178,6 +220,11 @@ func (c *Client) settle(id uint64) {
 		return
 	}
 	c.take(id)
+	misuse := p.misuse
 	c.mu.Unlock()
+	if misuse != nil { // as on a pool: a follow-up without a queue, a report from a queue item
+		p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Err: misuse})
+		return
+	}
 	p.final()
 }

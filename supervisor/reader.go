@@ -54,7 +54,7 @@ func (w *worker) read(conn *channel.Conn) error {
 				case m.Kind == channel.KindReport && t.queue != nil:
 					t.badReport = true // a queue's results carry no reports: refused, not dropped
 				case m.Kind == channel.KindReport:
-					if !t.reports.add(m.Payload, w.p.cfg.MaxReportBytes) {
+					if _, ok := t.reports.Add(m.Payload, w.p.cfg.MaxReportBytes); !ok {
 						w.overflow(t, len(m.Payload))
 					}
 				case t.queue != nil:
@@ -137,7 +137,7 @@ func (w *worker) stray(m *channel.Message) {
 // overflow fails t, whose caller has not taken its reports as fast as its handler sends them,
 // and kills its worker, which sent them.
 func (w *worker) overflow(t *task, size int) {
-	err := &ReportOverflowError{TaskID: t.id, Held: t.reports.held(), Report: size, Limit: w.p.cfg.MaxReportBytes}
+	err := &ReportOverflowError{TaskID: t.id, Held: t.reports.Held(), Report: size, Limit: w.p.cfg.MaxReportBytes}
 	t.fail(w, err)
 	w.terminate(err.Error(), err)
 }

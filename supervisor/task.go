@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/msgqueue"
 	"github.com/supervise-dev/supervise/internal/notify"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -34,7 +35,7 @@ type task struct {
 	badReport bool                             // it sent a report but came from a queue, which has no reader for them (likewise)
 	call      func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload
 
-	reports reports // messages from its handler (child.Report)
+	reports msgqueue.Queue // messages from its handler (child.Report)
 
 	// Guarded by the holding worker's mu:
 	sentAt       time.Time // when it was last sent
@@ -63,7 +64,7 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 	}
 	close(t.done)
 	t.onDone.Fire()
-	t.reports.end()
+	t.reports.End()
 	if t.notify != nil {
 		t.notify <- t
 	}

@@ -15,20 +15,31 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// awaitLine polls a log the workers append to until a line matches re (a minute at most:
-// race-built workers on a loaded machine are slow), and returns its submatches.
+// eventually polls cond every 10 ms until it holds, for a minute at most (race-built
+// processes on a loaded machine are slow: there is no signal to wait on across them); then
+// the test fails, saying what it waited for (msg's result).
+func eventually(t *testing.T, cond func() bool, msg func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute: %s", msg())
+		}
+	}
+}
+
+// awaitLine waits until a line of a log the workers append to matches re, and returns its
+// submatches.
 func awaitLine(t *testing.T, path, re string) []string {
 	t.Helper()
 	r := regexp.MustCompile(`(?m)^` + re + `$`)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // polling a file the workers append to
-		b, _ := os.ReadFile(path)
-		if m := r.FindStringSubmatch(string(b)); m != nil {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no line %q in the log within a minute:\n%s", re, b)
-		}
-	}
+	var m []string
+	var b []byte
+	eventually(t, func() bool {
+		b, _ = os.ReadFile(path)
+		m = r.FindStringSubmatch(string(b))
+		return m != nil
+	}, func() string { return fmt.Sprintf("no line %q in the log:\n%s", re, b) })
+	return m
 }
 
 // awaitQueueEmpty waits until the queue has no task left to deliver or to be acked: none can
@@ -39,16 +50,11 @@ func awaitQueueEmpty(t *testing.T, s *testServer) {
 	must(t, err)
 	cons, err := js.Consumer(context.Background(), "SUPERVISE_test_TASKS", "workers")
 	must(t, err)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // polling the server's counts
-		info, err := cons.Info(context.Background())
-		must(t, err)
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the queue still has %d tasks to deliver, %d to be acked", info.NumPending, info.NumAckPending)
-		}
-	}
+	var info *natsjs.ConsumerInfo
+	eventually(t, func() bool {
+		info, err = cons.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, func() string { return fmt.Sprintf("the queue is not empty: %+v, %v", info, err) })
 }
 
 // A cancel crosses machines: the task running on a machine is cancelled there (its handler,
@@ -163,24 +169,27 @@ func awaitHeld(t *testing.T, s *testServer, n int) {
 	t.Helper()
 	js, err := natsjs.New(connect(t, s))
 	must(t, err)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // polling the heartbeats' stream
-		st, err := js.Stream(context.Background(), "SUPERVISE_test_MACHINES")
-		if err == nil {
-			info, _ := st.Info(context.Background(), natsjs.WithSubjectFilter(">"))
-			for subject := range info.State.Subjects {
-				m, err := st.GetLastMsgForSubject(context.Background(), subject)
-				var b struct {
-					Held []string `msgpack:"h"`
-				}
-				if err == nil && msgpack.Unmarshal(m.Data, &b) == nil && len(b.Held) == n {
-					return
-				}
+	ctx := context.Background()
+	eventually(t, func() bool {
+		st, err := js.Stream(ctx, "SUPERVISE_test_MACHINES")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx, natsjs.WithSubjectFilter(">"))
+		if err != nil {
+			return false
+		}
+		for subject := range info.State.Subjects {
+			m, err := st.GetLastMsgForSubject(ctx, subject)
+			var b struct {
+				Held []string `msgpack:"h"`
+			}
+			if err == nil && msgpack.Unmarshal(m.Data, &b) == nil && len(b.Held) == n {
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no heartbeat listing %d tasks within a minute", n)
-		}
-	}
+		return false
+	}, func() string { return fmt.Sprintf("no heartbeat lists %d tasks", n) })
 }
 
 // Reports cross machines: a task's reports come to Future.Reports in the order its handler

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/supervise-dev/supervise/internal/msgqueue"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -21,7 +22,7 @@ import (
 func (f *Future[Out]) Reports(ctx context.Context) iter.Seq[supervisor.Report] {
 	return func(yield func(supervisor.Report) bool) {
 		for {
-			m, ok, wait := f.reports.next()
+			m, ok, wait := f.reports.msgs.Next()
 			if ok {
 				if !yield(supervisor.NewReport(m)) {
 					return
@@ -43,42 +44,16 @@ func (f *Future[Out]) Reports(ctx context.Context) iter.Seq[supervisor.Report] {
 // reportWait is how long an outcome waits for its task's reports still on the way.
 const reportWait = 2 * time.Second
 
-// taskReports are one task's reports at its Client, kept until its caller takes them.
+// taskReports are one task's reports at its Client: counted by delivery, and kept until its
+// caller takes them (a future's; a queue item's are only counted).
 type taskReports struct {
-	keep     bool // a future's: kept for Reports; a queue item's are only counted
-	mu       sync.Mutex
-	msgs     []msgpack.RawMessage
-	bytes    int
-	delivery uint64 // the delivery the count is of
-	count    int    // reports received from it
-	ended    bool
-	more     chan struct{}
-}
+	keep bool
+	msgs msgqueue.Queue
 
-// add keeps a report of a delivery (m nil: counts a follow-up), unless over limit bytes; it
-// returns the bytes held then, and whether the message is of the delivery counted (a later
-// delivery's replaces an earlier one's; an earlier one's is dropped).
-func (r *taskReports) add(m msgpack.RawMessage, delivery uint64, limit int) (held int, ok, current bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ended || delivery < r.delivery {
-		return r.bytes, true, false
-	}
-	if delivery > r.delivery {
-		r.delivery, r.count = delivery, 0
-	}
-	if m == nil || !r.keep {
-		r.count++
-		return r.bytes, true, true
-	}
-	if r.bytes+len(m)+64 > limit {
-		return r.bytes, false, true
-	}
-	r.msgs = append(r.msgs, m)
-	r.bytes += len(m) + 64
-	r.count++
-	r.wake()
-	return r.bytes, true, true
+	mu       sync.Mutex
+	delivery uint64 // the delivery the count is of
+	count    int    // its messages received (reports and follow-ups)
+	ended    bool
 }
 
 // current reports whether a message of delivery is of the delivery counted, making it the one
@@ -95,7 +70,25 @@ func (r *taskReports) current(delivery uint64) bool {
 	return true
 }
 
-// has reports whether n reports of delivery are in.
+// add counts a message of a delivery and keeps it (m nil: a follow-up, only counted), unless
+// over limit bytes; it returns the bytes held then, and whether the message is of the
+// delivery counted.
+func (r *taskReports) add(m msgpack.RawMessage, delivery uint64, limit int) (held int, ok, current bool) {
+	if !r.current(delivery) {
+		return 0, true, false
+	}
+	if m != nil && r.keep {
+		if held, ok = r.msgs.Add(m, limit); !ok {
+			return held, false, true
+		}
+	}
+	r.mu.Lock()
+	r.count++
+	r.mu.Unlock()
+	return held, true, true
+}
+
+// has reports whether n messages of delivery are in.
 func (r *taskReports) has(delivery uint64, n int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -104,35 +97,9 @@ func (r *taskReports) has(delivery uint64, n int) bool {
 
 func (r *taskReports) end() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.ended = true
-	r.wake()
-}
-
-func (r *taskReports) wake() {
-	if r.more != nil {
-		close(r.more)
-		r.more = nil
-	}
-}
-
-func (r *taskReports) next() (msgpack.RawMessage, bool, <-chan struct{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.msgs) > 0 {
-		m := r.msgs[0]
-		r.msgs[0] = nil
-		r.msgs = r.msgs[1:]
-		r.bytes -= len(m) + 64
-		return m, true, nil
-	}
-	if r.ended {
-		return nil, false, nil
-	}
-	if r.more == nil {
-		r.more = make(chan struct{})
-	}
-	return nil, false, r.more
+	r.mu.Unlock()
+	r.msgs.End()
 }
 
 // report takes one report of this run's tasks: sealed to the run for that task's bytes, or

@@ -232,13 +232,19 @@ func (c *Client) take(id uint64) *pendingTask {
 	p := c.pending[id]
 	if p != nil {
 		delete(c.pending, id)
-		p.stop()
-		if p.finalTimer != nil {
-			p.finalTimer.Stop()
-		}
-		p.reports.end()
+		p.release()
 	}
 	return p
+}
+
+// release lets go of what watches a task that is settled now: its context, the wait for its
+// reports, and the reports' stream (which ends).
+func (p *pendingTask) release() {
+	p.stop()
+	if p.finalTimer != nil {
+		p.finalTimer.Stop()
+	}
+	p.reports.end()
 }
 
 // cancelTask ends task id with the cause of its context's end, tells the machines (the one
@@ -420,7 +426,7 @@ func (c *Client) Close() error {
 	c.pending = nil
 	var seqs []uint64
 	for _, p := range left {
-		p.stop()
+		p.release()
 		if p.seq != 0 {
 			seqs = append(seqs, p.seq)
 		}

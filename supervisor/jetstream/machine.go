@@ -217,15 +217,21 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	stop := m.keepInProgress(msg)
 	defer stop()
 	var puts atomic.Int64
+	var lostPut atomic.Pointer[error] // a follow-up that could not be sent fails the task: it would be lost
 	put := func(item msgpack.RawMessage) { // from the worker's reader, before the answer
-		if m.forward(run, env.ID, meta.NumDelivered, sealTo, msg.Data(), item, true) {
-			puts.Add(1)
+		if err := m.forward(run, env.ID, meta.NumDelivered, sealTo, msg.Data(), item, true); err != nil {
+			lostPut.CompareAndSwap(nil, &err)
+			return
 		}
+		puts.Add(1)
 	}
 	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).WithFollowUps(put).Submit(taskCtx, env.Payload)
 	reports := m.forwardReports(f, run, env.ID, meta.NumDelivered, sealTo, msg.Data())
 	result, err := f.Get(context.Background())
 	reports += int(puts.Load())
+	if lost := lostPut.Load(); lost != nil && err == nil {
+		result, err = nil, fmt.Errorf("a follow-up it put (child.Put) could not be sent: %w", *lost)
+	}
 	last := meta.NumDelivered >= uint64(m.cfg.MaxDeliver)
 	switch {
 	case context.Cause(taskCtx) == errCancelled:
@@ -270,16 +276,18 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], run string, id, delivery uint64, sealTo *[32]byte, task []byte) int {
 	n := 0
 	for r := range f.Reports(context.Background()) {
-		if m.forward(run, id, delivery, sealTo, task, r.Raw(), false) {
-			n++
+		if err := m.forward(run, id, delivery, sealTo, task, r.Raw(), false); err != nil {
+			m.cfg.Logger.Warn("jetstream: a report dropped", "run", run, "task", id, "err", err)
+			continue
 		}
+		n++
 	}
 	return n
 }
 
 // forward sends one report, or follow-up (put), of a task to its submitter, sealed as its
-// result is; it reports whether it went.
-func (m *machine) forward(run string, id, delivery uint64, sealTo *[32]byte, task, body []byte, put bool) bool {
+// result is.
+func (m *machine) forward(run string, id, delivery uint64, sealTo *[32]byte, task, body []byte, put bool) error {
 	out := nats.NewMsg(m.cfg.reportsSubject(run))
 	out.Header.Set(headerTask, strconv.FormatUint(id, 10))
 	out.Header.Set(headerDeliveries, strconv.FormatUint(delivery, 10))
@@ -290,19 +298,14 @@ func (m *machine) forward(run string, id, delivery uint64, sealTo *[32]byte, tas
 	if sealTo != nil {
 		var err error
 		if out.Data, err = m.keys.seal(sealTo, task, body); err != nil {
-			return false
+			return err
 		}
 		out.Header.Set(headerSealedBy, m.keys.pubText)
 	}
 	if len(out.Data) > m.s.limit-headerRoom {
-		m.cfg.Logger.Warn("jetstream: a report or follow-up too large for the server, dropped", "run", run, "task", id, "bytes", len(out.Data))
-		return false
+		return fmt.Errorf("%w: %d bytes, the server takes messages of %d at most", ErrTooLarge, len(out.Data), m.s.limit)
 	}
-	if err := m.s.nc.PublishMsg(out); err != nil {
-		m.cfg.Logger.Warn("jetstream: sending a report or follow-up", "run", run, "task", id, "err", err)
-		return false
-	}
-	return true
+	return m.s.nc.PublishMsg(out)
 }
 
 // keepInProgress tells the server every AckWait/4 that msg is still being worked on, until

@@ -217,7 +217,7 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	stop := m.keepInProgress(msg)
 	defer stop()
 	var puts atomic.Int64
-	var lostPut atomic.Pointer[error] // a follow-up that could not be sent fails the task: it would be lost
+	var lostPut atomic.Pointer[error]      // a follow-up that could not be sent fails the task: it would be lost
 	put := func(item msgpack.RawMessage) { // from the worker's reader, before the answer
 		if err := m.forward(run, env.ID, meta.NumDelivered, sealTo, msg.Data(), item, true); err != nil {
 			lostPut.CompareAndSwap(nil, &err)

@@ -155,7 +155,8 @@ func watchPulls(ctx context.Context, client *jetstream.Client, cf *clusterFlags)
 }
 
 // abandon gives up the tasks out when the job is interrupted: a pool's are cancelled by the
-// context; a queue's fail with jetstream.ErrClosed (their machines may still run them).
+// context; a queue's too (on the machines that hold them), and those left when the client
+// closes fail with jetstream.ErrClosed, are cancelled on their machines and leave the queue.
 func (j *job) abandon() {
 	if j.client != nil {
 		j.client.Close()

@@ -71,7 +71,7 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeC
 	if err != nil {
 		return err
 	}
-	m := &machine{s: s, cfg: cfg, pool: pool, name: fmt.Sprintf("%s/%d", host, os.Getpid()), keys: keys, slots: make(chan struct{}, cfg.Hold),
+	m := &machine{s: s, cfg: cfg, pool: pool, name: fmt.Sprintf("%s/%d", host, os.Getpid()), keys: keys, slots: make(chan struct{}, cfg.Hold), storing: make(chan struct{}, maxStoring),
 		cancels: newCancels(time.Duration(cfg.MaxDeliver) * cfg.AckWait)}
 	sub, err := nc.Subscribe(cfg.cancelSubject("*"), m.cancels.cancel)
 	if err != nil {
@@ -113,7 +113,8 @@ type machine struct {
 	pool    *supervisor.Pool
 	name    string        // host/pid, on every result it stores
 	keys    *sealKeys     // the machine's: it seals results with them
-	slots   chan struct{} // one per task held
+	slots   chan struct{} // one per task held to run
+	storing chan struct{} // one per task whose outcome is being stored
 	running sync.WaitGroup
 	cancels *cancels
 	live    *liveness
@@ -168,7 +169,11 @@ func (m *machine) pull(ctx context.Context, cons natsjs.Consumer, runCtx context
 // delivery handed back.
 func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	defer m.running.Done()
-	defer func() { <-m.slots }()
+	// Its slot is for running it: once its handler is done, storing its outcome goes on
+	// beside the next task (a store slot of its own), so the pool is not left waiting on the
+	// server's round trips.
+	slot := sync.OnceFunc(func() { <-m.slots })
+	defer slot()
 	meta, err := msg.Metadata()
 	if err != nil { // not from a consumer: cannot happen with Fetch
 		m.cfg.Logger.Error("jetstream: a task without metadata", "err", err)
@@ -228,6 +233,9 @@ func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).WithFollowUps(put).Submit(taskCtx, env.Payload)
 	reports := m.forwardReports(f, run, env.ID, meta.NumDelivered, sealTo, msg.Data())
 	result, err := f.Get(context.Background())
+	m.storing <- struct{}{}
+	defer func() { <-m.storing }()
+	slot()
 	reports += int(puts.Load())
 	if lost := lostPut.Load(); lost != nil && err == nil {
 		result, err = nil, fmt.Errorf("a follow-up it put (child.Put) could not be sent: %w", *lost)
@@ -345,6 +353,9 @@ func (m *machine) outcome(ctx context.Context, call channel.Message, result msgp
 	}
 	return channel.AppendMessage(nil, channel.Message{Kind: channel.KindError, ID: call.ID, Err: remoteError(err)})
 }
+
+// maxStoring is how many outcomes a machine stores at once, beside the tasks it runs.
+const maxStoring = 256
 
 // headerRoom is what a message's headers and envelope may take beside its payload.
 const headerRoom = 4 << 10

@@ -72,11 +72,12 @@ func (r *Recorder) Events() []supervisor.Event {
 	return append([]supervisor.Event(nil), r.events...)
 }
 
-// WaitFor waits up to 10s until an event at index from or later satisfies match, and returns
-// its index.
+// WaitFor waits until an event at index from or later satisfies match, and returns its
+// index; for StartTimeout at most, as many events (a replacement worker's start) wait on a
+// worker's start, which takes that long for race-built workers on a loaded machine.
 func (r *Recorder) WaitFor(t testing.TB, from int, what string, match func(supervisor.Event) bool) int {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(StartTimeout)
 	for {
 		r.mu.Lock()
 		for i := from; i < len(r.events); i++ {
@@ -90,7 +91,7 @@ func (r *Recorder) WaitFor(t testing.TB, from int, what string, match func(super
 		select {
 		case <-more:
 		case <-deadline:
-			t.Fatalf("no event %s after 10s; events: %v", what, r.Events())
+			t.Fatalf("no event %s after %v; events: %v", what, StartTimeout, r.Events())
 		}
 	}
 }

@@ -94,13 +94,17 @@ func TestCancelCrossesMachines(t *testing.T) {
 		t.Fatalf("the next task ran on worker %d (%v), want %s: the worker that honoured the cancel lives on", pid, err, start[1])
 	}
 
-	// A deadline is a cancel too.
+	// A deadline is a cancel too: the task, if it started before it (a loaded machine may be
+	// slower), is cancelled on its machine; either way it leaves the queue.
 	ctx4, cancel4 := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel4()
 	if _, err := jetstream.Submit[napInput, int](ctx4, c, "hold", napInput{N: 4, Log: log}).Get(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a task past its deadline: %v, want context.DeadlineExceeded", err)
 	}
-	awaitLine(t, log, `cancelled 4 \d+`)
+	awaitQueueEmpty(t, s)
+	if regexp.MustCompile(`(?m)^start 4 `).MatchString(readFile(t, log)) {
+		awaitLine(t, log, `cancelled 4 \d+`)
+	}
 
 	// Closing a client cancels the tasks it leaves.
 	c2 := newClient(t, s, testConfig())
@@ -117,8 +121,8 @@ func TestCancelCrossesMachines(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^(?:start )?(\d+)(?: \d+)?$`).FindAllStringSubmatch(readFile(t, log), -1) {
 		starts[m[1]]++
 	}
-	if starts["1"] != 1 || starts["2"] != 1 || starts["3"] != 0 || starts["4"] != 1 || starts["5"] != 1 {
-		t.Fatalf("starts by task: %v; want each once, and task 3 never", starts)
+	if starts["1"] != 1 || starts["2"] != 1 || starts["3"] != 0 || starts["4"] > 1 || starts["5"] != 1 {
+		t.Fatalf("starts by task: %v; want each once (4 at most once), and task 3 never", starts)
 	}
 }
 
@@ -134,13 +138,16 @@ func readFile(t *testing.T, path string) string {
 // them again; each task starts twice in all, and ends once.
 func TestDeadMachinesTasksGoOnAtOnce(t *testing.T) {
 	s := startServer(t)
-	env := ackWaitEnv + "=1m"
+	// AckWait 2 min: the heartbeats hand tasks back within AckWait/2 of a death, a minute,
+	// time enough for the next machine to start on a loaded machine; and the server's own
+	// redelivery comes too late for the test's 90 s.
+	env := ackWaitEnv + "=2m"
 	ms := startMachines(t, s, 1, env)
 	cfg := testConfig()
-	cfg.AckWait = time.Minute
+	cfg.AckWait = 2 * time.Minute
 	c := newClient(t, s, cfg)
 	log := napLog(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second) // under AckWait
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var fs []*jetstream.Future[int]
 	for i := range 2 { // one for each of its two workers

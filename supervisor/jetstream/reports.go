@@ -17,7 +17,7 @@ import (
 // Reports yields the messages the task's handler sent with child.Report on its machine, in
 // the order sent, as they arrive, and ends once the task has ended and every message was
 // yielded (or when ctx ends). Reports travel apart from results, by core NATS: a task's
-// outcome waits for the reports its machine says it sent, two seconds at most (one lost on
+// outcome waits for the reports its machine says it sent, ten seconds at most (one lost on
 // the way is then missing). A task delivered again yields the reports of each delivery.
 func (f *Future[Out]) Reports(ctx context.Context) iter.Seq[supervisor.Report] {
 	return func(yield func(supervisor.Report) bool) {
@@ -41,8 +41,10 @@ func (f *Future[Out]) Reports(ctx context.Context) iter.Seq[supervisor.Report] {
 	}
 }
 
-// reportWait is how long an outcome waits for its task's reports still on the way.
-const reportWait = 2 * time.Second
+// reportWait is how long an outcome waits for its task's reports still on the way: they were
+// sent before it, so only a lost one (core NATS drops messages for a slow consumer, or over a
+// reconnect) or a very busy server makes it wait that long.
+const reportWait = 10 * time.Second
 
 // taskReports are one task's reports at its Client: counted by delivery, and kept until its
 // caller takes them (a future's; a queue item's are only counted).

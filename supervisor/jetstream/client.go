@@ -212,20 +212,6 @@ func (c *Client) confirm(id uint64, msg *nats.Msg, msgID string, ack natsjs.PubA
 	}
 }
 
-// stored notes where the server stored task id, and takes it out of the queue if it was
-// cancelled meanwhile.
-func (c *Client) stored(id, seq uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p := c.pending[id]; p != nil {
-		p.seq = seq
-	} else if c.unstored[id] {
-		delete(c.unstored, id)
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.withdraw(c.ctx, seq) }()
-	}
-}
-
 // take removes task id from the pending ones (nil if it is not one) and stops watching its
 // context. The caller holds c.mu.
 func (c *Client) take(id uint64) *pendingTask {
@@ -245,46 +231,6 @@ func (p *pendingTask) release() {
 		p.finalTimer.Stop()
 	}
 	p.reports.end()
-}
-
-// cancelTask ends task id with the cause of its context's end, tells the machines (the one
-// holding it cancels it), and removes it from the queue if no machine has taken it yet.
-func (c *Client) cancelTask(id uint64, cause error) {
-	c.mu.Lock()
-	p := c.take(id)
-	if p == nil || c.closed {
-		c.mu.Unlock()
-		return
-	}
-	if p.seq == 0 {
-		c.unstored[id] = true // stored will remove it
-	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	go func() {
-		defer c.wg.Done()
-		c.announceCancel(strconv.FormatUint(id, 10))
-		if p.seq != 0 {
-			c.withdraw(c.ctx, p.seq)
-		}
-	}()
-	p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Err: cause})
-}
-
-// announceCancel tells the machines that tasks of this run are cancelled: an id, or "*".
-func (c *Client) announceCancel(what string) {
-	if err := c.s.nc.Publish(c.cfg.cancelSubject(c.run), []byte(what)); err != nil {
-		c.cfg.Logger.Warn("jetstream: could not announce a cancel", "queue", c.cfg.Queue, "run", c.run, "task", what, "err", err)
-	}
-}
-
-// withdraw removes a task from the queue: no machine takes it, nor takes it again.
-func (c *Client) withdraw(ctx context.Context, seq uint64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := c.s.tasks.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
-		c.cfg.Logger.Warn("jetstream: could not remove a cancelled task from the queue", "queue", c.cfg.Queue, "seq", seq, "err", err)
-	}
 }
 
 // collect takes one result message of this run.
@@ -454,26 +400,6 @@ func (c *Client) Close() error {
 		return fmt.Errorf("removing the results of run %s: %w", c.run, err)
 	}
 	return nil
-}
-
-// withdrawAll removes tasks from the queue, a few at a time.
-func (c *Client) withdrawAll(seqs []uint64) {
-	var wg sync.WaitGroup
-	next := make(chan uint64)
-	for range min(len(seqs), 16) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := range next {
-				c.withdraw(c.ctx, seq)
-			}
-		}()
-	}
-	for _, seq := range seqs {
-		next <- seq
-	}
-	close(next)
-	wg.Wait()
 }
 
 var _ supervisor.FollowUpBackend = (*Client)(nil)

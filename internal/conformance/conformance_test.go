@@ -12,11 +12,15 @@ import (
 	"github.com/supervise-dev/supervise/internal/proctest"
 )
 
+// testHello is how long a worker has to say hello in these tests: a Python worker, or a
+// race-built one, on a loaded machine took more than DefaultHelloTimeout (3 s).
+const testHello = time.Minute
+
 // outcomes runs the battery and returns each check's status, logging every result.
 func outcomes(t *testing.T, command ...string) map[string]Result {
 	t.Helper()
 	got := map[string]Result{}
-	for r := range Checks(context.Background(), command, 0) {
+	for r := range Checks(context.Background(), command, testHello) {
 		t.Logf("%s %s: %s (%v)", r.Status, r.Check, r.Detail, r.Took)
 		got[r.Check] = r
 	}
@@ -96,7 +100,7 @@ worker._Worker.enqueue = _enqueue_and_wait`, []string{"batches and pipelining"}}
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cmd := pythonWorker(t, tc.extra)
-			s := &suite{command: cmd, handlers: map[string]bool{"sleep": true}}
+			s := &suite{command: cmd, hello: testHello, handlers: map[string]bool{"sleep": true}}
 			for _, name := range tc.fails {
 				i := slices.IndexFunc(battery, func(c check) bool { return c.name == name })
 				detail, err := battery[i].run(s)
@@ -162,7 +166,7 @@ def polling_sleep(seconds):
 @worker.handler("fail")
 def typed_fail(message):
     raise worker.TaskError(message, type="not_found")`)
-	s := &suite{command: cmd, handlers: map[string]bool{"sleep": true, "fail": true}}
+	s := &suite{command: cmd, hello: testHello, handlers: map[string]bool{"sleep": true, "fail": true}}
 	for _, name := range []string{"cancel", "error answers"} {
 		i := slices.IndexFunc(battery, func(c check) bool { return c.name == name })
 		detail, err := battery[i].run(s)

@@ -75,7 +75,10 @@ func (l *liveness) start(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", cfg.machinesStream(), err)
 	}
-	cons, err := s.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{DeliverPolicy: natsjs.DeliverLastPerSubjectPolicy})
+	cons, err := s.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{cfg.machinesSubject("*")}, // which last-per-subject needs (NATS 2.9)
+		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
+	})
 	if err != nil {
 		return nil, err
 	}

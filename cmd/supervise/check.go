@@ -152,32 +152,31 @@ func sumsLines(ctx context.Context, files []string, batch int, cf checkFlags, st
 			break
 		}
 		f := &sumsFile{shown: quoteName(name, loc)}
-		r := stdin
 		if name == "-" {
 			f.shown = quoteName("standard input", loc)
-		} else {
-			file, err := os.Open(name)
-			if err != nil {
-				w.add(checkNote(f, fmt.Sprintf("%s: %s", f.shown, digest.Describe(err)), true))
-				continue
-			}
-			r = file
 		}
-		err := sumsOf(&w, p, f, r, name == "-", cf.mode == checkWarn)
-		if file, ok := r.(*os.File); ok && name != "-" {
-			file.Close()
-		}
-		if err != "" {
-			w.add(checkNote(f, err, true))
-			continue
-		}
-		w.add(walkItem{path: "", size: -1, sum: resumed, check: &checkItem{file: f, end: true}})
+		w.add(sumsEnd(f, sumsFileLines(&w, p, f, name, stdin, cf.mode == checkWarn)))
 	}
 	w.flush()
 }
 
-func checkNote(f *sumsFile, note string, end bool) walkItem {
-	return walkItem{size: -1, sum: resumed, check: &checkItem{file: f, note: note, end: end}}
+// sumsFileLines opens sums file name (- is stdin) and sends its lines; it returns why it
+// could not be read, or "".
+func sumsFileLines(w *walker, p *sumsParser, f *sumsFile, name string, stdin io.Reader, warn bool) string {
+	if name == "-" {
+		return sumsOf(w, p, f, stdin, true, warn)
+	}
+	file, err := os.Open(name)
+	if err != nil {
+		return fmt.Sprintf("%s: %s", f.shown, digest.Describe(err))
+	}
+	defer file.Close()
+	return sumsOf(w, p, f, file, false, warn)
+}
+
+// sumsEnd is the item that ends a sums file: its summary, or (note set) why it stopped.
+func sumsEnd(f *sumsFile, note string) walkItem {
+	return walkItem{size: -1, sum: resumed, check: &checkItem{file: f, note: note, end: true}}
 }
 
 // sumsOf sends the lines of one sums file; it returns why the file could not be read on.

@@ -168,6 +168,38 @@ func ParseMessage(b []byte) (Message, error) {
 	return m, nil
 }
 
+// AppendBatch appends msgs to b as a batch, the array of envelopes a frame holds, without
+// the frame's length before it: the body of a NATS message that carries several tasks or
+// outcomes at once (docs/protocol.md, section 11). It holds 1 to MaxBatch messages.
+func AppendBatch(b []byte, msgs []Message) []byte {
+	b = appendArrayLen(b, len(msgs))
+	for i := range msgs {
+		b = appendMessage(b, &msgs[i], nil)
+	}
+	return b
+}
+
+// JoinBatch is AppendBatch of envelopes already written by AppendMessage, one after the other
+// in b: a batch is its array header, then its envelopes as they are.
+func JoinBatch(b []byte, envelopes ...[]byte) []byte {
+	b = appendArrayLen(b, len(envelopes))
+	for _, e := range envelopes {
+		b = append(b, e...)
+	}
+	return b
+}
+
+// ParseBatch reads a batch written by AppendBatch, under a frame's limits (MaxBatch messages,
+// the nesting limit); b must hold it and nothing else. The messages' payloads alias b.
+func ParseBatch(b []byte) ([]Message, error) {
+	var c Conn
+	msgs, err := c.parse(b, true)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	return msgs, nil
+}
+
 func appendRemoteError(b []byte, e *RemoteError) []byte {
 	if e.Traceback == "" {
 		b = append(b, 0x82)

@@ -239,3 +239,27 @@ func TestAppendParseMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendParseBatch(t *testing.T) {
+	want := []Message{
+		{Kind: KindCall, ID: 7, Name: "echo", Payload: msgpack.RawMessage{0xa2, 'h', 'i'}},
+		{Kind: KindError, ID: 8, Err: &RemoteError{Type: "panic", Message: "boom"}},
+	}
+	b := AppendBatch(nil, want)
+	got, err := ParseBatch(b)
+	if err != nil || len(got) != 2 || got[0].Name != "echo" || !bytes.Equal(got[0].Payload, want[0].Payload) || got[1].ID != 8 || *got[1].Err != *want[1].Err {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	if joined := JoinBatch(nil, AppendMessage(nil, want[0]), AppendMessage(nil, want[1])); !bytes.Equal(joined, b) {
+		t.Fatalf("JoinBatch: %x, AppendBatch: %x", joined, b)
+	}
+	tooMany := appendArrayLen(nil, MaxBatch+1)
+	for range MaxBatch + 1 {
+		tooMany = append(tooMany, envelope(KindCall, 1, []byte{msgpackNil}, []byte{msgpackNil})...)
+	}
+	for _, bad := range [][]byte{nil, {0x90}, AppendMessage(nil, want[0]), append(b, 0xc0), tooMany, nested(10000)} {
+		if _, err := ParseBatch(bad); !errors.Is(err, ErrDecode) {
+			t.Errorf("ParseBatch(%.20x): %v, want ErrDecode", bad, err)
+		}
+	}
+}

@@ -87,7 +87,9 @@ func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing 
 	}
 	if t != nil {
 		timedOut, closing = t.timedOut, t.closing
-		w.slowest = keepSlowest(w.slowest, TaskTiming{ID: t.id, Handler: t.handler, WorkerID: w.id, Took: now.Sub(t.runningSince)})
+		took := now.Sub(t.runningSince)
+		t.took.Store(int64(took))
+		w.slowest = keepSlowest(w.slowest, TaskTiming{ID: t.id, Handler: t.handler, WorkerID: w.id, Took: took})
 	}
 	w.mu.Unlock()
 	select {

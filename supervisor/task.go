@@ -27,6 +27,7 @@ type task struct {
 	index     int                              // position in a Map's input
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
+	took      atomic.Int64                     // nanoseconds its handler ran, once answered
 	queue     *queue                           // the queue it came from, if any: follow-up puts go there
 	putTo     func(msgpack.RawMessage)         // else, what takes its follow-ups (Func.WithFollowUps)
 	putBy     int                              // a follow-up: its parent item's Index + 1 (0: the caller put it)
@@ -114,6 +115,12 @@ func (f *Future[Out]) Done() <-chan struct{} { return f.t.done }
 // do). It is how a program waiting on many futures learns which is done without a goroutine
 // for each. Call it once per future.
 func (f *Future[Out]) OnDone(fn func()) { f.t.onDone.Set(fn) }
+
+// Took is how long the task's handler ran, as the pool saw it: from when its worker started
+// it (the pool's best knowledge: when it was sent, or when the calls before it on that worker
+// were answered) to its answer. Zero until it is answered, and for a task that ended without
+// an answer (cancelled before it ran, its worker died).
+func (f *Future[Out]) Took() time.Duration { return time.Duration(f.t.took.Load()) }
 
 // Get waits for the task's outcome, or for ctx to end (which does not cancel the task: cancel
 // the context it was submitted with for that). Errors are *TaskError.

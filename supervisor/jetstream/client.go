@@ -40,8 +40,16 @@ type Client struct {
 
 	mu       sync.Mutex
 	pending  map[uint64]*pendingTask
-	unstored map[uint64]bool // cancelled before the server said where it stored them
+	queued   []uint64          // submitted, not yet in a batch (ascending)
+	batches  map[uint64]*batch // published, with tasks not yet settled
+	unstored map[uint64]bool   // batches whose last task was cancelled before the server stored them
+	batchNum uint64            // the last batch's number
 	closed   bool
+
+	sizer   sizer
+	pause   sync.Mutex    // held by the flusher while it makes a batch
+	wake    chan struct{} // the flusher: tasks are queued
+	flushed chan struct{} // closed when the flusher has returned
 
 	results natsjs.ConsumeContext
 	lost    *nats.Subscription
@@ -51,9 +59,9 @@ type Client struct {
 // pendingTask is a task submitted and not yet settled.
 type pendingTask struct {
 	handler string
-	digest  [sealDigest]byte // of the task as published: its result is bound to it
+	call    []byte // its envelope, until it goes in a batch
+	batch   *batch // the message it went in, once it went: its result is bound to its bytes
 	done    func(result msgpack.RawMessage, err error)
-	seq     uint64                   // its message in the tasks stream, once the server has stored it
 	stop    func() bool              // stops watching the submitter's context
 	reports *taskReports             // counted always, kept for a future's Reports
 	put     func(msgpack.RawMessage) // takes its follow-ups (a queue's item); nil: none allowed
@@ -81,7 +89,9 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, cfg: cfg, run: nuid.Next(), keys: keys, pending: map[uint64]*pendingTask{}, unstored: map[uint64]bool{}}
+	c := &Client{s: s, cfg: cfg, run: nuid.Next(), keys: keys, pending: map[uint64]*pendingTask{}, batches: map[uint64]*batch{}, unstored: map[uint64]bool{},
+		wake: make(chan struct{}, 1), flushed: make(chan struct{})}
+	c.sizer.fixed = cfg.MaxBatch
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	cons, err := s.js.OrderedConsumer(ctx, cfg.resultsStream(), natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{cfg.resultsOf(c.run)},
@@ -107,6 +117,7 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) 
 		c.cancel()
 		return nil, err
 	}
+	go c.flushing()
 	return c, nil
 }
 
@@ -142,8 +153,8 @@ func (c *Client) SubmitFollowing(ctx context.Context, handler string, index int,
 	c.submit(ctx, handler, in, done, &taskReports{}, put)
 }
 
-// submit encodes in, registers the task and publishes it; its reports are counted in reports
-// (and kept, if reports.keep), its follow-ups given to put.
+// submit encodes in, registers the task and queues it for the next batch; its reports are
+// counted in reports (and kept, if reports.keep), its follow-ups given to put.
 func (c *Client) submit(ctx context.Context, handler string, in any, done func(msgpack.RawMessage, error), reports *taskReports, put func(msgpack.RawMessage)) uint64 {
 	id := c.nextID.Add(1)
 	fail := func(err error) {
@@ -154,13 +165,10 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 		fail(fmt.Errorf("encoding the input: %w", err))
 		return id
 	}
-	msg := nats.NewMsg(c.cfg.tasksSubject())
-	msg.Header.Set(headerRun, c.run)
-	msg.Header.Set(headerSeal, c.keys.pubText)
-	msg.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: id, Name: handler, Payload: payload})
-	if len(msg.Data) > c.s.limit-headerRoom {
-		err := fmt.Errorf("%w: the task is %d bytes, the server takes messages of %d at most", ErrTooLarge, len(msg.Data), c.s.limit)
-		c.s.deadLetter(c.ctx, msg.Data, fmt.Sprintf("run %s task %d", c.run, id), "task too large: "+err.Error())
+	call := channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: id, Name: handler, Payload: payload})
+	if len(call) > c.s.limit-headerRoom {
+		err := fmt.Errorf("%w: the task is %d bytes, the server takes messages of %d at most", ErrTooLarge, len(call), c.s.limit)
+		c.s.deadLetter(c.ctx, call, fmt.Sprintf("run %s task %d", c.run, id), "task too large: "+err.Error())
 		fail(err)
 		return id
 	}
@@ -174,42 +182,14 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 		fail(ErrClosed)
 		return id
 	}
-	p := &pendingTask{handler: handler, digest: sha256.Sum256(msg.Data), done: done, reports: reports, put: put}
+	p := &pendingTask{handler: handler, call: call, done: done, reports: reports, put: put}
 	c.pending[id] = p
-	c.wg.Add(1)
+	c.queued = append(c.queued, id)
 	// A cancel (or the deadline) of ctx reaches the machine that holds the task.
 	p.stop = context.AfterFunc(ctx, func() { c.cancelTask(id, context.Cause(ctx)) })
 	c.mu.Unlock()
-	msgID := c.run + "." + strconv.FormatUint(id, 10)
-	ack, err := c.s.js.PublishMsgAsync(msg, natsjs.WithMsgID(msgID))
-	go c.confirm(id, msg, msgID, ack, err)
+	c.wakeFlusher()
 	return id
-}
-
-// confirm waits for the server to store a task, publishing it again (the same message id, so
-// stored once) until it does or the client closes: a server restarting loses nothing sent.
-func (c *Client) confirm(id uint64, msg *nats.Msg, msgID string, ack natsjs.PubAckFuture, err error) {
-	defer c.wg.Done()
-	for attempt := 1; ; attempt++ {
-		if err == nil {
-			select {
-			case pa := <-ack.Ok():
-				c.stored(id, pa.Sequence)
-				return
-			case err = <-ack.Err():
-			case <-c.ctx.Done():
-				return // Close fails the task
-			}
-		}
-		delay := min(2*time.Second, time.Duration(attempt)*100*time.Millisecond)
-		c.cfg.Logger.Warn("jetstream: publishing a task failed; again", "queue", c.cfg.Queue, "task", id, "attempt", attempt, "err", err, "retry_in", delay)
-		select {
-		case <-time.After(delay):
-		case <-c.ctx.Done():
-			return
-		}
-		ack, err = c.s.js.PublishMsgAsync(msg, natsjs.WithMsgID(msgID))
-	}
 }
 
 // take removes task id from the pending ones (nil if it is not one) and stops watching its
@@ -219,6 +199,12 @@ func (c *Client) take(id uint64) *pendingTask {
 	if p != nil {
 		delete(c.pending, id)
 		p.release()
+		if b := p.batch; b != nil {
+			if b.open--; b.open == 0 {
+				delete(c.batches, b.num)
+				c.wakeFlusher() // one message fewer out
+			}
+		}
 	}
 	return p
 }
@@ -233,65 +219,106 @@ func (p *pendingTask) release() {
 	p.reports.end()
 }
 
-// collect takes one result message of this run.
+// collect takes one message of this run's outcomes: a part of a batch's delivery.
 func (c *Client) collect(msg natsjs.Msg) {
 	subject := msg.Subject()
-	id, err := strconv.ParseUint(subject[strings.LastIndexByte(subject, '.')+1:], 10, 64)
-	if err != nil {
-		c.s.deadLetter(c.ctx, msg.Data(), subject, "result on a subject without a task id")
+	num, delivery, ok := c.cfg.parseResultSubject(c.run, subject)
+	if !ok {
+		// Not a batch's: a task in the form of one per message, which this client never sends.
+		c.cfg.Logger.Warn("jetstream: ignoring a result on a subject not of a batch", "queue", c.cfg.Queue, "subject", subject)
 		return
 	}
 	c.mu.Lock()
-	p := c.pending[id]
+	b := c.batches[num]
+	sent := c.batchNum
 	c.mu.Unlock()
-	if p == nil && id > c.nextID.Load() {
-		// Not submitted yet, so no machine has run it: another client published this. The
-		// stream keeps one result per task, so it would shut out the task's own: remove it.
-		c.cfg.Logger.Warn("jetstream: removing a result for a task this run has not submitted", "queue", c.cfg.Queue, "subject", subject, "task", id)
+	if b == nil && num > sent {
+		// Not published yet, so no machine has run it: another client published this. The
+		// stream keeps one message per subject, so it would shut out the batch's own: remove it.
+		c.cfg.Logger.Warn("jetstream: removing a result for a batch this run has not sent", "queue", c.cfg.Queue, "subject", subject)
 		if meta, err := msg.Metadata(); err == nil {
 			if err := c.s.results.DeleteMsg(c.ctx, meta.Sequence.Stream); err != nil {
-				c.cfg.Logger.Error("jetstream: could not remove a result for a task not submitted", "subject", subject, "err", err)
+				c.cfg.Logger.Error("jetstream: could not remove a result for a batch not sent", "subject", subject, "err", err)
 			}
 		}
 		return
 	}
-	if p == nil {
+	if b == nil {
 		return // settled already (a result seen again after a reconnect)
 	}
-	deliveries, _ := strconv.Atoi(msg.Headers().Get(headerDeliveries))
-	reports, _ := strconv.Atoi(msg.Headers().Get(headerReports))
-	result, err := c.outcome(msg, p, id, deliveries)
-	c.finish(id, p, uint64(deliveries), reports, func() { p.done(result, err) })
+	if us, err := strconv.ParseUint(msg.Headers().Get(headerTook), 10, 32); err == nil {
+		c.sizer.learn(time.Duration(us) * time.Microsecond)
+		c.wakeFlusher()
+	}
+	outcomes, err := c.outcomes(msg, b)
+	if err != nil {
+		c.failBatch(b, err)
+		return
+	}
+	reports := parseCounts(msg.Headers().Get(headerReports), len(outcomes))
+	machine := msg.Headers().Get(headerWorker)
+	for i, env := range outcomes {
+		c.mu.Lock()
+		p := c.pending[env.ID]
+		c.mu.Unlock()
+		if p == nil || p.batch != b {
+			continue // settled, or not this batch's: ignored
+		}
+		result, err := c.outcome(env, p, subject, machine, int(delivery))
+		c.finish(env.ID, p, delivery, reports[i], func() { p.done(result, err) })
+	}
 }
 
-// outcome reads a result message of task p: its result, or the error it stands for.
-func (c *Client) outcome(msg natsjs.Msg, p *pendingTask, id uint64, deliveries int) (msgpack.RawMessage, error) {
+// outcomes opens a message of batch b's outcomes: sealed to the run for b's bytes, a batch of
+// results and errors.
+func (c *Client) outcomes(msg natsjs.Msg, b *batch) ([]channel.Message, error) {
 	subject := msg.Subject()
-	te := &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Machine: msg.Headers().Get(headerWorker), Deliveries: deliveries}
-	data, err := c.unseal(msg, p)
+	data, err := c.unseal(msg, b)
 	if err != nil {
-		c.cfg.Logger.Warn("jetstream: a result not for this run's task", "queue", c.cfg.Queue, "subject", subject, "machine", te.Machine, "err", err)
-		te.Err = fmt.Errorf("result %s: %w: %v", subject, ErrForged, err)
-		return nil, te
+		c.cfg.Logger.Warn("jetstream: a result not for this run's task", "queue", c.cfg.Queue, "subject", subject, "machine", msg.Headers().Get(headerWorker), "err", err)
+		return nil, fmt.Errorf("result %s: %w: %v", subject, ErrForged, err)
 	}
-	env, err := channel.ParseMessage(data)
-	switch {
-	case err != nil:
-		te.Err = fmt.Errorf("result %s: %w", subject, err)
+	outcomes, err := channel.ParseBatch(data)
+	if err != nil {
 		c.s.deadLetter(c.ctx, data, subject, "malformed result: "+err.Error())
+		return nil, fmt.Errorf("result %s: %w", subject, err)
+	}
+	return outcomes, nil
+}
+
+// failBatch settles every task of b not yet settled with err: its outcomes were forged, or
+// malformed, and the real ones will not come.
+func (c *Client) failBatch(b *batch, err error) {
+	for _, id := range b.ids {
+		c.mu.Lock()
+		p := c.pending[id]
+		if p == nil || p.batch != b {
+			c.mu.Unlock()
+			continue
+		}
+		c.take(id)
+		c.mu.Unlock()
+		p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Err: err})
+	}
+}
+
+// outcome reads task p's outcome: its result, or the error it stands for.
+func (c *Client) outcome(env channel.Message, p *pendingTask, subject, machine string, deliveries int) (msgpack.RawMessage, error) {
+	te := &TaskError{Queue: c.cfg.Queue, ID: env.ID, Handler: p.handler, Machine: machine, Deliveries: deliveries}
+	switch {
 	case env.Kind == channel.KindResult:
 		return env.Payload, nil
 	case env.Kind == channel.KindError && env.Err != nil:
 		te.Err = env.Err
 	default:
 		te.Err = fmt.Errorf("result %s: a %s message, not a result or an error", subject, env.Kind)
-		c.s.deadLetter(c.ctx, data, subject, "malformed result: "+te.Err.Error())
+		c.s.deadLetter(c.ctx, channel.AppendMessage(nil, env), subject, "malformed result: "+te.Err.Error())
 	}
 	return nil, te
 }
 
-// unseal opens a result sealed to the run and checks that it was sealed for task p's bytes.
-func (c *Client) unseal(msg natsjs.Msg, p *pendingTask) ([]byte, error) {
+// unseal opens a message sealed to the run and checks that it was sealed for batch b's bytes.
+func (c *Client) unseal(msg natsjs.Msg, b *batch) ([]byte, error) {
 	by := msg.Headers().Get(headerSealedBy)
 	if by == "" {
 		return nil, errors.New("it is not sealed")
@@ -304,10 +331,27 @@ func (c *Client) unseal(msg natsjs.Msg, p *pendingTask) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if digest != p.digest {
-		return nil, errors.New("it was sealed for a task with other bytes than this run's")
+	if digest != b.digest {
+		return nil, errors.New("it was sealed for tasks with other bytes than this run's")
 	}
 	return env, nil
+}
+
+// parseCounts reads a header of n counts, separated by commas; an empty or malformed one is n
+// zeros (a count too low only means an outcome does not wait for a report).
+func parseCounts(h string, n int) []int {
+	counts := make([]int, n)
+	if h == "" {
+		return counts
+	}
+	for i, f := range strings.SplitN(h, ",", n) {
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 0 {
+			return make([]int, n)
+		}
+		counts[i] = v
+	}
+	return counts
 }
 
 // maxDeliveries records an outcome for one of this run's tasks that the server stopped
@@ -335,25 +379,37 @@ func (c *Client) maxDeliveries(m *nats.Msg) {
 		if err != nil || raw.Header.Get(headerRun) != c.run {
 			return // another run's, or answered after all
 		}
-		env, err := channel.ParseMessage(raw.Data)
+		num, err := strconv.ParseUint(raw.Header.Get(headerBatch), 10, 64)
 		if err != nil {
-			return
+			return // not a batch: not this client's
 		}
 		if adv.Deliveries < uint64(c.cfg.MaxDeliver) {
 			// Not what the server would say: a client published it.
-			c.cfg.Logger.Warn("jetstream: ignoring a max-deliveries advisory for a task not in its last delivery", "queue", c.cfg.Queue, "task", env.ID, "deliveries", adv.Deliveries)
+			c.cfg.Logger.Warn("jetstream: ignoring a max-deliveries advisory for a batch not in its last delivery", "queue", c.cfg.Queue, "batch", num, "deliveries", adv.Deliveries)
 			return
 		}
-		// The outcome is settled here, not stored as a result: a submitter has no right to
-		// publish results (Roles), and a result a machine stores after all is then ignored.
+		// The outcomes are settled here, not stored: a submitter has no right to publish
+		// results (Roles), and a result a machine stores after all is then ignored.
 		c.mu.Lock()
-		p := c.take(env.ID)
+		b := c.batches[num]
 		c.mu.Unlock()
-		if p == nil {
-			return // settled already
+		if b == nil || sha256.Sum256(raw.Data) != b.digest {
+			return // settled already, or not the batch this run sent
 		}
 		lost := fmt.Errorf("%w: delivered %d times (MaxDeliver), each time to a machine that was lost before it answered", ErrLost, adv.Deliveries)
-		p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: env.ID, Handler: p.handler, Deliveries: int(adv.Deliveries), Err: remoteError(lost)})
+		for _, id := range b.ids {
+			c.mu.Lock()
+			p := c.pending[id]
+			if p != nil && p.batch == b {
+				c.take(id)
+			} else {
+				p = nil
+			}
+			c.mu.Unlock()
+			if p != nil {
+				p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Deliveries: int(adv.Deliveries), Err: remoteError(lost)})
+			}
+		}
 		c.s.tasks.DeleteMsg(ctx, adv.StreamSeq)
 	}()
 }
@@ -371,11 +427,13 @@ func (c *Client) Close() error {
 	left := c.pending
 	c.pending = nil
 	var seqs []uint64
+	for _, b := range c.batches {
+		if b.seq != 0 {
+			seqs = append(seqs, b.seq)
+		}
+	}
 	for _, p := range left {
 		p.release()
-		if p.seq != 0 {
-			seqs = append(seqs, p.seq)
-		}
 	}
 	c.mu.Unlock()
 	if len(left) > 0 {
@@ -383,6 +441,7 @@ func (c *Client) Close() error {
 		c.withdrawAll(seqs)
 	}
 	c.cancel()
+	<-c.flushed
 	c.wg.Wait()
 	c.results.Stop()
 	c.lost.Unsubscribe()

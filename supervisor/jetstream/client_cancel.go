@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,22 +14,23 @@ import (
 // A task's cancel, at the submitter: the task ends with the cause, the machines hear of it,
 // and its message leaves the queue (see docs/protocol.md, section 11, "Cancels").
 
-// stored notes where the server stored task id, and takes it out of the queue if it was
-// cancelled meanwhile.
-func (c *Client) stored(id, seq uint64) {
+// stored notes where the server stored batch num, and takes it out of the queue if its last
+// task was cancelled meanwhile.
+func (c *Client) stored(num, seq uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.pending[id]; p != nil {
-		p.seq = seq
-	} else if c.unstored[id] {
-		delete(c.unstored, id)
+	if b := c.batches[num]; b != nil {
+		b.seq = seq
+	} else if c.unstored[num] {
+		delete(c.unstored, num)
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.withdraw(c.ctx, seq) }()
 	}
 }
 
-// cancelTask ends task id with the cause of its context's end, tells the machines (the one
-// holding it cancels it), and removes it from the queue if no machine has taken it yet.
+// cancelTask ends task id with the cause of its context's end and, if it went to the queue,
+// tells the machines (the one holding it cancels it), and removes its batch from the queue
+// once none of the batch's tasks is left.
 func (c *Client) cancelTask(id uint64, cause error) {
 	c.mu.Lock()
 	p := c.take(id)
@@ -36,18 +38,25 @@ func (c *Client) cancelTask(id uint64, cause error) {
 		c.mu.Unlock()
 		return
 	}
-	if p.seq == 0 {
-		c.unstored[id] = true // stored will remove it
-	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	go func() {
-		defer c.wg.Done()
-		c.announceCancel(strconv.FormatUint(id, 10))
-		if p.seq != 0 {
-			c.withdraw(c.ctx, p.seq)
+	var withdraw uint64
+	if b := p.batch; b != nil {
+		if withdraw = b.seq; b.open == 0 && withdraw == 0 {
+			c.unstored[b.num] = true // not stored yet: stored removes it
+		} else if b.open != 0 {
+			withdraw = 0 // other tasks of it are still to run
 		}
-	}()
+		c.wg.Add(1)
+	}
+	c.mu.Unlock()
+	if p.batch != nil {
+		go func() {
+			defer c.wg.Done()
+			c.announceCancel(strconv.FormatUint(id, 10))
+			if withdraw != 0 {
+				c.withdraw(c.ctx, withdraw)
+			}
+		}()
+	}
 	p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Err: cause})
 }
 
@@ -58,11 +67,20 @@ func (c *Client) announceCancel(what string) {
 	}
 }
 
+// errCodeDeleteFailed is JetStream's error code for a delete that failed
+// (JSStreamMsgDeleteFailedF): "no message found" when the message is gone already.
+const errCodeDeleteFailed = 10057
+
 // withdraw removes a task from the queue: no machine takes it, nor takes it again.
 func (c *Client) withdraw(ctx context.Context, seq uint64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := c.s.tasks.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
+	err := c.s.tasks.DeleteMsg(ctx, seq)
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == natsjs.JSErrCodeMessageNotFound || apiErr.ErrorCode == errCodeDeleteFailed && strings.Contains(apiErr.Description, "no message found")) {
+		return // acked meanwhile, or deleted already
+	}
+	if err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
 		c.cfg.Logger.Warn("jetstream: could not remove a cancelled task from the queue", "queue", c.cfg.Queue, "seq", seq, "err", err)
 	}
 }

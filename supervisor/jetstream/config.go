@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/supervise-dev/supervise/channel"
 )
 
 // Config names a queue on a JetStream server and how its tasks are delivered. The submitter
@@ -28,6 +32,10 @@ type Config struct {
 	// a pool: past it, the task fails with supervisor.ErrReportOverflow and is cancelled on
 	// its machine. Zero: 16 MiB.
 	MaxReportBytes int
+	// MaxBatch is how many tasks a Client sends in one message at most: 1 sends each alone.
+	// Zero: as many as take about 50 ms of work, by how long the machines say the last
+	// ones took, up to 256 (and 1 MiB); each alone until the first outcome says.
+	MaxBatch int
 	// Logger receives what the queue logs; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -52,6 +60,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxReportBytes <= 0 {
 		c.MaxReportBytes = 16 << 20
+	}
+	if c.MaxBatch < 0 || c.MaxBatch > channel.MaxBatch {
+		return c, fmt.Errorf("MaxBatch %d: 0 (automatic) to %d", c.MaxBatch, channel.MaxBatch)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -80,8 +91,29 @@ func (c Config) cancelSubject(run string) string { return "supervise." + c.Queue
 func (c Config) resultSubject(run string, id uint64) string {
 	return fmt.Sprintf("supervise.%s.results.%s.%d", c.Queue, run, id)
 }
+
+// batchResultSubject is where part `part` of the outcomes of delivery `delivery` of a run's
+// batch num goes.
+func (c Config) batchResultSubject(run string, num, delivery uint64, part int) string {
+	return fmt.Sprintf("supervise.%s.results.%s.%d.%d.%d", c.Queue, run, num, delivery, part)
+}
+
+// parseResultSubject reads the batch and delivery of a run's batch result subject.
+func (c Config) parseResultSubject(run, subject string) (num, delivery uint64, ok bool) {
+	rest, found := strings.CutPrefix(subject, "supervise."+c.Queue+".results."+run+".")
+	f := strings.Split(rest, ".")
+	if !found || len(f) != 3 {
+		return 0, 0, false
+	}
+	var err [3]error
+	num, err[0] = strconv.ParseUint(f[0], 10, 64)
+	delivery, err[1] = strconv.ParseUint(f[1], 10, 64)
+	_, err[2] = strconv.ParseUint(f[2], 10, 16)
+	return num, delivery, err == [3]error{}
+}
+
 func (c Config) resultsOf(run string) string {
-	return "supervise." + c.Queue + ".results." + run + ".*"
+	return "supervise." + c.Queue + ".results." + run + ".>"
 }
 
 const consumerName = "workers"
@@ -89,6 +121,10 @@ const consumerName = "workers"
 // Message headers.
 const (
 	headerRun        = "Supervise-Run"        // on a task: the submitter's run id
+	headerBatch      = "Supervise-Batch"      // on a batch of tasks: its number in the run
+	headerTook       = "Supervise-Took"       // on outcomes of a batch: microseconds of work a task took
+	headerDone       = "Supervise-Done"       // on part 0 of a batch's outcomes: which tasks the delivery recorded
+	headerParts      = "Supervise-Parts"      // on part 0 of a batch's outcomes: how many parts
 	headerSeal       = "Supervise-Seal"       // on a task: the run's public key, to seal its result to
 	headerSealedBy   = "Supervise-Sealed-By"  // on a sealed result: the machine's public key
 	headerWorker     = "Supervise-Worker"     // on a result: host/pid of the machine that ran it

@@ -21,6 +21,12 @@
 // the server, go to the queue's dead-letter subject (supervise.QUEUE.dead) with the reason in
 // a header; the task's caller gets an error naming it.
 //
+// A Client sends the tasks submitted close together as one message (up to Config.MaxBatch,
+// sized by default from how long the machines say tasks take: about 50 ms of work), and a
+// machine stores their outcomes together: small tasks then cost the server a share of a
+// message each. A task whose worker dies is handed back alone: the outcomes of its
+// batch-mates are stored, and they do not run again.
+//
 // The wire format of tasks and results, and the names of streams and subjects, are in
 // docs/protocol.md, section 9.
 package jetstream

@@ -15,19 +15,20 @@ import (
 	"github.com/supervise-dev/supervise/supervisor/jetstream"
 )
 
-// A client holding the server's credentials publishes a result for a task the run has not yet
-// submitted. The results stream keeps one message per task, so that result took the place of
+// A client holding the server's credentials publishes a result for a batch the run has not yet
+// sent. The results stream keeps one message per subject, so that result took the place of
 // the real one, which the server then refused: the run hung forever. The submitter now removes
-// a result for a task it has not submitted, and its task's own result gets through.
+// a result for a batch it has not sent, and its tasks' own result gets through.
 func TestResultBeforeItsTaskDoesNotHang(t *testing.T) {
 	s := startServer(t)
 	startMachines(t, s, 1)
 	cfg := testConfig()
 	c := newClient(t, s, cfg)
 	forger := connect(t, s)
-	// A result for task 2, stored before task 1 is even submitted.
-	forged := nats.NewMsg(fmt.Sprintf("supervise.%s.results.%s.2", cfg.Queue, c.Run()))
-	forged.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindResult, ID: 2, Payload: []byte{0xa6, 'f', 'o', 'r', 'g', 'e', 'd'}})
+	// A result for the first delivery of batch 2 (task 2), stored before task 1 is even
+	// submitted.
+	forged := nats.NewMsg(fmt.Sprintf("supervise.%s.results.%s.2.1.0", cfg.Queue, c.Run()))
+	forged.Data = channel.AppendBatch(nil, []channel.Message{{Kind: channel.KindResult, ID: 2, Payload: []byte{0xa6, 'f', 'o', 'r', 'g', 'e', 'd'}}})
 	js, err := forger.JetStream()
 	must(t, err)
 	_, err = js.PublishMsg(forged)
@@ -98,18 +99,18 @@ func TestOtherRunsReadNoResult(t *testing.T) {
 	}
 	js, err := connect(t, s).JetStream()
 	must(t, err)
-	raw, err := js.GetLastMsg("SUPERVISE_"+cfg.Queue+"_RESULTS", fmt.Sprintf("supervise.%s.results.%s.1", cfg.Queue, c.Run()))
+	raw, err := js.GetLastMsg("SUPERVISE_"+cfg.Queue+"_RESULTS", fmt.Sprintf("supervise.%s.results.%s.1.1.0", cfg.Queue, c.Run()))
 	must(t, err)
 	if bytes.Contains(raw.Data, []byte(secret)) {
 		t.Fatalf("another client reads the result in the clear: %q", raw.Data)
 	}
-	if env, err := channel.ParseMessage(raw.Data); err == nil {
+	if env, err := channel.ParseBatch(raw.Data); err == nil {
 		t.Fatalf("another client reads the result's envelope: %+v", env)
 	}
 }
 
-// A client that may publish tasks publishes one under another run's name and task id, ahead
-// of that run's own result. The results stream keeps the first result per task, so the
+// A client that may publish tasks publishes one under another run's name, batch and task id,
+// ahead of that run's own result. The results stream keeps the first result per task, so the
 // impostor's result used to be taken as the task's own. The run now sees that the result was
 // not sealed to it, or was sealed for other bytes than its task's, and fails the task with
 // ErrForged: the impostor's value never reaches the caller.
@@ -134,12 +135,13 @@ func TestTaskInAnotherRunsNameFails(t *testing.T) {
 			}
 			impostor := nats.NewMsg(task.Subject)
 			impostor.Header.Set("Supervise-Run", c.Run())
+			impostor.Header.Set("Supervise-Batch", task.Header.Get("Supervise-Batch"))
 			if copyKey {
 				impostor.Header.Set("Supervise-Seal", task.Header.Get("Supervise-Seal"))
 			}
 			payload, err := channel.Marshal("forged")
 			must(t, err)
-			impostor.Data = channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: 1, Name: "echo", Payload: payload})
+			impostor.Data = channel.AppendBatch(nil, []channel.Message{{Kind: channel.KindCall, ID: 1, Name: "echo", Payload: payload}})
 			_, err = js.PublishMsg(impostor)
 			must(t, err)
 

@@ -165,127 +165,167 @@ func (m *machine) pull(ctx context.Context, cons natsjs.Consumer, runCtx context
 	}
 }
 
-// run runs one delivered task to its end: its outcome stored and the delivery acked, or the
-// delivery handed back.
+// run runs the tasks of one delivery to their end: their outcomes stored and the delivery
+// acked, or the delivery handed back with the outcomes it has stored.
 func (m *machine) run(ctx context.Context, msg natsjs.Msg) {
 	defer m.running.Done()
-	// Its slot is for running it: once its handler is done, storing its outcome goes on
-	// beside the next task (a store slot of its own), so the pool is not left waiting on the
-	// server's round trips.
+	// Its slot is for running it: once its handlers are done, storing its outcomes goes on
+	// beside the next delivery (a store slot of its own), so the pool is not left waiting on
+	// the server's round trips.
 	slot := sync.OnceFunc(func() { <-m.slots })
 	defer slot()
-	meta, err := msg.Metadata()
-	if err != nil { // not from a consumer: cannot happen with Fetch
-		m.cfg.Logger.Error("jetstream: a task without metadata", "err", err)
-		return
-	}
 	m.live.hold(msg.Reply()) // until it is acked or handed back: if this machine dies, another hands it back
 	defer m.live.release(msg.Reply())
-	from := fmt.Sprintf("%s #%d (delivery %d)", msg.Subject(), meta.Sequence.Stream, meta.NumDelivered)
-	run := msg.Headers().Get(headerRun)
-	env, err := channel.ParseMessage(msg.Data())
-	var sealTo *[32]byte
-	if key := msg.Headers().Get(headerSeal); key != "" && err == nil {
-		sealTo, err = parseKey(key)
-	}
-	switch {
-	case err == nil && run == "":
-		err = fmt.Errorf("no %s header", headerRun)
-	case err == nil && (env.Kind != channel.KindCall || env.Name == ""):
-		err = fmt.Errorf("a %s message, not a call with a handler name", env.Kind)
-	}
-	if err != nil {
-		m.s.deadLetter(ctx, msg.Data(), from, "malformed task: "+err.Error())
-		msg.Term()
+	d, ok := m.open(ctx, msg)
+	if !ok {
 		return
 	}
-	subject := m.cfg.resultSubject(run, env.ID)
-	if meta.NumDelivered > 1 && m.s.recorded(ctx, subject) { // an earlier delivery finished it
+	todo := m.unrecorded(ctx, d)
+	if len(todo) == 0 { // earlier deliveries recorded every outcome
 		msg.Ack()
 		return
 	}
+	// The delivery stays in progress until it is acknowledged: running its tasks, and then
+	// storing their outcomes (a result, or a dead letter of several megabytes) may each
+	// outlast AckWait on a busy machine, and the server would deliver it again.
+	stop := m.keepInProgress(msg)
+	defer stop()
+	ends := make([]taskEnd, len(todo))
+	var wg sync.WaitGroup
+	for k, i := range todo {
+		wg.Add(1)
+		go func() { defer wg.Done(); ends[k] = m.runTask(ctx, d, i) }()
+	}
+	wg.Wait()
+	var took time.Duration // a task's, on average: its submitter sizes batches by it
+	for _, e := range ends {
+		took += e.took
+	}
+	took /= time.Duration(len(ends))
+	m.storing <- struct{}{}
+	defer func() { <-m.storing }()
+	slot()
+	m.settle(ctx, d, ends, took)
+}
 
+// taskEnd is how one task of a delivery ended on this machine.
+type taskEnd struct {
+	at        int // its position in the delivery
+	result    msgpack.RawMessage
+	err       error
+	reports   int // reports and follow-ups it sent
+	took      time.Duration
+	cancelled bool // by its submitter: it has no outcome to store
+}
+
+// runTask runs the task at position i of d on the pool, forwarding its reports and follow-ups.
+func (m *machine) runTask(ctx context.Context, d *delivery, i int) (end taskEnd) {
+	call := d.tasks[i]
+	end.at = i
 	// Its submitter may cancel it: then it is cancelled as the local pool cancels a call
 	// (its handler's context, and a kill past the cancel grace), and neither answered nor
 	// handed back.
 	taskCtx, cancelTask := context.WithCancelCause(ctx)
 	defer cancelTask(nil)
-	if !m.cancels.start(run, env.ID, cancelTask) {
-		msg.Term()
-		return
+	if !m.cancels.start(d.run, call.ID, cancelTask) {
+		end.cancelled = true
+		return end
 	}
-	defer m.cancels.end(run, env.ID)
-
-	// The task stays in progress until it is acknowledged: running it, and then storing its
-	// outcome (a result, or a dead letter of several megabytes) may each outlast AckWait on
-	// a busy machine, and the server would deliver the task again.
-	stop := m.keepInProgress(msg)
-	defer stop()
+	defer m.cancels.end(d.run, call.ID)
 	var puts atomic.Int64
 	var lostPut atomic.Pointer[error]      // a follow-up that could not be sent fails the task: it would be lost
 	put := func(item msgpack.RawMessage) { // from the worker's reader, before the answer
-		if err := m.forward(run, env.ID, meta.NumDelivered, sealTo, msg.Data(), item, true); err != nil {
+		if err := m.forward(d, call.ID, item, true); err != nil {
 			lostPut.CompareAndSwap(nil, &err)
 			return
 		}
 		puts.Add(1)
 	}
-	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, env.Name).WithFollowUps(put).Submit(taskCtx, env.Payload)
-	reports := m.forwardReports(f, run, env.ID, meta.NumDelivered, sealTo, msg.Data())
-	result, err := f.Get(context.Background())
-	m.storing <- struct{}{}
-	defer func() { <-m.storing }()
-	slot()
-	reports += int(puts.Load())
-	if lost := lostPut.Load(); lost != nil && err == nil {
-		result, err = nil, fmt.Errorf("a follow-up it put (child.Put) could not be sent: %w", *lost)
+	f := supervisor.Bind[msgpack.RawMessage, msgpack.RawMessage](m.pool, call.Name).WithFollowUps(put).Submit(taskCtx, call.Payload)
+	end.reports = m.forwardReports(f, d, call.ID)
+	end.result, end.err = f.Get(context.Background())
+	end.took = f.Took()
+	end.reports += int(puts.Load())
+	if lost := lostPut.Load(); lost != nil && end.err == nil {
+		end.result, end.err = nil, fmt.Errorf("a follow-up it put (child.Put) could not be sent: %w", *lost)
 	}
-	last := meta.NumDelivered >= uint64(m.cfg.MaxDeliver)
-	switch {
-	case context.Cause(taskCtx) == errCancelled:
-		m.cfg.Logger.Info("jetstream: a task cancelled by its submitter", "from", from, "err", err)
-		msg.Term()
-		return
-	case err != nil && ctx.Err() != nil: // cancelled: this machine is stopping
-		msg.Nak()
-		return
-	case err != nil && handBack(err) && !last:
-		m.cfg.Logger.Info("jetstream: handing back a task whose worker died", "from", from, "err", err)
-		msg.NakWithDelay(time.Duration(meta.NumDelivered) * 500 * time.Millisecond)
-		return
+	end.cancelled = context.Cause(taskCtx) == errCancelled
+	return end
+}
+
+// settle stores the outcomes of a delivery's tasks that are outcomes, and then acks the
+// delivery, or hands it back for the tasks that are to run again.
+func (m *machine) settle(ctx context.Context, d *delivery, ends []taskEnd, took time.Duration) {
+	last := d.number >= uint64(m.cfg.MaxDeliver)
+	var (
+		record          []taskEnd
+		back, stopping  bool
+		poison, allGone = false, true
+	)
+	for _, e := range ends {
+		id := d.tasks[e.at].ID
+		switch {
+		case e.cancelled:
+			m.cfg.Logger.Info("jetstream: a task cancelled by its submitter", "from", d.from, "task", id, "err", e.err)
+		case e.err != nil && ctx.Err() != nil: // cancelled: this machine is stopping
+			back, stopping = true, true
+		case e.err != nil && handBack(e.err) && !last:
+			m.cfg.Logger.Info("jetstream: handing back a task whose worker died", "from", d.from, "task", id, "err", e.err)
+			back = true
+		default:
+			record = append(record, e)
+			poison = poison || e.err != nil && handBack(e.err) // delivered MaxDeliver times, killing its worker each time
+			allGone = false
+		}
 	}
-	out := nats.NewMsg(subject)
-	out.Header.Set(headerWorker, m.name)
-	out.Header.Set(headerDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
-	out.Header.Set(headerReports, strconv.Itoa(reports))
-	out.Data = m.outcome(ctx, env, result, err, from, sealTo != nil)
-	if sealTo != nil {
-		out.Header.Set(headerSealedBy, m.keys.pubText)
-		if out.Data, err = m.keys.seal(sealTo, msg.Data(), out.Data); err != nil {
-			m.cfg.Logger.Warn("jetstream: sealing a result failed; the task goes back", "subject", subject, "err", err)
-			msg.Nak()
+	if len(record) > 0 {
+		if err := m.record(ctx, d, record, took); err != nil {
+			m.cfg.Logger.Warn("jetstream: storing outcomes failed; the tasks go back", "from", d.from, "err", err)
+			d.msg.Nak()
 			return
 		}
 	}
-	if err := m.s.storeResult(ctx, out); err != nil {
-		m.cfg.Logger.Warn("jetstream: storing a result failed; the task goes back", "subject", subject, "err", err)
-		msg.Nak()
-		return
+	switch {
+	case stopping:
+		d.msg.Nak()
+	case back:
+		d.msg.NakWithDelay(time.Duration(d.number) * 500 * time.Millisecond)
+	case poison || allGone:
+		d.msg.Term()
+	default:
+		d.msg.Ack()
 	}
-	if err != nil && handBack(err) {
-		msg.Term() // delivered MaxDeliver times, killing its worker each time
-		return
+}
+
+// record stores the outcomes of the tasks ended.
+func (m *machine) record(ctx context.Context, d *delivery, ended []taskEnd, took time.Duration) error {
+	envelopes := make([][]byte, len(ended))
+	at := make([]int, len(ended))
+	reports := make([]int, len(ended))
+	for k, e := range ended {
+		envelopes[k] = m.outcome(ctx, d.tasks[e.at], e.result, e.err, d.from, d.sealTo != nil)
+		at[k], reports[k] = e.at, e.reports
 	}
-	msg.Ack()
+	if d.batch != 0 {
+		return m.storeBatch(ctx, d, at, envelopes, reports, took)
+	}
+	out := nats.NewMsg(m.cfg.resultSubject(d.run, d.tasks[0].ID))
+	out.Header.Set(headerWorker, m.name)
+	out.Header.Set(headerDeliveries, strconv.FormatUint(d.number, 10))
+	out.Header.Set(headerReports, strconv.Itoa(reports[0]))
+	if err := m.seal(out, d, envelopes[0]); err != nil {
+		return err
+	}
+	return m.s.storeResult(ctx, out)
 }
 
 // forwardReports sends the task's reports to its submitter as the handler sends them, until
 // the task ends; it returns how many it sent.
-func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], run string, id, delivery uint64, sealTo *[32]byte, task []byte) int {
+func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], d *delivery, id uint64) int {
 	n := 0
 	for r := range f.Reports(context.Background()) {
-		if err := m.forward(run, id, delivery, sealTo, task, r.Raw(), false); err != nil {
-			m.cfg.Logger.Warn("jetstream: a report dropped", "run", run, "task", id, "err", err)
+		if err := m.forward(d, id, r.Raw(), false); err != nil {
+			m.cfg.Logger.Warn("jetstream: a report dropped", "from", d.from, "task", id, "err", err)
 			continue
 		}
 		n++
@@ -293,22 +333,17 @@ func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], run s
 	return n
 }
 
-// forward sends one report, or follow-up (put), of a task to its submitter, sealed as its
-// result is.
-func (m *machine) forward(run string, id, delivery uint64, sealTo *[32]byte, task, body []byte, put bool) error {
-	out := nats.NewMsg(m.cfg.reportsSubject(run))
+// forward sends one report, or follow-up (put), of task id of d to its submitter, sealed as
+// its outcome is.
+func (m *machine) forward(d *delivery, id uint64, body []byte, put bool) error {
+	out := nats.NewMsg(m.cfg.reportsSubject(d.run))
 	out.Header.Set(headerTask, strconv.FormatUint(id, 10))
-	out.Header.Set(headerDeliveries, strconv.FormatUint(delivery, 10))
+	out.Header.Set(headerDeliveries, strconv.FormatUint(d.number, 10))
 	if put {
 		out.Header.Set(headerKind, "put")
 	}
-	out.Data = body
-	if sealTo != nil {
-		var err error
-		if out.Data, err = m.keys.seal(sealTo, task, body); err != nil {
-			return err
-		}
-		out.Header.Set(headerSealedBy, m.keys.pubText)
+	if err := m.seal(out, d, body); err != nil {
+		return err
 	}
 	if len(out.Data) > m.s.limit-headerRoom {
 		return fmt.Errorf("%w: %d bytes, the server takes messages of %d at most", ErrTooLarge, len(out.Data), m.s.limit)

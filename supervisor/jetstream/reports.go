@@ -122,8 +122,11 @@ func (c *Client) report(msg *nats.Msg) {
 	if err != nil {
 		return
 	}
+	c.mu.Lock()
+	b := p.batch
+	c.mu.Unlock()
 	digest, data, err := c.keys.open(peer, msg.Data)
-	if err != nil || digest != p.digest {
+	if err != nil || b == nil || digest != b.digest {
 		c.cfg.Logger.Warn("jetstream: a report not for this run's task", "queue", c.cfg.Queue, "task", id)
 		return
 	}

@@ -208,7 +208,11 @@ func (v *liveView) stop() {
 			select {
 			case v.refresh <- time.Now():
 				return true
-			case <-time.After(time.Second): // mpb stopped drawing (an error from the terminal)
+			case <-time.After(10 * time.Second):
+				// mpb stopped drawing (an error from the terminal). Not a second: on a loaded
+				// machine mpb took longer than that to take a draw, stop gave up, and the
+				// lines still waiting in mpb to go above the bars were lost (13 of 253 job
+				// outputs, beside the race suite and stress --cpu 8).
 				return false
 			}
 		}

@@ -337,6 +337,10 @@ back for another delivery; after --max-deliver deliveries it fails with its last
 task may therefore start more than once: handlers should be idempotent, or tolerate it. Its
 outcome is recorded once, whoever finishes first.
 
+Submitters send tasks in batches (as many as take about 50 ms of work, up to 256): --hold
+counts deliveries, a task or a batch. --in-flight defaults to 32 here, as for run: tasks that
+come in batches are mostly small.
+
 On SIGINT or SIGTERM it stops taking tasks, lets those it holds finish for up to --drain, then
 hands the rest back to the queue and exits.`,
 		Example: `  supervise worker --connect nats://127.0.0.1:4222
@@ -344,6 +348,10 @@ hands the rest back to the queue and exits.`,
 		RunE: func(cmd *cobra.Command, command []string) error {
 			if cf.connect == "" {
 				return errors.New("worker: --connect URL is required")
+			}
+			if f := cmd.Flag("in-flight"); f != nil && !f.Changed {
+				// 20,000 10-byte echoes, 2 workers, here: 11,900 tasks/s at 2, 25,300 at 32.
+				pf.inFlight = 32
 			}
 			if len(command) > 0 && cmd.ArgsLenAtDash() != 0 {
 				return errors.New("worker: put the worker command after --, as in: supervise worker --connect URL -- python3 worker.py")
@@ -362,7 +370,7 @@ hands the rest back to the queue and exits.`,
 			}
 			defer nc.Close()
 			if hold <= 0 {
-				hold = pf.workers * pf.inFlight
+				hold = 4 * pf.workers
 			}
 			// The pool outlives the signal: the tasks held finish on it during the drain.
 			pool, err := supervisor.Start(context.WithoutCancel(ctx), cfg)
@@ -379,7 +387,7 @@ hands the rest back to the queue and exits.`,
 		},
 	}
 	cf.add(cmd.Flags(), "work")
-	cmd.Flags().IntVar(&hold, "hold", 0, "tasks this machine holds at once (default: workers x in-flight)")
+	cmd.Flags().IntVar(&hold, "hold", 0, "deliveries (a task, or a batch of them) this machine holds at once (default: 4 x workers)")
 	cmd.Flags().DurationVar(&drain, "drain", 30*time.Second, "on SIGTERM, how long the tasks held may finish before they are handed back")
 	return cmd
 }

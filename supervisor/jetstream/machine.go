@@ -20,8 +20,8 @@ import (
 // ServeConfig is how a worker machine takes part in a queue.
 type ServeConfig struct {
 	Config
-	// Hold is how many tasks the machine holds at once (pulled, not yet answered). Zero: two
-	// per worker process of the pool.
+	// Hold is how many deliveries (a task, or a batch of tasks sent together) the machine
+	// holds at once: pulled, not yet answered. Zero: four per worker process of the pool.
 	Hold int
 	// Drain is how long a machine told to stop lets the tasks it holds finish; those still
 	// running after it are cancelled and handed back (nacked) for another machine. Zero:
@@ -53,7 +53,7 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeC
 		return err
 	}
 	if cfg.Hold <= 0 {
-		cfg.Hold = max(1, 2*len(pool.Workers()))
+		cfg.Hold = max(1, 4*len(pool.Workers()))
 	}
 	if cfg.Drain <= 0 {
 		cfg.Drain = cfg.AckWait

@@ -7,7 +7,7 @@
 #     (bench/peers/celery_echo.py);
 #   - RQ with Redis: W `rq worker` processes (SimpleWorker: the job runs in the worker), jobs
 #     enqueued in one pipeline, polled until finished (bench/peers/rq_echo.py); and RQ's
-#     default Worker, which forks a child per job, on min(N, 2000) tasks (RQ_FORK=0: skip).
+#     default Worker, which forks a child per job, on min(N, 200) tasks (RQ_FORK=0: skip).
 # Prints each one's median tasks/s over RUNS (default 3) interleaved runs, and its ratio to
 # supervise's JetStream queue; and pipes/jetstream.
 #   bench/jetstream.sh [N]     (N tasks a run, default 20000; WORKERS="1 2 4" for several)
@@ -23,7 +23,7 @@ trap 'stop_peers; kill $server $machine $redis 2>/dev/null || true; wait 2>/dev/
 go build -o "$tmp/supervise" ./cmd/supervise
 go build -o "$tmp/worker" ./examples/conformance-worker
 seq 1 "$N" | sed 's/^/task /' > "$tmp/lines"
-head -n 2000 "$tmp/lines" > "$tmp/lines.fork"
+head -n 200 "$tmp/lines" > "$tmp/lines.fork"
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(freeport); url=nats://127.0.0.1:$port
 "$tmp/supervise" serve --store "$tmp/store" --listen "127.0.0.1:$port" 2>"$tmp/serve.log" & server=$!

@@ -47,7 +47,7 @@ def main(path):
                     left.append(jid)
         pending = left
         if pending:
-            time.sleep(0.01)
+            time.sleep(0.1)
     took = time.perf_counter() - t0
     results = [j.result for j in Job.fetch_many(ids, connection=conn)]
     if results != lines:

@@ -82,6 +82,31 @@ func TestMain(m *testing.M) {
 		}
 		return n, nil
 	})
+	// slowcount reports 1 to N, Ms milliseconds apart, then answers N.
+	child.Handle("slowcount", func(ctx context.Context, in napInput) (int, error) {
+		for i := 1; i <= in.N; i++ {
+			select {
+			case <-time.After(time.Duration(in.Ms) * time.Millisecond):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			if err := child.Report(ctx, i); err != nil {
+				return 0, err
+			}
+		}
+		return in.N, nil
+	})
+	// slowtree sleeps Ms milliseconds, puts two follow-ups of depth N-1 (none at 0) and
+	// answers N.
+	child.Handle("slowtree", func(ctx context.Context, in napInput) (int, error) {
+		time.Sleep(time.Duration(in.Ms) * time.Millisecond)
+		for range min(in.N, 1) * 2 {
+			if err := child.Put(ctx, napInput{N: in.N - 1, Ms: in.Ms}); err != nil {
+				return 0, err
+			}
+		}
+		return in.N, nil
+	})
 	child.Handle("crash", func(context.Context, int) (int, error) {
 		fmt.Fprintln(os.Stderr, "crash: going down")
 		os.Exit(3)

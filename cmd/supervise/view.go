@@ -209,10 +209,9 @@ func (v *liveView) stop() {
 			case v.refresh <- time.Now():
 				return true
 			case <-time.After(10 * time.Second):
-				// mpb stopped drawing (an error from the terminal). Not a second: on a loaded
-				// machine mpb took longer than that to take a draw, stop gave up, and the
-				// lines still waiting in mpb to go above the bars were lost (13 of 253 job
-				// outputs, beside the race suite and stress --cpu 8).
+				// mpb stopped drawing (an error from the terminal). Not a second: a loaded
+				// machine may take that long to run mpb's goroutine, and lines still waiting
+				// in mpb to go above the bars would be lost with the draw given up.
 				return false
 			}
 		}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"runtime"
@@ -100,6 +101,11 @@ type Config struct {
 	// restart backoff, pool broken), one at a time, in order, from the pool's goroutines. It must
 	// return quickly and must not call Shutdown or Close.
 	EventHook func(Event)
+	// Metrics, if set, gets the pool's Prometheus metrics (tasks by handler and outcome, their
+	// durations and queue waits, workers by state, kills by reason, each worker's CPU and
+	// memory, each core's use; docs/metrics.md). Two pools need two registries, or a
+	// prometheus.WrapRegistererWith label to tell them apart. Nil: none are kept.
+	Metrics prometheus.Registerer
 	// StatsInterval is the span Stats's utilization figures cover: the pool samples CPU and
 	// memory this often while someone watches (Pool.WatchStats) or asks (Pool.Stats), and not
 	// at all otherwise. Default: 1s.

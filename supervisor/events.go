@@ -157,6 +157,9 @@ func (e EventPoolBroken) record() (slog.Level, string, []any) {
 func (p *Pool) emit(e Event) {
 	level, msg, attrs := e.record()
 	p.log.Log(context.Background(), level, msg, attrs...)
+	if k, ok := e.(EventWorkerKilled); ok && p.metrics != nil {
+		p.metrics.kill(k)
+	}
 	if p.cfg.EventHook == nil {
 		return
 	}

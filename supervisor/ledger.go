@@ -103,6 +103,9 @@ func (l *ledger) started(t *task, now time.Time) {
 	if t.runningSince.IsZero() {
 		t.runningSince = now
 		t.starts.Add(1)
+		if t.metrics != nil {
+			t.metrics.start(t, now)
+		}
 	}
 }
 

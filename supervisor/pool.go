@@ -40,7 +40,8 @@ type Pool struct {
 	closeOnce sync.Once
 	spawner   *spawner // stopped once wg is done: no worker can be started after
 
-	containment containment // the pool's cgroup, if it has one
+	containment containment  // the pool's cgroup, if it has one
+	metrics     *poolMetrics // Config.Metrics's; nil: none
 
 	clock   clock                           // realClock; a fake one in tests
 	checked func(worker int, now time.Time) // tests: told after each watchdog look
@@ -71,6 +72,11 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 		restart:  restarter{policy: cfg.Restart},
 	}
 	p.sampler.init(cfg.Workers)
+	if cfg.Metrics != nil {
+		if p.metrics, err = newPoolMetrics(cfg.Metrics, p); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.contain(); err != nil {
 		p.Close()
 		return nil, err
@@ -148,7 +154,10 @@ func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
 		o.retries = p.cfg.Retries
 	}
 	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
-		queue: o.queue, pinned: o.pin != nil, putTo: o.putTo, done: make(chan struct{})}
+		queue: o.queue, pinned: o.pin != nil, putTo: o.putTo, done: make(chan struct{}), metrics: p.metrics}
+	if t.metrics != nil {
+		t.metrics.submit(t)
+	}
 	if o.putBy != nil {
 		t.putBy = o.putBy.index + 1
 	}

@@ -28,6 +28,8 @@ type task struct {
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
 	took      atomic.Int64                     // nanoseconds its handler ran, once answered
+	metrics   *poolMetrics                     // Config.Metrics's, or nil
+	submitted time.Time                        // when, if metrics counts its queue wait
 	queue     *queue                           // the queue it came from, if any: follow-up puts go there
 	putTo     func(msgpack.RawMessage)         // else, what takes its follow-ups (Func.WithFollowUps)
 	putBy     int                              // a follow-up: its parent item's Index + 1 (0: the caller put it)
@@ -60,6 +62,9 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		return false
 	}
 	t.result, t.err = result, err
+	if t.metrics != nil {
+		t.metrics.settle(t, err)
+	}
 	if stop := t.unwatch.Load(); stop != nil {
 		(*stop)()
 	}

@@ -379,7 +379,7 @@ hands the rest back to the queue and exits.`,
 			}
 			defer pool.Close()
 			fmt.Fprintf(cmd.ErrOrStderr(), "supervise: worker of queue %s at %s with %d workers\n", cf.queue, nc.ConnectedUrlRedacted(), pf.workers)
-			err = jetstream.Serve(ctx, nc, pool, jetstream.ServeConfig{Config: cf.config(log), Hold: hold, Drain: drain})
+			err = jetstream.Serve(ctx, nc, pool, jetstream.ServeConfig{Config: cf.config(log), Hold: hold, Drain: drain, Metrics: cfg.Metrics})
 			if err != nil {
 				return err
 			}

@@ -65,6 +65,7 @@ type poolFlags struct {
 	cpuLimit     float64
 	logLevel     string
 	cpuProfile   string
+	metrics      string // --metrics ADDR
 
 	progress   bool   // live view even when stderr is not a terminal
 	quiet      bool   // no live view (and digest -c: no OK lines)
@@ -143,6 +144,7 @@ running and is replaced.`,
 	root.PersistentFlags().StringVar(&pf.logLevel, "log-level", "warn", "log level of the pool and its workers: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().StringVar(&pf.metrics, "metrics", "", "serve Prometheus metrics of the pool at http://ADDR/metrics while the command runs (run, exec, digest, worker; docs/metrics.md)")
 	root.PersistentFlags().BoolVar(&pf.progress, "progress", false, "show the live view (job progress, a bar per core) on stderr even when it is not a terminal")
 	root.PersistentFlags().VarPF(orderedBool{&pf.quiet, &pf.quietAt}, "quiet", "q", "no live view, even on a terminal (digest -c: and no OK lines, as sha512sum -c --quiet)").NoOptDefVal = "true"
 	root.PersistentFlags().BoolVar(&pf.report, "report", false, "print a report on stderr after the job: wall and CPU time, efficiency, per-core and per-worker use, slowest tasks")
@@ -253,6 +255,13 @@ func (pf *poolFlags) config() (supervisor.Config, error) {
 		StartTimeout: pf.startTimeout}
 	if pf.hang == 0 {
 		cfg.HangTimeout = -1 // never (the library's zero is its default)
+	}
+	if pf.metrics != "" {
+		reg, err := serveMetrics(pf.metrics)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Metrics = reg
 	}
 	for _, m := range []struct {
 		flag, value string

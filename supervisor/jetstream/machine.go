@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/vmihailenco/msgpack/v5"
@@ -27,6 +28,9 @@ type ServeConfig struct {
 	// running after it are cancelled and handed back (nacked) for another machine. Zero:
 	// AckWait.
 	Drain time.Duration
+	// Metrics, if set, gets the queue's depth and dead letters, read from the server at each
+	// scrape (the pool's own metrics go where its supervisor.Config.Metrics says).
+	Metrics prometheus.Registerer
 	// Heartbeat is how often the machine tells the others it is alive, and which tasks it
 	// holds; one silent for three heartbeats is taken for dead, and the live machines hand
 	// its tasks back to the queue at once (within AckWait/2 of its last heartbeat; past it,
@@ -65,6 +69,11 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeC
 	cons, err := s.consumer(ctx)
 	if err != nil {
 		return err
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(queueCollector{s}); err != nil {
+			return fmt.Errorf("ServeConfig.Metrics: %w", err)
+		}
 	}
 	host, _ := os.Hostname()
 	keys, err := newSealKeys()

@@ -1,0 +1,168 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The pool's Prometheus metrics (Config.Metrics), named after Prometheus' conventions and
+// listed in docs/metrics.md. Counters of tasks are kept as tasks go; the figures of Stats
+// (workers, cores, CPU, memory) are read when the registry is scraped. Without
+// Config.Metrics none of this runs: a task costs one nil check.
+type poolMetrics struct {
+	submitted, started, succeeded *prometheus.CounterVec // by handler
+	failed                        *prometheus.CounterVec // by handler and kind
+	duration, wait                *prometheus.HistogramVec
+	kills                         *prometheus.CounterVec // by reason
+
+	mu    sync.Mutex
+	kinds map[string]bool // remote error types seen, as labels (at most maxErrorKinds)
+}
+
+// maxErrorKinds bounds the remote error types counted apart: a worker chooses them, and each
+// would be a time series of its own. Past it they count as "error-other".
+const maxErrorKinds = 32
+
+func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
+	handler := []string{"handler"}
+	m := &poolMetrics{
+		submitted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_tasks_submitted_total",
+			Help: "Tasks submitted to the pool."}, handler),
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_tasks_started_total",
+			Help: "Times a worker started a task's handler (a task retried on another worker starts again)."}, handler),
+		succeeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_tasks_succeeded_total",
+			Help: "Tasks that ended with a result."}, handler),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_tasks_failed_total",
+			Help: "Tasks that ended with an error, by kind: timeout, memory, hung, died, cancelled, too-large, closed, the handler's error type (error-TYPE), other."},
+			[]string{"handler", "kind"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "supervise_task_duration_seconds",
+			Help: "How long a task's handler ran, from its start on a worker to its answer.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)}, handler),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "supervise_task_queue_wait_seconds",
+			Help: "How long a task waited, from its submission to its first start on a worker.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)}, handler),
+		kills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_worker_kills_total",
+			Help: "Workers the pool killed, by reason: timeout, memory, hung, protocol, reports, other."}, []string{"reason"}),
+		kinds: map[string]bool{},
+	}
+	for _, c := range []prometheus.Collector{m.submitted, m.started, m.succeeded, m.failed, m.duration, m.wait, m.kills, statsCollector{p}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("Config.Metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// submit counts a task submitted; the task remembers when, for its queue wait.
+func (m *poolMetrics) submit(t *task) {
+	m.submitted.WithLabelValues(t.handler).Inc()
+	t.submitted = time.Now()
+}
+
+// start counts a start of t's handler at now (the caller holds its worker's mu).
+func (m *poolMetrics) start(t *task, now time.Time) {
+	m.started.WithLabelValues(t.handler).Inc()
+	if t.starts.Load() == 1 {
+		m.wait.WithLabelValues(t.handler).Observe(now.Sub(t.submitted).Seconds())
+	}
+}
+
+// settle counts t's outcome.
+func (m *poolMetrics) settle(t *task, err error) {
+	if took := t.took.Load(); took > 0 {
+		m.duration.WithLabelValues(t.handler).Observe(time.Duration(took).Seconds())
+	}
+	if err == nil {
+		m.succeeded.WithLabelValues(t.handler).Inc()
+		return
+	}
+	m.failed.WithLabelValues(t.handler, m.kind(err)).Inc()
+}
+
+// kind names the kind of a task's error, for its label.
+func (m *poolMetrics) kind(err error) string {
+	var re *RemoteError
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrMemoryLimit):
+		return "memory"
+	case errors.Is(err, ErrHung):
+		return "hung"
+	case errors.Is(err, ErrWorkerDied):
+		return "died"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "cancelled"
+	case errors.Is(err, ErrTooLarge):
+		return "too-large"
+	case errors.Is(err, ErrPoolClosed), errors.Is(err, ErrPoolBroken):
+		return "closed"
+	case errors.As(err, &re):
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.kinds[re.Type] && len(m.kinds) >= maxErrorKinds {
+			return "error-other"
+		}
+		m.kinds[re.Type] = true
+		return "error-" + re.Type
+	}
+	return "other"
+}
+
+// kill counts a worker killed.
+func (m *poolMetrics) kill(e EventWorkerKilled) {
+	reason, err := "other", e.Err
+	switch {
+	case errors.Is(err, ErrTimeout):
+		reason = "timeout"
+	case errors.Is(err, ErrMemoryLimit):
+		reason = "memory"
+	case errors.Is(err, ErrHung):
+		reason = "hung"
+	case errors.Is(err, ErrReportOverflow):
+		reason = "reports"
+	case strings.HasPrefix(e.Reason, "protocol error"):
+		reason = "protocol"
+	}
+	m.kills.WithLabelValues(reason).Inc()
+}
+
+// statsCollector gives the figures of Stats at each scrape.
+type statsCollector struct{ p *Pool }
+
+var (
+	descWorkers  = prometheus.NewDesc("supervise_workers", "Worker slots by the state of their process.", []string{"state"}, nil)
+	descRestarts = prometheus.NewDesc("supervise_worker_restarts_total", "Processes that took a worker slot after its first.", []string{"slot"}, nil)
+	descCPU      = prometheus.NewDesc("supervise_worker_cpu_seconds_total", "CPU time (user and system) of a slot's workers and their descendants.", []string{"slot"}, nil)
+	descRSS      = prometheus.NewDesc("supervise_worker_resident_memory_bytes", "Resident memory of a slot's worker and its descendants, now.", []string{"slot"}, nil)
+	descCore     = prometheus.NewDesc("supervise_core_utilization_ratio", "Share of the last sampling interval a logical CPU was busy (not idle).", []string{"core"}, nil)
+)
+
+func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWorkers, descRestarts, descCPU, descRSS, descCore} {
+		ch <- d
+	}
+}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.p.Stats()
+	states := map[WorkerState]int{WorkerIdle: 0, WorkerBusy: 0, WorkerStopping: 0, WorkerDown: 0}
+	for _, w := range st.Workers {
+		states[w.State]++
+		slot := strconv.Itoa(w.Slot)
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(w.Restarts), slot)
+		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, w.CPU.Seconds(), slot)
+		ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(w.RSS), slot)
+	}
+	for state, n := range states {
+		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(n), string(state))
+	}
+	for i, core := range st.Cores {
+		ch <- prometheus.MustNewConstMetric(descCore, prometheus.GaugeValue, core.Busy(), strconv.Itoa(i))
+	}
+}

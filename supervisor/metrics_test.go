@@ -1,0 +1,202 @@
+package supervisor_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+// scrape reads a metrics endpoint as Prometheus would.
+func scrape(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return body
+}
+
+// value is the sample of metric name with labels (name=value pairs) in a scrape; -1 if none.
+func value(t *testing.T, body []byte, name string, labels ...string) float64 {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := families[name]
+	if f == nil {
+		return -1
+	}
+next:
+	for _, m := range f.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if label(m, labels[i]) != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return -1
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.Label {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// A pool with Config.Metrics counts what happened to its tasks, by handler and by the kind
+// of failure, and its kills by reason, and a scrape of it passes Prometheus' lint (and
+// promtool check metrics, where Debian's prometheus package is installed).
+func TestMetricsCountWhatHappened(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p, logs := startPool(t, supervisor.Config{Workers: 2, Metrics: reg, StatsInterval: 50 * time.Millisecond,
+		TaskTimeout: 500 * time.Millisecond, CancelGrace: 200 * time.Millisecond})
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	ctx := context.Background()
+
+	echo := supervisor.Bind[[]byte, []byte](p, "echo")
+	for range 5 {
+		if _, err := echo.Submit(ctx, []byte("hi")).Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := supervisor.Bind[string, int](p, "fail").Submit(ctx, "no").Get(ctx); err == nil {
+		t.Fatal("fail did not fail")
+	}
+	if _, err := supervisor.Bind[string, int](p, "panic").Submit(ctx, "boom").Get(ctx); !errors.Is(err, supervisor.ErrPanic) {
+		t.Fatalf("panic: %v", err)
+	}
+	// deaf ignores its context: its time limit ends in a kill.
+	if _, err := supervisor.Bind[int, int](p, "deaf").Submit(ctx, 5000).Get(ctx); !errors.Is(err, supervisor.ErrTimeout) {
+		t.Fatalf("deaf: %v, want ErrTimeout", err)
+	}
+	marker := filepath.Join(t.TempDir(), "crashed")
+	if _, err := supervisor.Bind[string, string](p, "crashonce").Submit(ctx, marker).Get(ctx); !errors.Is(err, supervisor.ErrWorkerDied) {
+		t.Fatalf("crashonce: %v, want ErrWorkerDied", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := supervisor.Bind[int, int](p, "sleep").Submit(cancelled, 10).Get(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("sleep, cancelled: %v", err)
+	}
+
+	// Both workers are replaced (the killed one, the crashed one): 4 started in all.
+	for i, k := -1, 0; k < 4; k++ {
+		i = logs.WaitFor(t, i+1, "worker started", func(e supervisor.Event) bool {
+			_, ok := e.(supervisor.EventWorkerStarted)
+			return ok
+		})
+	}
+	// The figures of Stats are the pool's latest sample, one StatsInterval old at most: the
+	// scrapes poll (nothing signals a sample) until the replacements are in one.
+	body := scrape(t, srv.URL)
+	restarts := func() float64 {
+		return value(t, body, "supervise_worker_restarts_total", "slot", "0") + value(t, body, "supervise_worker_restarts_total", "slot", "1")
+	}
+	for deadline := time.Now().Add(time.Minute); restarts() != 2 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		body = scrape(t, srv.URL)
+	}
+	for _, c := range []struct {
+		want   float64
+		name   string
+		labels []string
+	}{
+		{5, "supervise_tasks_submitted_total", []string{"handler", "echo"}},
+		{5, "supervise_tasks_succeeded_total", []string{"handler", "echo"}},
+		{5, "supervise_tasks_started_total", []string{"handler", "echo"}},
+		{5, "supervise_task_duration_seconds", []string{"handler", "echo"}},
+		{5, "supervise_task_queue_wait_seconds", []string{"handler", "echo"}},
+		{1, "supervise_tasks_failed_total", []string{"handler", "fail", "kind", "error-error"}},
+		{1, "supervise_tasks_failed_total", []string{"handler", "panic", "kind", "error-panic"}},
+		{1, "supervise_tasks_failed_total", []string{"handler", "deaf", "kind", "timeout"}},
+		{1, "supervise_tasks_failed_total", []string{"handler", "crashonce", "kind", "died"}},
+		{1, "supervise_tasks_failed_total", []string{"handler", "sleep", "kind", "cancelled"}},
+		{0, "supervise_tasks_started_total", []string{"handler", "sleep"}},
+		{1, "supervise_worker_kills_total", []string{"reason", "timeout"}},
+	} {
+		got := value(t, body, c.name, c.labels...)
+		if c.name == "supervise_tasks_started_total" && c.want == 0 && got == -1 {
+			got = 0 // never started: no series
+		}
+		if got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if n := restarts(); n != 2 {
+		t.Errorf("supervise_worker_restarts_total, slots summed: %v, want 2", n)
+	}
+	if n := value(t, body, "supervise_workers", "state", "idle") + value(t, body, "supervise_workers", "state", "busy"); n < 1 {
+		t.Errorf("workers idle or busy: %v", n)
+	}
+	if value(t, body, "supervise_worker_resident_memory_bytes", "slot", "0") <= 0 {
+		t.Error("no resident memory for slot 0")
+	}
+	if value(t, body, "supervise_core_utilization_ratio", "core", "0") < 0 {
+		t.Error("no utilization of core 0")
+	}
+
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", problems, err)
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else if os.Getenv("SUPERVISE_REQUIRE_PROMTOOL") != "" {
+		t.Error("promtool is not installed, and SUPERVISE_REQUIRE_PROMTOOL is set")
+	} else {
+		t.Log("promtool is not installed (.ci/run installs Debian's prometheus)")
+	}
+	if t.Failed() {
+		t.Logf("scrape:\n%s", strings.Join(grepLines(string(body), "supervise_"), "\n"))
+	}
+}
+
+func grepLines(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}

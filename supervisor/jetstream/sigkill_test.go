@@ -1,7 +1,13 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -131,4 +137,51 @@ func TestFollowUpsSurviveMachineSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("items by depth: %v", depths)
+}
+
+// A task whose machine was SIGKILLed, cancelled by its submitter before or after another
+// machine took it over: it ends once, with context.Canceled, at once; if the other machine
+// started it, that machine cancels it (its handler sees the cancel); and the queue is left
+// empty, so no machine runs it later.
+func TestCancelSurvivesMachineSIGKILL(t *testing.T) {
+	s := startServer(t)
+	ms := startMachines(t, s, 2)
+	c := newClient(t, s, testConfig())
+	log := napLog(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	f := jetstream.Submit[napInput, int](ctx, c, "hold", napInput{N: 1, Log: log})
+	first := awaitLine(t, log, `start 1 (\d+)`)[1]
+	killed := false
+	for _, m := range ms { // the machine whose worker runs it
+		if parentOf(first) == m.cmd.Process.Pid {
+			killMidRun(m)
+			killed = true
+		}
+	}
+	if !killed {
+		t.Fatalf("worker %s is no machine's child", first)
+	}
+	cancel()
+	if _, err := f.Get(context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the task cancelled after its machine died: %v, want context.Canceled", err)
+	}
+	awaitQueueEmpty(t, s)
+	// Taken over before the cancel came, it was cancelled on the other machine.
+	if m := regexp.MustCompile(`(?m)^start 1 (\d+)$`).FindAllStringSubmatch(readFile(t, log), -1); len(m) > 1 {
+		awaitLine(t, log, "cancelled 1 "+m[len(m)-1][1])
+	}
+}
+
+// parentOf is the parent pid of process pid (a decimal string), or 0.
+func parentOf(pid string) int {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

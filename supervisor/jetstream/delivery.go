@@ -120,6 +120,72 @@ func orBits(done []byte, header string, n int) []byte {
 	return done
 }
 
+// settle stores the outcomes of a delivery's tasks that are outcomes, and then acks the
+// delivery, or hands it back for the tasks that are to run again.
+func (m *machine) settle(ctx context.Context, d *delivery, ends []taskEnd, took time.Duration) {
+	last := d.number >= uint64(m.cfg.MaxDeliver)
+	var (
+		record          []taskEnd
+		back, stopping  bool
+		poison, allGone = false, true
+	)
+	for _, e := range ends {
+		id := d.tasks[e.at].ID
+		switch {
+		case e.cancelled:
+			m.cfg.Logger.Info("jetstream: a task cancelled by its submitter", "from", d.from, "task", id, "err", e.err)
+		case e.err != nil && ctx.Err() != nil: // cancelled: this machine is stopping
+			back, stopping = true, true
+		case e.err != nil && handBack(e.err) && !last:
+			m.cfg.Logger.Info("jetstream: handing back a task whose worker died", "from", d.from, "task", id, "err", e.err)
+			back = true
+		default:
+			record = append(record, e)
+			poison = poison || e.err != nil && handBack(e.err) // delivered MaxDeliver times, killing its worker each time
+			allGone = false
+		}
+	}
+	if len(record) > 0 {
+		if err := m.record(ctx, d, record, took); err != nil {
+			m.cfg.Logger.Warn("jetstream: storing outcomes failed; the tasks go back", "from", d.from, "err", err)
+			d.msg.Nak()
+			return
+		}
+	}
+	switch {
+	case stopping:
+		d.msg.Nak()
+	case back:
+		d.msg.NakWithDelay(time.Duration(d.number) * 500 * time.Millisecond)
+	case poison || allGone:
+		d.msg.Term()
+	default:
+		d.msg.Ack()
+	}
+}
+
+// record stores the outcomes of the tasks ended.
+func (m *machine) record(ctx context.Context, d *delivery, ended []taskEnd, took time.Duration) error {
+	envelopes := make([][]byte, len(ended))
+	at := make([]int, len(ended))
+	reports := make([]int, len(ended))
+	for k, e := range ended {
+		envelopes[k] = m.outcome(ctx, d.tasks[e.at], e.result, e.err, d.from, d.sealTo != nil)
+		at[k], reports[k] = e.at, e.reports
+	}
+	if d.batch != 0 {
+		return m.storeBatch(ctx, d, at, envelopes, reports, took)
+	}
+	out := nats.NewMsg(m.cfg.resultSubject(d.run, d.tasks[0].ID))
+	out.Header.Set(headerWorker, m.name)
+	out.Header.Set(headerDeliveries, strconv.FormatUint(d.number, 10))
+	out.Header.Set(headerReports, strconv.Itoa(reports[0]))
+	if err := m.seal(out, d, envelopes[0]); err != nil {
+		return err
+	}
+	return m.s.storeResult(ctx, out)
+}
+
 // storeBatch stores the outcomes a delivery of a batch recorded (envelopes, of the tasks at
 // positions at, in order), in parts that each fit a message: parts 1.. first, then part 0,
 // which says which tasks the delivery recorded, so that a later delivery of the batch runs

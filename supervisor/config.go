@@ -2,12 +2,12 @@ package supervisor
 
 import (
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"runtime"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
 )

@@ -1,18 +1,17 @@
 package jetstream_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
 	"regexp"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/supervise-dev/supervise/internal/procfs"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/supervise-dev/supervise/supervisor/jetstream"
 )
@@ -153,7 +152,7 @@ func TestCancelSurvivesMachineSIGKILL(t *testing.T) {
 	first := awaitLine(t, log, `start 1 (\d+)`)[1]
 	killed := false
 	for _, m := range ms { // the machine whose worker runs it
-		if parentOf(first) == m.cmd.Process.Pid {
+		if worker, _ := strconv.Atoi(first); slices.Contains(procfs.Tree(m.cmd.Process.Pid), worker) {
 			killMidRun(m)
 			killed = true
 		}
@@ -170,18 +169,4 @@ func TestCancelSurvivesMachineSIGKILL(t *testing.T) {
 	if m := regexp.MustCompile(`(?m)^start 1 (\d+)$`).FindAllStringSubmatch(readFile(t, log), -1); len(m) > 1 {
 		awaitLine(t, log, "cancelled 1 "+m[len(m)-1][1])
 	}
-}
-
-// parentOf is the parent pid of process pid (a decimal string), or 0.
-func parentOf(pid string) int {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
 }

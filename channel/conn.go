@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // Options configure a [Conn]. The zero value is usable.
@@ -40,6 +41,8 @@ type Conn struct {
 	wbuf   []byte      // reused encoding buffer
 	splice []splice
 	wframe uint64
+
+	bytesIn, bytesOut atomic.Uint64 // whole frames, length prefix included (Bytes)
 }
 
 // splice is a big payload written from its own memory at offset at of wbuf.
@@ -100,8 +103,13 @@ func (c *Conn) Send(msgs ...Message) error {
 	if err != nil {
 		return &FrameError{Peer: c.opts.Peer, Op: "write", Frame: c.wframe, Err: err}
 	}
+	c.bytesOut.Add(uint64(4 + n))
 	return nil
 }
+
+// Bytes is how many bytes of whole frames, length prefixes included, Recv has read and Send
+// has written so far. It may be called from any goroutine.
+func (c *Conn) Bytes() (in, out uint64) { return c.bytesIn.Load(), c.bytesOut.Load() }
 
 func (c *Conn) writeSpliced(b []byte) error {
 	from := 0
@@ -253,6 +261,7 @@ func (c *Conn) Recv() ([]Message, error) {
 		}
 		return nil, c.readErr(err, "")
 	}
+	c.bytesIn.Add(uint64(4 + n))
 	msgs, err := c.parse(body, own)
 	if err != nil {
 		return nil, c.readErr(ErrDecode, err.Error())

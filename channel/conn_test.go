@@ -86,9 +86,16 @@ func TestRoundTripBatchAndBigPayload(t *testing.T) {
 	if err := c.Send(msgs...); err != nil {
 		t.Fatal(err)
 	}
+	wrote := uint64(buf.Len())
+	if in, out := c.Bytes(); in != 0 || out != wrote {
+		t.Fatalf("Bytes after Send = %d, %d; want 0, %d (the buffer's length)", in, out, wrote)
+	}
 	got, err := c.Recv()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if in, out := c.Bytes(); in != wrote || out != wrote {
+		t.Fatalf("Bytes after Recv = %d, %d; want %d, %d", in, out, wrote, wrote)
 	}
 	if len(got) != 4 || got[1].ID != 1<<40 || got[1].Name != "bb" || got[3].Kind != KindShutdown {
 		t.Fatalf("got %+v", got)

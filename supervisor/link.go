@@ -22,6 +22,9 @@ type link interface {
 	serve() error
 	// end, once the process is reaped, joins whatever the link started.
 	end()
+	// bytes is how many bytes it has read from the worker and written to it (0 for a plugin,
+	// whose connection is not ours to count).
+	bytes() (in, out uint64)
 }
 
 // frameLink speaks our protocol (docs/protocol.md) over the worker's stdin and stdout. Only
@@ -64,6 +67,8 @@ func (l *frameLink) send(tasks []*task) error {
 	}
 	return nil
 }
+
+func (l *frameLink) bytes() (in, out uint64) { return l.conn.Bytes() }
 
 func (l *frameLink) cancel(id uint64) {
 	_ = l.conn.Send(channel.Message{Kind: channel.KindCancel, ID: id})

@@ -140,11 +140,13 @@ var (
 	descRestarts = prometheus.NewDesc("supervise_worker_restarts_total", "Processes that took a worker slot after its first.", []string{"slot"}, nil)
 	descCPU      = prometheus.NewDesc("supervise_worker_cpu_seconds_total", "CPU time (user and system) of a slot's workers and their descendants.", []string{"slot"}, nil)
 	descRSS      = prometheus.NewDesc("supervise_worker_resident_memory_bytes", "Resident memory of a slot's worker and its descendants, now.", []string{"slot"}, nil)
+	descBytesIn  = prometheus.NewDesc("supervise_worker_received_bytes_total", "Bytes of frames the pool read from a slot's workers' stdout.", []string{"slot"}, nil)
+	descBytesOut = prometheus.NewDesc("supervise_worker_sent_bytes_total", "Bytes of frames the pool wrote to a slot's workers' stdin.", []string{"slot"}, nil)
 	descCore     = prometheus.NewDesc("supervise_core_utilization_ratio", "Share of the last sampling interval a logical CPU was busy (not idle).", []string{"core"}, nil)
 )
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkers, descRestarts, descCPU, descRSS, descCore} {
+	for _, d := range []*prometheus.Desc{descWorkers, descRestarts, descCPU, descRSS, descBytesIn, descBytesOut, descCore} {
 		ch <- d
 	}
 }
@@ -158,6 +160,8 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(w.Restarts), slot)
 		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, w.CPU.Seconds(), slot)
 		ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(w.RSS), slot)
+		ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(w.BytesIn), slot)
+		ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(w.BytesOut), slot)
 	}
 	for state, n := range states {
 		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(n), string(state))

@@ -167,6 +167,17 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	if value(t, body, "supervise_worker_resident_memory_bytes", "slot", "0") <= 0 {
 		t.Error("no resident memory for slot 0")
 	}
+	// Every call went out in a frame of at least 9 bytes (length, array, kind, id, name) and
+	// every answer came back in one; the hellos came too.
+	slots := func(name string) float64 {
+		return value(t, body, name, "slot", "0") + value(t, body, name, "slot", "1")
+	}
+	if sent, calls := slots("supervise_worker_sent_bytes_total"), 11.0; sent < 9*calls {
+		t.Errorf("supervise_worker_sent_bytes_total, slots summed: %v, want at least %v", sent, 9*calls)
+	}
+	if got := slots("supervise_worker_received_bytes_total"); got < 9*10 {
+		t.Errorf("supervise_worker_received_bytes_total, slots summed: %v, want at least 90", got)
+	}
 	if value(t, body, "supervise_core_utilization_ratio", "core", "0") < 0 {
 		t.Error("no utilization of core 0")
 	}

@@ -202,6 +202,8 @@ func (l *pluginLink) send(tasks []*task) error {
 // cancel has nothing to send: the call's context is cancelled (task.stopCall).
 func (l *pluginLink) cancel(uint64) {}
 
+func (l *pluginLink) bytes() (in, out uint64) { return 0, 0 }
+
 // shutdown closes the connection: the plugin exits.
 func (l *pluginLink) shutdown() { _ = l.conn.Close() }
 

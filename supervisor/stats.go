@@ -69,6 +69,9 @@ type WorkerStats struct {
 	// against; RSS can count pages charged elsewhere, such as the shared binary's). 0 otherwise.
 	MemoryPeak uint64
 	Restarts   int // processes that took the slot after the first
+	// BytesIn and BytesOut are the bytes of frames read from and written to the slot's
+	// workers' pipes (0 for a Config.Plugin pool, whose connection is not the pool's to count).
+	BytesIn, BytesOut uint64
 }
 
 // TaskTiming is how long a task ran on its worker: from when the worker could start it (sent,
@@ -99,6 +102,7 @@ type slotTotals struct {
 	restarts, tasks, failed int
 	cpu                     time.Duration
 	maxRSS, memoryPeak      uint64
+	bytesIn, bytesOut       uint64
 }
 
 // sampler takes Stats. It samples in a goroutine of its own, every Config.StatsInterval, only
@@ -270,6 +274,7 @@ func (p *Pool) sample() Stats {
 		ws := &liveStats[i]
 		ws.Slot, ws.ID, ws.Pid, ws.Started, ws.Uptime = w.slot, w.id, w.pid, w.started, now.Sub(w.started)
 		ws.Tasks, ws.Failed = int(w.tasksDone.Load()), int(w.tasksFailed.Load())
+		ws.BytesIn, ws.BytesOut = w.link.bytes()
 		w.mu.Lock()
 		switch {
 		case w.phase != phaseReady:
@@ -321,6 +326,8 @@ func (p *Pool) sample() Stats {
 		ws.MaxRSS = max(ws.MaxRSS, done.maxRSS)
 		ws.MemoryPeak = max(ws.MemoryPeak, done.memoryPeak)
 		ws.Restarts = done.restarts
+		ws.BytesIn += done.bytesIn
+		ws.BytesOut += done.bytesOut
 	}
 	for _, t := range s.slowest {
 		slowest = keepSlowest(slowest, t)
@@ -355,6 +362,9 @@ func (p *Pool) workerExited(w *worker) {
 	t.cpu += cpuTime
 	t.maxRSS = max(t.maxRSS, maxRSS)
 	t.memoryPeak = max(t.memoryPeak, w.leafUse.Peak)
+	in, out := w.link.bytes()
+	t.bytesIn += in
+	t.bytesOut += out
 	for _, x := range slow {
 		s.slowest = keepSlowest(s.slowest, x)
 	}

@@ -129,7 +129,11 @@ func (c *Conn) writeSpliced(b []byte) error {
 // or more is not appended but handed to spliceAt, with the offset it belongs at, when
 // spliceAt is not nil.
 func appendMessage(b []byte, m *Message, spliceAt func(at int, data []byte)) []byte {
-	b = appendArrayLen(b, 5)
+	if m.Trace != "" {
+		b = appendArrayLen(b, 6)
+	} else {
+		b = appendArrayLen(b, 5)
+	}
 	b = appendUint(b, uint64(m.Kind))
 	b = appendUint(b, m.ID)
 	if m.Name == "" {
@@ -151,9 +155,14 @@ func appendMessage(b []byte, m *Message, spliceAt func(at int, data []byte)) []b
 		b = append(b, payload...)
 	}
 	if m.Err == nil {
-		return append(b, msgpackNil)
+		b = append(b, msgpackNil)
+	} else {
+		b = appendRemoteError(b, m.Err)
 	}
-	return appendRemoteError(b, m.Err)
+	if m.Trace != "" {
+		b = appendStr(b, m.Trace)
+	}
+	return b
 }
 
 // AppendMessage appends m to b as one envelope, [kind, id, name, payload, error], without a
@@ -354,6 +363,20 @@ func (c *Conn) parseMessage(r *reader, m *Message, own bool) error {
 				m.Err = new(RemoteError)
 				if err := Unmarshal(raw, m.Err); err != nil {
 					return fmt.Errorf("error: %w", err)
+				}
+			}
+		case 5:
+			start, err := r.skip()
+			if err != nil {
+				return fmt.Errorf("trace: %w", err)
+			}
+			// Only a call's str is a trace, and a traceparent is 55 characters: anything else
+			// is ignored, as elements of later versions were before this one (a peer's
+			// message cannot make the receiver hold more).
+			if m.Kind == KindCall && r.i-start <= MaxTrace+2 {
+				t := reader{b: r.b[start:r.i]}
+				if trace, err := t.strOrNil(); err == nil && len(trace) <= MaxTrace {
+					m.Trace = string(trace)
 				}
 			}
 		default: // fields of later protocol versions

@@ -270,3 +270,45 @@ func TestAppendParseBatch(t *testing.T) {
 		}
 	}
 }
+
+// A call's Trace is the envelope's sixth element; a receiver keeps it only in a call, and
+// only up to MaxTrace bytes.
+func TestTraceField(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	call := Message{Kind: KindCall, ID: 7, Name: "echo", Payload: msgpack.RawMessage{0xc3}, Trace: tp}
+	b := AppendMessage(nil, call)
+	if want := len(AppendMessage(nil, Message{Kind: KindCall, ID: 7, Name: "echo", Payload: msgpack.RawMessage{0xc3}})) + TraceSize(tp); len(b) != want {
+		t.Errorf("a call with a trace is %d bytes, want %d (TraceSize)", len(b), want)
+	}
+	if b[0] != 0x96 {
+		t.Fatalf("a call with a trace starts %x, want an array of 6", b[0])
+	}
+	if got, err := ParseMessage(b); err != nil || got.Trace != tp || got.Name != "echo" {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	if b := AppendMessage(nil, Message{Kind: KindCall, ID: 7, Name: "echo"}); b[0] != 0x95 {
+		t.Errorf("a call without a trace starts %x, want an array of 5", b[0])
+	}
+	// A result with a sixth element, and a call with a long one: parsed, and not kept.
+	res := AppendMessage(nil, Message{Kind: KindResult, ID: 7, Payload: msgpack.RawMessage{0xc3}, Trace: tp})
+	if got, err := ParseMessage(res); err != nil || got.Trace != "" {
+		t.Errorf("a result's trace: %q, %v; want it dropped", got.Trace, err)
+	}
+	long := AppendMessage(nil, Message{Kind: KindCall, ID: 7, Name: "echo", Trace: strings.Repeat("x", MaxTrace+1)})
+	if got, err := ParseMessage(long); err != nil || got.Trace != "" {
+		t.Errorf("a call's trace of %d bytes: kept %d, %v; want it dropped", MaxTrace+1, len(got.Trace), err)
+	}
+	// A sixth element that is no str (a later version's, say) is ignored, as it was before.
+	other := append(AppendMessage(nil, Message{Kind: KindCall, ID: 7, Name: "echo"})[1:], 0x2a)
+	if got, err := ParseMessage(append([]byte{0x96}, other...)); err != nil || got.Trace != "" || got.Name != "echo" {
+		t.Errorf("a call whose sixth element is 42: %+v, %v; want it parsed, without a trace", got, err)
+	}
+	var buf bytes.Buffer
+	c := NewConn(&buf, &buf, Options{})
+	if err := c.Send(call); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Recv(); err != nil || got[0].Trace != tp {
+		t.Fatalf("over a Conn: %+v, %v", got, err)
+	}
+}

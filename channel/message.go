@@ -58,7 +58,16 @@ type Message struct {
 	// this memory after Send returns (see Conn.Send): leave its bytes alone.
 	Bin []byte
 	Err *RemoteError // set in KindError messages
+	// Trace, in a call, is the W3C traceparent of the span the call belongs to
+	// ("00-<trace id>-<span id>-<flags>"), or "" (docs/protocol.md, section 3). It travels as
+	// the envelope's sixth element, which workers that predate it ignore. A received one
+	// longer than MaxTrace bytes, or in another kind of message, is dropped.
+	Trace string
 }
+
+// MaxTrace is the longest Trace a receiver keeps: a traceparent of a later version may be
+// longer than version 00's 55 characters, but not by much.
+const MaxTrace = 256
 
 // RemoteError is a failure reported by the other side in a KindError message.
 type RemoteError struct {

@@ -59,6 +59,14 @@ func CallSize(handler string, n int, bin bool) int {
 	return size
 }
 
+// TraceSize is what a call's Trace adds to its CallSize.
+func TraceSize(trace string) int {
+	if trace == "" {
+		return 0
+	}
+	return len(appendStrHeader(nil, len(trace))) + len(trace)
+}
+
 // FrameRoom is what a frame of at most maxFrame bytes holds for its messages: the frame
 // limit less the batch array around them.
 func FrameRoom(maxFrame int) int { return maxFrame - 5 }

@@ -23,6 +23,9 @@
 //   - os.Stdout (fd 1) is pointed at stderr, so a stray fmt.Println can never corrupt the
 //     frame stream; log with log/slog, whose records the parent forwards with their level;
 //   - a heartbeat is sent from a goroutine of its own, so a busy handler still beats;
+//   - when the task was submitted with an OpenTelemetry span in its context, the handler's
+//     context carries that span's trace as its remote span context
+//     (trace.SpanContextFromContext gives it; spans the handler starts from it join the trace);
 //   - [Report] sends the task's caller messages while it runs (progress, partial results), and
 //     [Put] puts follow-up work on the queue the task came from.
 package child

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config describes a pool. The zero value is a pool of DefaultWorkers() workers that re-execute
@@ -106,6 +107,11 @@ type Config struct {
 	// memory, each core's use; docs/metrics.md). Two pools need two registries, or a
 	// prometheus.WrapRegistererWith label to tell them apart. Nil: none are kept.
 	Metrics prometheus.Registerer
+	// TracerProvider, if set, gets a span per task, a child of the span in the context the
+	// task was submitted with: from submission to outcome, with events when it was sent to a
+	// worker and started there, and its error as its status. Whether or not it is set, a task
+	// submitted with a span in its context passes the trace to its worker (tracing.go).
+	TracerProvider trace.TracerProvider
 	// StatsInterval is the span Stats's utilization figures cover: the pool samples CPU and
 	// memory this often while someone watches (Pool.WatchStats) or asks (Pool.Stats), and not
 	// at all otherwise. Default: 1s.

@@ -62,6 +62,9 @@ func (w *worker) send() {
 				continue
 			}
 			live = append(live, t)
+			if t.span != nil {
+				spanSent(t, w)
+			}
 			w.ledger.send(t, now)
 			w.setIdle(false)
 		}

@@ -106,6 +106,9 @@ func (l *ledger) started(t *task, now time.Time) {
 		if t.metrics != nil {
 			t.metrics.start(t, now)
 		}
+		if t.span != nil {
+			spanStarted(t, t.starts.Load())
+		}
 	}
 }
 

@@ -44,14 +44,14 @@ func (l *frameLink) send(tasks []*task) error {
 	room := channel.FrameRoom(l.w.p.cfg.MaxFrame)
 	frameBytes, inFrame := 0, 0
 	for _, t := range tasks {
-		size := channel.CallSize(t.handler, len(t.payload)+len(t.bin), t.bin != nil)
+		size := channel.CallSize(t.handler, len(t.payload)+len(t.bin), t.bin != nil) + channel.TraceSize(t.trace)
 		if inFrame > 0 && (frameBytes+size > batchBytes || frameBytes+size > room || inFrame == channel.MaxBatch) {
 			cuts = append(cuts, len(batch))
 			frameBytes, inFrame = 0, 0
 		}
 		frameBytes += size
 		inFrame++
-		batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin})
+		batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin, Trace: t.trace})
 	}
 	cuts = append(cuts, len(batch))
 	defer func() { clear(batch); l.batch, l.cuts = batch[:0], cuts[:0] }()

@@ -19,6 +19,7 @@ import (
 	"github.com/supervise-dev/supervise/child"
 	"github.com/supervise-dev/supervise/internal/proctest"
 	"github.com/supervise-dev/supervise/supervisor"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The test binary is its own worker: TestMain registers the handlers below and calls
@@ -76,6 +77,13 @@ func TestMain(m *testing.M) {
 		return spin(d), nil
 	})
 	child.Handle("square", func(_ context.Context, x int) (int, error) { return x * x, nil })
+	child.Handle("traced", func(ctx context.Context, _ struct{}) ([2]string, error) { // the trace its context carries
+		sc := trace.SpanContextFromContext(ctx)
+		if !sc.IsValid() {
+			return [2]string{}, nil
+		}
+		return [2]string{sc.TraceID().String(), sc.SpanID().String()}, nil
+	})
 	child.Handle("pid", func(context.Context, struct{}) (int, error) { return os.Getpid(), nil })
 	child.Handle("fail", func(_ context.Context, msg string) (int, error) { return 0, errors.New(msg) })
 	child.Handle("bigresult", func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil })

@@ -11,6 +11,7 @@ import (
 
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/vmihailenco/msgpack/v5"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Pool is a set of worker processes and the queue of tasks they share.
@@ -42,6 +43,7 @@ type Pool struct {
 
 	containment containment  // the pool's cgroup, if it has one
 	metrics     *poolMetrics // Config.Metrics's; nil: none
+	tracer      trace.Tracer // Config.TracerProvider's; nil: none
 
 	clock   clock                           // realClock; a fake one in tests
 	checked func(worker int, now time.Time) // tests: told after each watchdog look
@@ -72,6 +74,9 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 		restart:  restarter{policy: cfg.Restart},
 	}
 	p.sampler.init(cfg.Workers)
+	if cfg.TracerProvider != nil {
+		p.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	if cfg.Metrics != nil {
 		if p.metrics, err = newPoolMetrics(cfg.Metrics, p); err != nil {
 			return nil, err
@@ -137,7 +142,7 @@ func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *
 		}
 		t.payload, size = payload, len(payload)
 	}
-	if call, room := channel.CallSize(handler, size, t.bin != nil), channel.FrameRoom(p.cfg.MaxFrame); call > room {
+	if call, room := channel.CallSize(handler, size, t.bin != nil)+channel.TraceSize(t.trace), channel.FrameRoom(p.cfg.MaxFrame); call > room {
 		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, a frame holds %d of input at most (Config.MaxFrame)", ErrTooLarge, size, size-(call-room)))
 		return t
 	}
@@ -158,6 +163,7 @@ func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
 	if t.metrics != nil {
 		t.metrics.submit(t)
 	}
+	p.traceTask(t)
 	if o.putBy != nil {
 		t.putBy = o.putBy.index + 1
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/supervise-dev/supervise/internal/msgqueue"
 	"github.com/supervise-dev/supervise/internal/notify"
 	"github.com/vmihailenco/msgpack/v5"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // task is one submitted call on its way: queue -> worker's frame -> pipe -> worker -> answer
@@ -37,6 +38,8 @@ type task struct {
 	badPut    bool                             // it put follow-up work but came from no queue (only its reader touches it)
 	badReport bool                             // it sent a report but came from a queue, which has no reader for them (likewise)
 	call      func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload
+	trace     string                           // the traceparent its call carries, or "" (tracing.go)
+	span      trace.Span                       // its span, with Config.TracerProvider
 
 	reports msgqueue.Queue // messages from its handler (child.Report)
 
@@ -64,6 +67,9 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 	t.result, t.err = result, err
 	if t.metrics != nil {
 		t.metrics.settle(t, err)
+	}
+	if t.span != nil {
+		endSpan(t, err)
 	}
 	if stop := t.unwatch.Load(); stop != nil {
 		(*stop)()

@@ -31,5 +31,10 @@ def report(n):
     return n
 
 
+@worker.handler("traceparent")
+def trace(_):
+    return worker.traceparent()
+
+
 if __name__ == "__main__":
     worker.main()

@@ -30,6 +30,8 @@ What the module does for you:
   and the worker goes on serving;
 - `put(item)` (a follow-up item for the queue the task came from) and `report(value)` (a
   message for the task's caller, such as progress) while a handler runs;
+- `traceparent()`: the W3C traceparent of the caller's span, when the task was submitted
+  with one (OpenTelemetry), for the handler's own spans;
 - the parent's death: the worker takes its whole process group down (SIGTERM, then SIGKILL
   after the pool's stop grace), so nothing it started is left behind.
 
@@ -139,12 +141,13 @@ def handler(name=None, *, cancel="raise"):
 
 
 class _Task:
-    __slots__ = ("id", "name", "payload", "cancelled", "raise_on_cancel", "raised")
+    __slots__ = ("id", "name", "payload", "trace", "cancelled", "raise_on_cancel", "raised")
 
-    def __init__(self, id, name, payload):
+    def __init__(self, id, name, payload, trace=None):
         self.id = id
         self.name = name
         self.payload = payload
+        self.trace = trace
         self.cancelled = False
         self.raise_on_cancel = False
         self.raised = False
@@ -174,6 +177,14 @@ def put(item):
     Does not wait for the parent."""
     w, t = _running()
     w.send([PUT, t.id, None, item])
+
+
+def traceparent():
+    """The W3C traceparent ("00-<trace id>-<span id>-<flags>") of the span the running task
+    belongs to, when it was submitted with one (docs/protocol.md, section 3), else None. Give
+    it to OpenTelemetry's TraceContextTextMapPropagator().extract({"traceparent": ...}) to
+    make the handler's spans children of it."""
+    return _running()[1].trace
 
 
 def report(value):
@@ -318,7 +329,8 @@ class _Worker:
             if kind == CALL:
                 if len(m) < 3 or not isinstance(m[1], int) or not isinstance(m[2], str):
                     raise _ProtocolError("frame %d: a call without an id or a handler name" % n)
-                calls.append(_Task(m[1], m[2], m[3] if len(m) > 3 else None))
+                trace = m[5] if len(m) > 5 and isinstance(m[5], str) and len(m[5]) <= 256 else None
+                calls.append(_Task(m[1], m[2], m[3] if len(m) > 3 else None, trace))
             elif kind == CANCEL and len(m) > 1:
                 if calls:
                     self.enqueue(calls)

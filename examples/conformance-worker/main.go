@@ -1,5 +1,5 @@
 // Command conformance-worker is a Go worker serving the handlers that `supervise conformance`
-// exercises (echo, fail, sleep, report), written with the child package:
+// exercises (echo, fail, sleep, report, traceparent), written with the child package:
 //
 //	go build -o /tmp/cw ./examples/conformance-worker
 //	supervise conformance -- /tmp/cw
@@ -14,6 +14,7 @@ import (
 
 	"github.com/supervise-dev/supervise/child"
 	"github.com/vmihailenco/msgpack/v5"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func main() {
@@ -39,6 +40,16 @@ func main() {
 			}
 		}
 		return n, nil
+	})
+	// traceparent gives back the trace the call carried (docs/protocol.md, section 3), which
+	// child puts in the handler's context as its remote span context; nil for none.
+	child.Handle("traceparent", func(ctx context.Context, _ any) (*string, error) {
+		sc := trace.SpanContextFromContext(ctx)
+		if !sc.IsValid() {
+			return nil, nil
+		}
+		tp := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
+		return &tp, nil
 	})
 	// Only a worker: Serve refuses, with the protocol's message, when no pool started us.
 	if err := child.Serve(); err != nil {

@@ -5,7 +5,8 @@
 // pool would, and kills the group when done. The worker must serve a handler "echo" that
 // returns its input; checks that need "fail" (raises with the given message), "sleep" (sleeps
 // the given number of seconds, and stops when cancelled) or "report" (reports 0..n-1, then
-// returns n) are skipped when the worker does not serve them.
+// returns n) are skipped when the worker does not serve them; "traceparent" (returns the
+// running call's traceparent, or nil) makes the trace check check more.
 package conformance
 
 import (
@@ -74,6 +75,7 @@ var battery = []check{
 	{"cancel", "sleep", checkCancel},
 	{"heartbeat", "sleep", checkHeartbeat},
 	{"reports", "report", checkReports},
+	{"trace context", "", checkTrace},
 	{"shutdown message", "", checkShutdown},
 	{"nothing after a shutdown", "", checkAfterShutdown},
 	{"exit on stdin EOF", "sleep", checkEOF},

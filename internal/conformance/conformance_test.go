@@ -96,11 +96,12 @@ def _enqueue_and_wait(self, calls):
         while self.queue and not self.eof:
             self.cond.wait(0.01)
 worker._Worker.enqueue = _enqueue_and_wait`, []string{"batches and pipelining"}},
+		{"trace dropped", `worker.traceparent = lambda: None`, []string{"trace context"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cmd := pythonWorker(t, tc.extra)
-			s := &suite{command: cmd, hello: testHello, handlers: map[string]bool{"sleep": true}}
+			s := &suite{command: cmd, hello: testHello, handlers: map[string]bool{"sleep": true, "traceparent": true}}
 			for _, name := range tc.fails {
 				i := slices.IndexFunc(battery, func(c check) bool { return c.name == name })
 				detail, err := battery[i].run(s)

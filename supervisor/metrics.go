@@ -1,12 +1,10 @@
 package supervisor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,14 +19,7 @@ type poolMetrics struct {
 	failed                        *prometheus.CounterVec // by handler and kind
 	duration, wait                *prometheus.HistogramVec
 	kills                         *prometheus.CounterVec // by reason
-
-	mu    sync.Mutex
-	kinds map[string]bool // remote error types seen, as labels (at most maxErrorKinds)
 }
-
-// maxErrorKinds bounds the remote error types counted apart: a worker chooses them, and each
-// would be a time series of its own. Past it they count as "error-other".
-const maxErrorKinds = 32
 
 func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 	handler := []string{"handler"}
@@ -48,7 +39,6 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 			Help: "How long a task waited, from its submission to its first start on a worker.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)}, handler),
 		kills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_worker_kills_total",
 			Help: "Workers the pool killed, by reason: timeout, memory, hung, protocol, reports, other."}, []string{"reason"}),
-		kinds: map[string]bool{},
 	}
 	for _, c := range []prometheus.Collector{m.submitted, m.started, m.succeeded, m.failed, m.duration, m.wait, m.kills, statsCollector{p}} {
 		if err := reg.Register(c); err != nil {
@@ -72,8 +62,8 @@ func (m *poolMetrics) start(t *task, now time.Time) {
 	}
 }
 
-// settle counts t's outcome.
-func (m *poolMetrics) settle(t *task, err error) {
+// settle counts t's outcome; kind is its failure's (failures.count), if it failed.
+func (m *poolMetrics) settle(t *task, err error, kind string) {
 	if took := t.took.Load(); took > 0 {
 		m.duration.WithLabelValues(t.handler).Observe(time.Duration(took).Seconds())
 	}
@@ -81,37 +71,7 @@ func (m *poolMetrics) settle(t *task, err error) {
 		m.succeeded.WithLabelValues(t.handler).Inc()
 		return
 	}
-	m.failed.WithLabelValues(t.handler, m.kind(err)).Inc()
-}
-
-// kind names the kind of a task's error, for its label.
-func (m *poolMetrics) kind(err error) string {
-	var re *RemoteError
-	switch {
-	case errors.Is(err, ErrTimeout):
-		return "timeout"
-	case errors.Is(err, ErrMemoryLimit):
-		return "memory"
-	case errors.Is(err, ErrHung):
-		return "hung"
-	case errors.Is(err, ErrWorkerDied):
-		return "died"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "cancelled"
-	case errors.Is(err, ErrTooLarge):
-		return "too-large"
-	case errors.Is(err, ErrPoolClosed), errors.Is(err, ErrPoolBroken):
-		return "closed"
-	case errors.As(err, &re):
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if !m.kinds[re.Type] && len(m.kinds) >= maxErrorKinds {
-			return "error-other"
-		}
-		m.kinds[re.Type] = true
-		return "error-" + re.Type
-	}
-	return "other"
+	m.failed.WithLabelValues(t.handler, kind).Inc()
 }
 
 // kill counts a worker killed.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -157,6 +158,9 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
+	}
+	if got, want := p.Stats().Failures, map[string]int{"error-error": 1, "error-panic": 1, "timeout": 1, "died": 1, "cancelled": 1}; !maps.Equal(got, want) {
+		t.Errorf("Stats().Failures = %v, want %v", got, want)
 	}
 	if n := restarts(); n != 2 {
 		t.Errorf("supervise_worker_restarts_total, slots summed: %v, want 2", n)

@@ -44,6 +44,7 @@ type Pool struct {
 	containment containment  // the pool's cgroup, if it has one
 	metrics     *poolMetrics // Config.Metrics's; nil: none
 	tracer      trace.Tracer // Config.TracerProvider's; nil: none
+	failures    failures     // tasks failed, by kind (Stats.Failures)
 
 	clock   clock                           // realClock; a fake one in tests
 	checked func(worker int, now time.Time) // tests: told after each watchdog look
@@ -159,7 +160,7 @@ func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
 		o.retries = p.cfg.Retries
 	}
 	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
-		queue: o.queue, pinned: o.pin != nil, putTo: o.putTo, done: make(chan struct{}), metrics: p.metrics}
+		queue: o.queue, pinned: o.pin != nil, putTo: o.putTo, done: make(chan struct{}), metrics: p.metrics, failures: &p.failures}
 	if t.metrics != nil {
 		t.metrics.submit(t)
 	}

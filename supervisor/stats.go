@@ -20,6 +20,10 @@ type Stats struct {
 	Cores    []CoreStats   // one per logical CPU of the machine, in order
 	Workers  []WorkerStats // one per slot (Config.Workers), in slot order
 	Slowest  []TaskTiming  // the slowest tasks answered so far, slowest first (at most 10)
+	// Failures counts the tasks that failed so far by kind: timeout, memory, hung, died,
+	// cancelled, too-large, closed, error-TYPE (a handler's error of that type; past 32 types,
+	// error-other) or other. Kinds with none are absent.
+	Failures map[string]int
 	// Containment is how the workers' processes are kept together: ContainCgroup2,
 	// ContainHybrid or ContainProcessGroup.
 	Containment string
@@ -250,7 +254,7 @@ func (p *Pool) sample() Stats {
 	s.sampleMu.Lock()
 	defer s.sampleMu.Unlock()
 	now := time.Now()
-	st := Stats{Taken: now, Interval: now.Sub(s.prevAt), Containment: p.containment.kind}
+	st := Stats{Taken: now, Interval: now.Sub(s.prevAt), Containment: p.containment.kind, Failures: p.failures.snapshot()}
 	if cores, err := cpu.Times(true); err == nil {
 		st.Cores = coreShares(s.prevCores, cores)
 		s.prevCores = cores

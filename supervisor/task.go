@@ -30,6 +30,7 @@ type task struct {
 	starts    atomic.Int32                     // times a worker started it
 	took      atomic.Int64                     // nanoseconds its handler ran, once answered
 	metrics   *poolMetrics                     // Config.Metrics's, or nil
+	failures  *failures                        // its pool's count of failures by kind, or nil
 	submitted time.Time                        // when, if metrics counts its queue wait
 	queue     *queue                           // the queue it came from, if any: follow-up puts go there
 	putTo     func(msgpack.RawMessage)         // else, what takes its follow-ups (Func.WithFollowUps)
@@ -65,8 +66,12 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		return false
 	}
 	t.result, t.err = result, err
+	var kind string
+	if err != nil && t.failures != nil {
+		kind = t.failures.count(err)
+	}
 	if t.metrics != nil {
-		t.metrics.settle(t, err)
+		t.metrics.settle(t, err, kind)
 	}
 	if t.span != nil {
 		endSpan(t, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -113,6 +114,15 @@ func startJob(ctx context.Context, pf *poolFlags, cf *clusterFlags, cfg supervis
 	if err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if pf.uiListener != nil { // a view of the queue's machines
+		machines, err := jetstream.WatchMachines(ctx, nc, cf.queue)
+		if err != nil {
+			client.Close()
+			nc.Close()
+			return nil, fmt.Errorf("--ui: %w", err)
+		}
+		serveUI(pf.uiListener, "supervise: the machines of queue "+cf.queue, queueMachines(machines))
 	}
 	return &job{nc: nc, client: client, stopMonitor: watchPulls(ctx, client, cf), log: cfg.Logger}, nil
 }
@@ -243,11 +253,16 @@ fetch other runs' results, but they are sealed to their run (docs/protocol.md, s
 it reads nothing of them. It can still remove them, or publish tasks in another run's name,
 and so make that run's tasks fail (never succeed falsely).
 
+--ui ADDR serves a live web view of every machine of every queue at http://ADDR/: each
+machine's cores, workers, tasks per second, failures and queue, from the figures every
+'supervise worker' publishes each second.
+
 It stops on SIGINT or SIGTERM, flushing its store.`,
 		Example: `  supervise serve
   supervise serve --store /var/lib/supervise --listen 0.0.0.0:4222 --token "$(cat token)" --tls-cert cert.pem --tls-key key.pem
   supervise serve --listen 0.0.0.0:4222 --queue default --submitter-nkey "$(cat submitter.pub)" --machine-nkey "$(cat machine.pub)"
-  supervise serve --listen 0.0.0.0:4222 --keys /etc/supervise/keys`,
+  supervise serve --listen 0.0.0.0:4222 --keys /etc/supervise/keys
+  supervise serve --ui 127.0.0.1:8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := pf.logger()
@@ -274,11 +289,31 @@ It stops on SIGINT or SIGTERM, flushing its store.`,
 				}
 				cfg.TLS.MinVersion = tls.VersionTLS12
 			}
+			var ui net.Listener
+			if pf.ui != "" {
+				if ui, err = listenUI(pf.ui); err != nil {
+					return err
+				}
+			}
 			ctx, _, stop := withSignals(cmd.Context())
 			defer stop()
 			srv, err := jetstream.StartServer(cfg)
 			if err != nil {
 				return err
+			}
+			if ui != nil {
+				nc, err := srv.ConnectObserver()
+				if err != nil {
+					srv.Shutdown()
+					return fmt.Errorf("--ui: %w", err)
+				}
+				defer nc.Close()
+				machines, err := jetstream.WatchMachines(ctx, nc, "")
+				if err != nil {
+					srv.Shutdown()
+					return fmt.Errorf("--ui: %w", err)
+				}
+				serveUI(ui, "supervise serve: every machine", queueMachines(machines))
 			}
 			scheme := "nats"
 			if cfg.TLS != nil {
@@ -378,6 +413,9 @@ hands the rest back to the queue and exits.`,
 				return err
 			}
 			defer pool.Close()
+			if pf.uiListener != nil {
+				serveUI(pf.uiListener, "supervise worker: this machine", localMachine(pool))
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "supervise: worker of queue %s at %s with %d workers\n", cf.queue, nc.ConnectedUrlRedacted(), pf.workers)
 			err = jetstream.Serve(ctx, nc, pool, jetstream.ServeConfig{Config: cf.config(log), Hold: hold, Drain: drain, Metrics: cfg.Metrics})
 			if err != nil {

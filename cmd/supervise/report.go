@@ -209,6 +209,9 @@ func startJobPool(ctx context.Context, pf *poolFlags, cfg supervisor.Config, vie
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if pf.uiListener != nil {
+		serveUI(pf.uiListener, "supervise: a local pool", localMachine(pool))
+	}
 	watching, stop := context.WithCancel(ctx)
 	wait := monitor(watching, pool, view, means)
 	var once sync.Once

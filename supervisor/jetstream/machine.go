@@ -36,6 +36,10 @@ type ServeConfig struct {
 	// its tasks back to the queue at once (within AckWait/2 of its last heartbeat; past it,
 	// the server does). Zero: one second.
 	Heartbeat time.Duration
+	// StatsInterval is how often the machine publishes its MachineStats (its pool's Stats and
+	// the queue's depth) for a live view (WatchMachines, supervise serve --ui). Zero: one
+	// second; negative: never.
+	StatsInterval time.Duration
 }
 
 // Serve makes this machine a worker of the queue: it pulls tasks from the server for pool,
@@ -102,6 +106,13 @@ func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeC
 	}
 	defer stopped()
 	defer stopBeats()
+	if cfg.StatsInterval == 0 {
+		cfg.StatsInterval = time.Second
+	}
+	if cfg.StatsInterval > 0 {
+		stopStats := m.publishStats(beating, cfg.StatsInterval)
+		defer func() { stopBeats(); stopStats() }()
+	}
 	m.pull(ctx, cons, runCtx)
 	drained := make(chan struct{})
 	go func() { m.running.Wait(); close(drained) }()

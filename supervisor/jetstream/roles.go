@@ -48,6 +48,7 @@ func (r Roles) users() ([]*server.NkeyUser, error) {
 			return fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", c.tasksStream(), consumerName)
 		})
 		subs = append(subs, perQueue(queues, func(c Config) string { return c.reportsSubject("*") })...)
+		subs = append(subs, perQueue(queues, func(c Config) string { return c.statsSubject("*") })...) // a live view of the machines
 		users = append(users, &server.NkeyUser{Nkey: k, Permissions: allow(sub, subs)})
 	}
 	for _, k := range r.Machines {
@@ -103,7 +104,7 @@ func submitterSubjects(c Config) []string {
 func machineSubjects(c Config) []string {
 	t, r, m := c.tasksStream(), c.resultsStream(), c.machinesStream()
 	return append(streamSubjects(c),
-		"supervise."+c.Queue+".results.>", c.reportsSubject("*"),
+		"supervise."+c.Queue+".results.>", c.reportsSubject("*"), c.statsSubject("*"),
 		// Heartbeats: their stream, and an ordered consumer of it.
 		c.machinesSubject("*"), "$JS.API.STREAM.INFO."+m, "$JS.API.STREAM.CREATE."+m, "$JS.API.STREAM.UPDATE."+m,
 		"$JS.API.CONSUMER.CREATE."+m, "$JS.API.CONSUMER.CREATE."+m+".>",

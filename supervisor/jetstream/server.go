@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ServerConfig describes an embedded JetStream server. The zero value is a server in memory
@@ -41,9 +42,11 @@ type ServerConfig struct {
 
 // Server is an embedded NATS server with JetStream.
 type Server struct {
-	ns  *server.Server
-	url string
-	tmp string // the store of a server without StoreDir, removed at Shutdown
+	ns       *server.Server
+	url      string
+	tmp      string        // the store of a server without StoreDir, removed at Shutdown
+	token    string        // ServerConfig.Token
+	observer nkeys.KeyPair // where the server has nkeys: a user that may only watch (ConnectObserver)
 }
 
 // ErrNoCredentials: a server asked to listen beyond loopback without a token or nkey.
@@ -81,6 +84,17 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: k})
 	}
 	opts.Nkeys = append(opts.Nkeys, roles...)
+	var observer nkeys.KeyPair
+	if len(opts.Nkeys) > 0 {
+		if observer, err = nkeys.CreateUser(); err != nil {
+			return nil, err
+		}
+		pub, _ := observer.PublicKey()
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Deny: []string{">"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{Config{Queue: "*"}.statsSubject("*")}},
+		}})
+	}
 	if cfg.TLS != nil {
 		opts.TLSConfig, opts.TLS, opts.TLSVerify = cfg.TLS, true, cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
@@ -118,7 +132,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	s := &Server{ns: ns, tmp: tmp}
+	s := &Server{ns: ns, tmp: tmp, token: cfg.Token, observer: observer}
 	if cfg.Listen != "" {
 		s.url = ns.ClientURL()
 	}
@@ -140,6 +154,20 @@ func (s *Server) URL() string { return s.url }
 // Connect connects to the server in-process, without a socket.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect("", append([]nats.Option{nats.InProcessServer(s.ns), nats.Name("supervise in-process")}, opts...)...)
+}
+
+// ConnectObserver connects to the server in-process as an observer: where the server has
+// nkeys, as a user of its own that may only subscribe to the machines' stats
+// (WatchMachines); else with the server's token, if it has one.
+func (s *Server) ConnectObserver(opts ...nats.Option) (*nats.Conn, error) {
+	switch {
+	case s.observer != nil:
+		pub, _ := s.observer.PublicKey()
+		opts = append(opts, nats.Nkey(pub, s.observer.Sign))
+	case s.token != "":
+		opts = append(opts, nats.Token(s.token))
+	}
+	return s.Connect(append(opts, nats.Name("supervise observer"))...)
 }
 
 // Shutdown stops the server; JetStream flushes its store first.

@@ -15,6 +15,7 @@ import (
 	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
 	"github.com/supervise-dev/supervise/internal/keeper"
+	"github.com/supervise-dev/supervise/internal/tracectx"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -175,7 +176,7 @@ func (w *worker) read(base context.Context) error {
 			m := &msgs[i]
 			switch m.Kind {
 			case channel.KindCall:
-				ctx, cancel := context.WithCancel(context.WithValue(withTrace(base, m.Trace), runningKey{}, &running{w: w, id: m.ID}))
+				ctx, cancel := context.WithCancel(context.WithValue(tracectx.Into(base, m.Trace), runningKey{}, &running{w: w, id: m.ID}))
 				c := &call{id: m.ID, handler: m.Name, payload: m.Payload, ctx: ctx, cancel: cancel}
 				w.mu.Lock()
 				w.running[m.ID] = cancel

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/supervise-dev/supervise/internal/tracectx"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -33,22 +34,7 @@ func (p *Pool) traceTask(t *task) {
 	} else {
 		sc = trace.SpanContextFromContext(t.ctx)
 	}
-	if sc.IsValid() {
-		t.trace = traceparent(sc)
-	}
-}
-
-// traceparent is sc in the W3C form, version 00: "00-<trace id>-<span id>-<flags>".
-func traceparent(sc trace.SpanContext) string {
-	const hex = "0123456789abcdef"
-	tid, sid := sc.TraceID(), sc.SpanID()
-	b := make([]byte, 0, 55)
-	b = append(b, "00-"...)
-	b = append(b, tid.String()...)
-	b = append(b, '-')
-	b = append(b, sid.String()...)
-	flags := byte(sc.TraceFlags())
-	return string(append(b, '-', hex[flags>>4], hex[flags&15]))
+	t.trace = tracectx.Format(sc)
 }
 
 // spanSent records that t went to worker w (whose mu the caller holds).

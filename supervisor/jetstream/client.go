@@ -15,6 +15,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/tracectx"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -164,7 +165,7 @@ func (c *Client) submit(ctx context.Context, handler string, in any, done func(m
 		fail(fmt.Errorf("encoding the input: %w", err))
 		return id
 	}
-	call := channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: id, Name: handler, Payload: payload})
+	call := channel.AppendMessage(nil, channel.Message{Kind: channel.KindCall, ID: id, Name: handler, Payload: payload, Trace: tracectx.FromContext(ctx)})
 	if len(call) > c.s.limit-headerRoom {
 		err := fmt.Errorf("%w: the task is %d bytes, the server takes messages of %d at most", ErrTooLarge, len(call), c.s.limit)
 		c.s.deadLetter(c.ctx, call, fmt.Sprintf("run %s task %d", c.run, id), "task too large: "+err.Error())

@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/internal/tracectx"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -245,7 +246,7 @@ func (m *machine) runTask(ctx context.Context, d *delivery, i int) (end taskEnd)
 	// Its submitter may cancel it: then it is cancelled as the local pool cancels a call
 	// (its handler's context, and a kill past the cancel grace), and neither answered nor
 	// handed back.
-	taskCtx, cancelTask := context.WithCancelCause(ctx)
+	taskCtx, cancelTask := context.WithCancelCause(tracectx.Into(ctx, call.Trace)) // the submitter's trace goes on to the worker
 	defer cancelTask(nil)
 	if !m.cancels.start(d.run, call.ID, cancelTask) {
 		end.cancelled = true

@@ -22,6 +22,7 @@ import (
 	"github.com/supervise-dev/supervise/internal/proctest"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/supervise-dev/supervise/supervisor/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The test binary is three programs: a worker process of a pool (child.Main serves the
@@ -36,6 +37,9 @@ const (
 
 func TestMain(m *testing.M) {
 	child.Handle("echo", func(_ context.Context, s string) (string, error) { return s, nil })
+	child.Handle("traced", func(ctx context.Context, _ struct{}) (string, error) { // the trace id its context carries
+		return trace.SpanContextFromContext(ctx).TraceID().String(), nil
+	})
 	// nap sleeps, first writing its input to the log file named in it, so a test can count
 	// the times each task started; it answers the pid of its machine.
 	child.Handle("nap", func(ctx context.Context, in napInput) (int, error) {

@@ -373,7 +373,7 @@ func (c *Conn) parseMessage(r *reader, m *Message, own bool) error {
 			// Only a call's str is a trace, and a traceparent is 55 characters: anything else
 			// is ignored, as elements of later versions were before this one (a peer's
 			// message cannot make the receiver hold more).
-			if m.Kind == KindCall && r.i-start <= MaxTrace+2 {
+			if (m.Kind == KindCall || m.Kind == KindChunk) && r.i-start <= MaxTrace+2 {
 				t := reader{b: r.b[start:r.i]}
 				if trace, err := t.strOrNil(); err == nil && len(trace) <= MaxTrace {
 					m.Trace = string(trace)

@@ -33,9 +33,10 @@ const (
 	KindShutdown  Kind = 8  // parent -> worker: answer what you hold, then exit
 	KindPut       Kind = 9  // worker -> parent: during task ID, put Payload on the queue ID came from
 	KindReport    Kind = 10 // worker -> parent: during task ID, a message for its caller (progress, ...)
+	KindChunk     Kind = 11 // parent -> worker: run handler Name on each input of Payload (an array); one answer (chunk.go)
 )
 
-var kindNames = [...]string{"invalid", "hello", "call", "result", "error", "cancel", "heartbeat", "log", "shutdown", "put", "report"}
+var kindNames = [...]string{"invalid", "hello", "call", "result", "error", "cancel", "heartbeat", "log", "shutdown", "put", "report", "chunk"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -100,4 +101,7 @@ type Hello struct {
 	// 1. The parent uses it to know which calls a dead worker may have started: the rest are
 	// given to another worker.
 	Concurrency int `msgpack:"concurrency,omitempty"`
+	// Chunks says the worker runs chunk calls (KindChunk). A worker that does not say so
+	// never gets one.
+	Chunks bool `msgpack:"chunks,omitempty"`
 }

@@ -71,6 +71,7 @@ func Serve() error {
 // call is one task received from the parent.
 type call struct {
 	id      uint64
+	chunk   bool // a chunk call: payload is an array of inputs
 	handler string
 	payload msgpack.RawMessage
 	ctx     context.Context
@@ -114,7 +115,7 @@ func serve(in io.Reader, out io.Writer) (orderly bool, err error) {
 	}
 	registry.Unlock()
 
-	hello, err := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: handlerNames()})
+	hello, err := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: handlerNames(), Chunks: true})
 	if err != nil {
 		return false, err
 	}
@@ -175,9 +176,9 @@ func (w *worker) read(base context.Context) error {
 		for i := range msgs {
 			m := &msgs[i]
 			switch m.Kind {
-			case channel.KindCall:
+			case channel.KindCall, channel.KindChunk:
 				ctx, cancel := context.WithCancel(context.WithValue(tracectx.Into(base, m.Trace), runningKey{}, &running{w: w, id: m.ID}))
-				c := &call{id: m.ID, handler: m.Name, payload: m.Payload, ctx: ctx, cancel: cancel}
+				c := &call{id: m.ID, chunk: m.Kind == channel.KindChunk, handler: m.Name, payload: m.Payload, ctx: ctx, cancel: cancel}
 				w.mu.Lock()
 				w.running[m.ID] = cancel
 				w.queue = append(w.queue, c)
@@ -236,7 +237,7 @@ func (w *worker) run() {
 	}
 }
 
-// execute runs one call and returns its answer; a panic becomes an error with the stack.
+// execute runs one call, or each input of a chunk, and returns its answer.
 func (w *worker) execute(c *call) (answer channel.Message) {
 	answer = channel.Message{Kind: channel.KindResult, ID: c.id}
 	fail := func(e *channel.RemoteError) {
@@ -252,25 +253,61 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 			Message: fmt.Sprintf("no handler %q in this worker (it serves %v)", c.handler, handlerNames())})
 		return answer
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			fail(&channel.RemoteError{Type: "panic", Message: fmt.Sprint(r), Traceback: string(debug.Stack())})
-		}
-	}()
-	out, err := h(c.ctx, c.payload)
-	if err == nil {
-		answer.Payload, answer.Bin = out.Payload, out.Bin
+	if c.chunk {
+		return w.executeChunk(c, h)
+	}
+	out, re := invoke(c.ctx, h, c.payload)
+	if re != nil {
+		fail(re)
 		return answer
 	}
-	var re *channel.RemoteError
+	answer.Payload, answer.Bin = out.Payload, out.Bin
+	return answer
+}
+
+// executeChunk runs a chunk's inputs one by one, and answers with their outcomes; once the
+// chunk is cancelled, the inputs left do not run, and the answer stops short of them.
+func (w *worker) executeChunk(c *call, h rawHandler) channel.Message {
+	items, err := channel.ParseChunk(c.payload)
+	if err != nil {
+		return channel.Message{Kind: channel.KindError, ID: c.id, Err: &channel.RemoteError{Type: "decode", Message: err.Error()}}
+	}
+	b := channel.ChunkHeader(nil, 0)
+	done := 0
+	for _, item := range items {
+		if c.ctx.Err() != nil {
+			break
+		}
+		out, re := invoke(c.ctx, h, item)
+		o := channel.ChunkOutcome{Err: re, Value: out.Payload}
+		if re == nil && out.Bin != nil {
+			o.Value, _ = channel.AppendValue(nil, out.Bin)
+		}
+		b = channel.AppendChunkOutcome(b, o)
+		done++
+	}
+	channel.SetChunkCount(b, done)
+	return channel.Message{Kind: channel.KindResult, ID: c.id, Payload: b}
+}
+
+// invoke runs h on one input; a panic becomes an error with the stack.
+func invoke(ctx context.Context, h rawHandler, payload msgpack.RawMessage) (out channel.Message, re *channel.RemoteError) {
+	defer func() {
+		if r := recover(); r != nil {
+			re = &channel.RemoteError{Type: "panic", Message: fmt.Sprint(r), Traceback: string(debug.Stack())}
+		}
+	}()
+	out, err := h(ctx, payload)
+	if err == nil {
+		return out, nil
+	}
 	if !errors.As(err, &re) {
 		re = &channel.RemoteError{Type: "error", Message: err.Error()}
 		if errors.Is(err, context.Canceled) {
 			re.Type = "Canceled"
 		}
 	}
-	fail(re)
-	return answer
+	return out, re
 }
 
 // send writes one frame and returns the first write error so far. After a failed write (the

@@ -112,7 +112,10 @@ type TaskError struct {
 	Pid      int
 	Attempts int        // times its handler started (0: it never did; more than 1 only with retries)
 	Item     *QueueItem // set when the task is a Queue's item
-	Err      error
+	// ChunkInput is, for an input of a chunk call (Func.WithChunk), its place in the chunk,
+	// from 1; 0 for a plain call. (Result.Index is its place in the Map's input.)
+	ChunkInput int
+	Err        error
 }
 
 // QueueItem names a queue's item in its error: its number (Result.Index) and, for a follow-up
@@ -133,6 +136,9 @@ func (e *TaskError) Error() string {
 		if e.Item.PutBy >= 0 {
 			where += fmt.Sprintf(" (put by item %d)", e.Item.PutBy)
 		}
+	}
+	if e.ChunkInput > 0 {
+		where += fmt.Sprintf(", input %d of its chunk", e.ChunkInput)
 	}
 	if e.Attempts > 1 {
 		where += fmt.Sprintf(", attempt %d", e.Attempts)

@@ -61,6 +61,10 @@ func (w *worker) send() {
 				t.fail(nil, err)
 				continue
 			}
+			if t.chunk > 0 && !w.chunks { // its Map runs its inputs one per call instead
+				t.fail(w, errNoChunks)
+				continue
+			}
 			live = append(live, t)
 			if t.span != nil {
 				spanSent(t, w)

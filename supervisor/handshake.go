@@ -57,6 +57,10 @@ func (w *worker) handshake(conn *channel.Conn) error {
 	}
 	w.handlers = h.Handlers
 	w.concurrency = max(1, h.Concurrency)
+	w.chunks = h.Chunks
+	if !h.Chunks {
+		w.p.noChunks.Store(true)
+	}
 	return nil
 }
 

@@ -51,7 +51,11 @@ func (l *frameLink) send(tasks []*task) error {
 		}
 		frameBytes += size
 		inFrame++
-		batch = append(batch, channel.Message{Kind: channel.KindCall, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin, Trace: t.trace})
+		kind := channel.KindCall
+		if t.chunk > 0 {
+			kind = channel.KindChunk
+		}
+		batch = append(batch, channel.Message{Kind: kind, ID: t.id, Name: t.handler, Payload: t.payload, Bin: t.bin, Trace: t.trace})
 	}
 	cuts = append(cuts, len(batch))
 	defer func() { clear(batch); l.batch, l.cuts = batch[:0], cuts[:0] }()

@@ -113,6 +113,18 @@ func TestMain(m *testing.M) {
 		}
 		return "ok", nil
 	})
+	// poison doubles its input, except two: -1 crashes the worker; -2 spins, deaf to its
+	// context, until its worker is killed.
+	child.Handle("poison", func(_ context.Context, n int) (int, error) {
+		switch n {
+		case -1:
+			os.Exit(3)
+		case -2:
+			for spin(time.Second) >= 0 {
+			}
+		}
+		return 2 * n, nil
+	})
 	// chaos misbehaves on some inputs: multiples of 17 crash the worker, of 23 panic, of 29
 	// return an error; the rest are doubled.
 	child.Handle("chaos", func(_ context.Context, n int) (int, error) {

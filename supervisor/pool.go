@@ -41,10 +41,12 @@ type Pool struct {
 	closeOnce sync.Once
 	spawner   *spawner // stopped once wg is done: no worker can be started after
 
-	containment containment  // the pool's cgroup, if it has one
-	metrics     *poolMetrics // Config.Metrics's; nil: none
-	tracer      trace.Tracer // Config.TracerProvider's; nil: none
-	failures    failures     // tasks failed, by kind (Stats.Failures)
+	containment   containment  // the pool's cgroup, if it has one
+	metrics       *poolMetrics // Config.Metrics's; nil: none
+	tracer        trace.Tracer // Config.TracerProvider's; nil: none
+	noChunks      atomic.Bool  // a worker's hello did not say it runs chunk calls: Map sends none
+	chunkAnswered atomic.Bool  // a worker answered a chunk call (Pool.exited)
+	failures      failures     // tasks failed, by kind (Stats.Failures)
 
 	clock   clock                           // realClock; a fake one in tests
 	checked func(worker int, now time.Time) // tests: told after each watchdog look
@@ -75,6 +77,9 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 		restart:  restarter{policy: cfg.Restart},
 	}
 	p.sampler.init(cfg.Workers)
+	if cfg.Plugin != nil {
+		p.noChunks.Store(true)
+	}
 	if cfg.TracerProvider != nil {
 		p.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
@@ -122,6 +127,7 @@ type taskOpts struct {
 	putBy   *task                    // the queue item whose handler put it (child.Put)
 	pin     *worker                  // only this worker may run it (Broadcast)
 	putTo   func(msgpack.RawMessage) // takes its follow-ups (Func.WithFollowUps)
+	chunk   int                      // in is a chunk of this many inputs (chunk.go)
 }
 
 // submit encodes in and queues a task for handler (for o.pin, on that worker). It always
@@ -159,7 +165,7 @@ func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
 	case o.retries < 0:
 		o.retries = p.cfg.Retries
 	}
-	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries,
+	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries, chunk: o.chunk,
 		queue: o.queue, pinned: o.pin != nil, putTo: o.putTo, done: make(chan struct{}), metrics: p.metrics, failures: &p.failures}
 	if t.metrics != nil {
 		t.metrics.submit(t)
@@ -293,6 +299,11 @@ func (p *Pool) exited(w *worker, ev EventWorkerExited, replace bool) {
 	var wait time.Duration
 	var backoff *EventRestartBackoff
 	switch {
+	case ev.Failure && w.diedUnderChunk && p.chunkAnswered.Load():
+		// A worker died under a chunk call, and the command is known to answer chunks: an
+		// input of the chunk is at fault. Its inputs go again one per call, and so whatever
+		// killed it will kill a worker under a call of its own, which counts as below.
+		wait = p.restart.wait(time.Now())
 	case ev.Failure && ev.TasksFailed > 0 && w.answeredAny.Load():
 		// A worker that had answered calls died under one, which is charged with it: the
 		// input is at fault, not the command, and the replacement starts without backoff.

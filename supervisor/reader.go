@@ -36,6 +36,9 @@ func (w *worker) read(conn *channel.Conn) error {
 					w.stray(m)
 					continue
 				}
+				if t.chunk > 0 && m.Kind == channel.KindResult && !w.p.chunkAnswered.Load() {
+					w.p.chunkAnswered.Store(true) // its command runs chunks (Pool.exited)
+				}
 				var remote error
 				if m.Kind == channel.KindError {
 					remote = m.Err

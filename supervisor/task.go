@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"iter"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +24,8 @@ type task struct {
 	bin       []byte // a []byte input, sent as is (see Func.Submit)
 	ctx       context.Context
 	notify    chan<- *task                     // optional: receives the task once settled (MapUnordered)
-	index     int                              // position in a Map's input
+	index     int                              // position in a Map's input (a chunk's: its first input's)
+	chunk     int                              // a chunk call of this many inputs (its payload is their array); 0: a plain call
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
 	took      atomic.Int64                     // nanoseconds its handler ran, once answered
@@ -167,6 +167,7 @@ type Func[In, Out any] struct {
 	name    string
 	retries int                      // -1: the pool's Config.Retries
 	putTo   func(msgpack.RawMessage) // takes the calls' follow-ups
+	chunk   int                      // inputs per call in Map: 0 auto, 1 none (WithChunk)
 }
 
 // Bind returns the handler called name on p's workers, typed. Nothing is checked until a call:
@@ -203,75 +204,4 @@ func (f Func[In, Out]) Submit(ctx context.Context, in In) *Future[Out] {
 // Call submits one call and waits for its outcome.
 func (f Func[In, Out]) Call(ctx context.Context, in In) (Out, error) {
 	return f.Submit(ctx, in).Get(ctx)
-}
-
-// Result is one outcome of Map or MapUnordered: the input's position, and the output or error.
-type Result[Out any] struct {
-	Index int
-	Value Out
-	Err   error
-}
-
-// Map calls the handler on every input and yields the results in input order. Inputs are read
-// lazily and at most a window of them (a few per worker slot) is outstanding. Stopping the loop
-// early cancels the calls still outstanding.
-func (f Func[In, Out]) Map(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Result[Out]] {
-	return func(yield func(Result[Out]) bool) {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		var pending []*task // in input order; pending[0] is the oldest
-		window := f.pool.window()
-		next := func() bool {
-			t := pending[0]
-			pending[0] = nil
-			pending = pending[1:]
-			<-t.done
-			v, err := decode[Out](t)
-			return yield(Result[Out]{Index: t.index, Value: v, Err: err})
-		}
-		i := 0
-		for in := range inputs {
-			pending = append(pending, f.pool.submit(ctx, f.name, in, taskOpts{index: i, retries: f.retries}))
-			i++
-			if len(pending) >= window && !next() {
-				return
-			}
-		}
-		for len(pending) > 0 {
-			if !next() {
-				return
-			}
-		}
-	}
-}
-
-// MapUnordered is Map with results yielded as they complete.
-func (f Func[In, Out]) MapUnordered(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Result[Out]] {
-	return func(yield func(Result[Out]) bool) {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		window := f.pool.window()
-		finished := make(chan *task, window) // never blocks: at most window tasks are outstanding
-		outstanding := 0
-		next := func() bool {
-			t := <-finished
-			outstanding--
-			v, err := decode[Out](t)
-			return yield(Result[Out]{Index: t.index, Value: v, Err: err})
-		}
-		i := 0
-		for in := range inputs {
-			f.pool.submit(ctx, f.name, in, taskOpts{notify: finished, index: i, retries: f.retries})
-			i++
-			outstanding++
-			if outstanding >= window && !next() {
-				return
-			}
-		}
-		for outstanding > 0 {
-			if !next() {
-				return
-			}
-		}
-	}
 }

@@ -52,7 +52,8 @@ type worker struct {
 	leafUse               cgroup.Usage // what all its cgroup held used, set by wait once reaped
 	tail                  tail
 
-	concurrency int // calls the worker runs at once (its hello says; 1 for the Go SDK)
+	concurrency int  // calls the worker runs at once (its hello says; 1 for the Go SDK)
+	chunks      bool // it runs chunk calls (its hello says)
 
 	cancels chan uint64   // task ids to send cancels for
 	room    chan struct{} // capacity 1: an answer freed a slot
@@ -75,7 +76,8 @@ type worker struct {
 	lastSeen   atomic.Int64 // unix nanoseconds (on the pool's clock) of the last frame received
 	recycleReq atomic.Bool  // over the soft memory limit: the sender stops feeding it
 
-	answeredAny atomic.Bool // it answered a call: it works, so a death under a call is the call's doing
+	answeredAny    atomic.Bool // it answered a call: it works, so a death under a call is the call's doing
+	diedUnderChunk bool        // a chunk call it ran failed with its death (Pool.exited); the owner's
 
 	strays int // answers, puts and reports for tasks it does not hold; only the reader touches it
 
@@ -195,6 +197,7 @@ func (w *worker) run() {
 	for _, t := range fate.fail {
 		if t.fail(w, cause) {
 			ev.TasksFailed++
+			w.diedUnderChunk = w.diedUnderChunk || t.chunk > 0
 		}
 	}
 	for _, t := range fate.retry { // at-least-once: again

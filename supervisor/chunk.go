@@ -1,0 +1,179 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/supervise-dev/supervise/channel"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Chunks: Map and MapUnordered send consecutive inputs as one chunk call (docs/protocol.md,
+// section 3), which the worker runs one by one and answers once, with each input's outcome.
+// A task then costs a Map what a chunk's share of one call costs, not a call of its own.
+//
+// A chunk that ends without its outcomes (its worker died or was killed: a time or memory
+// limit, a hang; or it was answered short, cancelled at its time limit) keeps the outcomes it
+// has, and its other inputs go again, one per call: so an input that kills its worker fails
+// alone, with the error of its own call, and its chunk-mates succeed.
+
+// errNoChunks fails a chunk given to a worker that does not run chunk calls: its Map sends
+// the inputs again, one per call.
+var errNoChunks = errors.New("the worker does not run chunk calls")
+
+// Auto chunk sizing (Func.WithChunk(0)): a chunk holds about chunkTime of handler time, as
+// measured so far, and about chunkBytes of input; the first calls, before anything is
+// measured, hold one input each. An input of bigInput bytes or more always goes alone, as a
+// plain call (sent without a copy).
+const (
+	chunkTime    = 2 * time.Millisecond
+	chunkBytes   = 64 << 10
+	maxAutoChunk = 1024
+	bigInput     = 64 << 10
+)
+
+// chunkSizer decides how many inputs the next chunk of a Map holds. Only the Map's goroutine
+// uses it.
+type chunkSizer struct {
+	fixed        int   // Func.WithChunk: this many; 0: auto
+	items, took  int64 // inputs answered so far, and the handler time they took (ns)
+	inputs, size int64 // inputs encoded so far, and their bytes
+	// limit caps auto sizes after a chunk lost its worker: a quarter of that chunk's size,
+	// doubling with each chunk answered whole. Where inputs that kill their worker are
+	// common, chunks stay small, and few inputs run twice. 0: no cap.
+	limit int
+}
+
+// next is the size of the next chunk: 1 means a plain call.
+func (s *chunkSizer) next() int {
+	if s.fixed > 0 {
+		return s.fixed
+	}
+	if s.items == 0 {
+		return 1
+	}
+	per := max(s.took/s.items, 100) // ns of handler time per input; a floor for what is too quick to measure
+	n := int64(chunkTime) / per
+	if s.inputs > 0 {
+		n = min(n, chunkBytes*s.inputs/max(s.size, 1))
+	}
+	if s.limit > 0 {
+		n = min(n, int64(s.limit))
+	}
+	return int(min(max(n, 1), maxAutoChunk))
+}
+
+// ended records that a chunk of n inputs was answered whole, or not.
+func (s *chunkSizer) ended(n int, whole bool) {
+	switch {
+	case !whole:
+		s.limit = max(1, n/4)
+	case s.limit > 0:
+		if s.limit *= 2; s.limit >= maxAutoChunk {
+			s.limit = 0
+		}
+	}
+}
+
+// answered records n inputs answered in took.
+func (s *chunkSizer) answered(n int, took time.Duration) {
+	if n > 0 && took > 0 {
+		s.items += int64(n)
+		s.took += int64(took)
+	}
+}
+
+// chunkBuilder gathers the encoded inputs of the chunk being made.
+type chunkBuilder struct {
+	buf   []byte // a chunk payload: ChunkHeader, then the inputs
+	n     int
+	first int // index of its first input
+}
+
+// add appends in, encoded, as input index; ok false: in could not be encoded, or is big, and
+// goes in a plain call of its own instead.
+func (b *chunkBuilder) add(in any, index int, s *chunkSizer) (ok bool) {
+	if x, isBytes := in.([]byte); isBytes && len(x) >= bigInput {
+		return false
+	}
+	if b.n == 0 {
+		b.buf, b.first = channel.ChunkHeader(make([]byte, 0, 1024), 0), index
+	}
+	mark := len(b.buf)
+	buf, err := channel.AppendValue(b.buf, in)
+	if err != nil || len(buf)-mark >= bigInput {
+		b.buf = buf[:mark]
+		return false
+	}
+	b.buf = buf
+	b.n++
+	s.inputs++
+	s.size += int64(len(buf) - mark)
+	return true
+}
+
+// full reports whether the chunk has size inputs, or its bytes.
+func (b *chunkBuilder) full(size int) bool { return b.n >= size || len(b.buf) >= chunkBytes }
+
+// submit sends the chunk gathered (a chunk of one as a plain call) and starts another.
+func (b *chunkBuilder) submit(ctx context.Context, p *Pool, handler string, o taskOpts) *task {
+	o.index, o.chunk = b.first, b.n
+	var in any
+	if b.n == 1 {
+		in, o.chunk = msgpack.RawMessage(b.buf[5:]), 0
+	} else {
+		channel.SetChunkCount(b.buf, b.n)
+		in, o.retries = msgpack.RawMessage(b.buf), 0 // a chunk whose worker dies goes again input by input
+	}
+	b.buf, b.n = nil, 0
+	return p.submit(ctx, handler, in, o)
+}
+
+// split gives the outcomes a settled chunk call has for its inputs, in order, and for the
+// inputs past them the error to give them (nil: send them again, one per call).
+func split(t *task) (outs []channel.ChunkOutcome, rest error) {
+	if t.err != nil {
+		return nil, restError(t.err)
+	}
+	outs, err := channel.ParseChunkOutcomes(t.result, t.chunk)
+	if err != nil {
+		return nil, nil // a worker that cannot answer a chunk: each input goes alone
+	}
+	return outs, nil
+}
+
+// restError is what a chunk's failure makes of its inputs left: the caller's cancel and the
+// pool's end are theirs too; any other failure (its worker died, a time limit, a chunk the
+// worker could not run) sends them again, one per call.
+func restError(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrPoolBroken) {
+		return err
+	}
+	return nil
+}
+
+// itemResult is the Result of input i (counted from 0) of chunk t, from its outcome.
+func itemResult[Out any](t *task, i int, o channel.ChunkOutcome) Result[Out] {
+	r := Result[Out]{Index: t.index + i}
+	if o.Err != nil {
+		te := t.error(o.Err)
+		te.ChunkInput = i + 1
+		r.Err = te
+		return r
+	}
+	if err := channel.Unmarshal(o.Value, &r.Value); err != nil {
+		te := t.error(fmt.Errorf("%w: decoding the result as %T: %w", ErrResultType, r.Value, err))
+		te.ChunkInput = i + 1
+		r.Err = te
+	}
+	return r
+}
+
+// chunkInputs are the encoded inputs of chunk t, from its payload.
+func chunkInputs(t *task) []msgpack.RawMessage {
+	items, _ := channel.ParseChunk(t.payload) // ours: it parses
+	return items
+}

@@ -1,0 +1,92 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"testing"
+	"time"
+
+	"github.com/supervise-dev/supervise/supervisor"
+)
+
+// poisonInputs are n inputs 0..n-1, but for two: at crash, -1 (it crashes its worker), and at
+// loop, -2 (it spins past the time limit, deaf to its cancel).
+func poisonInputs(n, crash, loop int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for i := range n {
+			in := i
+			switch i {
+			case crash:
+				in = -1
+			case loop:
+				in = -2
+			}
+			if !yield(in) {
+				return
+			}
+		}
+	}
+}
+
+// 10,000 inputs in chunks, one of which crashes its worker and one of which loops past the
+// time limit: exactly those two fail, each with its own cause, in a call of its own; every
+// other input succeeds, and each ends once. Ordered and unordered, fixed and automatic sizes.
+func TestChunksIsolatePoison(t *testing.T) {
+	const n, crash, loop = 10000, 4321, 7777
+	for _, tc := range []struct {
+		name      string
+		chunk     int
+		unordered bool
+	}{{"Map, chunks of 64", 64, false}, {"MapUnordered, automatic", 0, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The time limit is a margin for a loaded machine: a chunk of 64 doubles takes
+			// microseconds, and only the looping input comes near it.
+			p, _ := startPool(t, supervisor.Config{Workers: 2, TaskTimeout: 2 * time.Second, CancelGrace: 200 * time.Millisecond,
+				Restart: supervisor.RestartPolicy{FailureThreshold: 1000}})
+			f := supervisor.Bind[int, int](p, "poison").WithChunk(tc.chunk)
+			results := f.Map
+			if tc.unordered {
+				results = f.MapUnordered
+			}
+			seen := make([]int, n)
+			last := -1
+			for r := range results(context.Background(), poisonInputs(n, crash, loop)) {
+				seen[r.Index]++
+				if !tc.unordered && r.Index != last+1 {
+					t.Fatalf("result %d after %d: out of order", r.Index, last)
+				}
+				last = r.Index
+				var te *supervisor.TaskError
+				switch r.Index {
+				case crash:
+					if !errors.Is(r.Err, supervisor.ErrWorkerDied) || !errors.As(r.Err, &te) || te.ChunkInput != 0 {
+						t.Errorf("the crashing input: %v; want ErrWorkerDied, in a call of its own", r.Err)
+					}
+				case loop:
+					if !errors.Is(r.Err, supervisor.ErrTimeout) || !errors.As(r.Err, &te) || te.ChunkInput != 0 {
+						t.Errorf("the looping input: %v; want ErrTimeout, in a call of its own", r.Err)
+					}
+				default:
+					if r.Err != nil || r.Value != 2*r.Index {
+						t.Errorf("input %d: %d, %v", r.Index, r.Value, r.Err)
+					}
+				}
+			}
+			for i, c := range seen {
+				if c != 1 {
+					t.Fatalf("input %d ended %d times", i, c)
+				}
+			}
+			// The inputs went in chunks: far fewer calls were answered than inputs.
+			calls := 0
+			for _, w := range p.Stats().Workers {
+				calls += w.Tasks
+			}
+			if calls > n/4 {
+				t.Errorf("%d calls answered for %d inputs: they did not go in chunks", calls, n)
+			}
+			t.Logf("%d inputs in %d calls answered", n, calls)
+		})
+	}
+}

@@ -83,7 +83,7 @@ DEFAULT_MAX_FRAME = 64 << 20
 REUSE_MAX = 4 << 20  # frames up to this size are read into a buffer kept from frame to frame
 
 # Message kinds (docs/protocol.md, section 3).
-HELLO, CALL, RESULT, ERROR, CANCEL, HEARTBEAT, LOG, SHUTDOWN, PUT, REPORT = range(1, 11)
+HELLO, CALL, RESULT, ERROR, CANCEL, HEARTBEAT, LOG, SHUTDOWN, PUT, REPORT, CHUNK = range(1, 12)
 
 # The signal the reader thread sends the main thread to interrupt a cancelled handler.
 CANCEL_SIGNAL = signal.SIGUSR2
@@ -141,13 +141,14 @@ def handler(name=None, *, cancel="raise"):
 
 
 class _Task:
-    __slots__ = ("id", "name", "payload", "trace", "cancelled", "raise_on_cancel", "raised")
+    __slots__ = ("id", "name", "payload", "trace", "chunk", "cancelled", "raise_on_cancel", "raised")
 
-    def __init__(self, id, name, payload, trace=None):
+    def __init__(self, id, name, payload, trace=None, chunk=False):
         self.id = id
         self.name = name
         self.payload = payload
         self.trace = trace
+        self.chunk = chunk
         self.cancelled = False
         self.raise_on_cancel = False
         self.raised = False
@@ -326,11 +327,11 @@ class _Worker:
             if not isinstance(m, list) or not m or not isinstance(m[0], int):
                 raise _ProtocolError("frame %d: a message is not [kind, id, name, payload, error]" % n)
             kind = m[0]
-            if kind == CALL:
+            if kind == CALL or kind == CHUNK:
                 if len(m) < 3 or not isinstance(m[1], int) or not isinstance(m[2], str):
                     raise _ProtocolError("frame %d: a call without an id or a handler name" % n)
                 trace = m[5] if len(m) > 5 and isinstance(m[5], str) and len(m[5]) <= 256 else None
-                calls.append(_Task(m[1], m[2], m[3] if len(m) > 3 else None, trace))
+                calls.append(_Task(m[1], m[2], m[3] if len(m) > 3 else None, trace, kind == CHUNK))
             elif kind == CANCEL and len(m) > 1:
                 if calls:
                     self.enqueue(calls)
@@ -404,10 +405,30 @@ class _Worker:
                 self.by_id.pop(t.id, None)
 
     def execute(self, t):
+        """Runs one call, or each input of a chunk call, and returns its answer."""
         entry = _handlers.get(t.name)
         if entry is None:
             return [ERROR, t.id, None, None,
                     _error("unknown_handler", "no handler %r in this worker (it serves %s)" % (t.name, sorted(_handlers)))]
+        if t.chunk:
+            if not isinstance(t.payload, list) or not t.payload:
+                return [ERROR, t.id, None, None, _error("decode", "a chunk call's payload is not a list of inputs")]
+            outcomes = []
+            for item in t.payload:
+                if t.cancelled:
+                    break  # the inputs left did not run: the answer stops short of them
+                ok, value = self.invoke(t, entry, item)
+                if not ok and value["type"] == "Canceled":
+                    break
+                outcomes.append([0, value] if ok else [1, value])
+            return [RESULT, t.id, None, outcomes]
+        ok, value = self.invoke(t, entry, t.payload)
+        if ok:
+            return [RESULT, t.id, None, value]
+        return [ERROR, t.id, None, None, value]
+
+    def invoke(self, t, entry, payload):
+        """Runs the handler on one input: (True, result) or (False, error map)."""
         fn, mode = entry
         try:
             try:
@@ -416,16 +437,16 @@ class _Worker:
                 self.current = t
                 if t.cancelled:
                     raise Cancelled("task %d was cancelled before it started" % t.id)
-                out = fn(t.payload)
+                out = fn(payload)
             finally:
                 self.current = None  # from here on the cancel signal raises nothing
         except Cancelled as e:
-            return [ERROR, t.id, None, None, _error("Canceled", str(e) or "cancelled")]
+            return False, _error("Canceled", str(e) or "cancelled")
         except TaskError as e:
-            return [ERROR, t.id, None, None, _error(e.type, str(e), traceback.format_exc())]
+            return False, _error(e.type, str(e), traceback.format_exc())
         except BaseException as e:  # SystemExit and KeyboardInterrupt included: the worker goes on
-            return [ERROR, t.id, None, None, _error(type(e).__name__, str(e), traceback.format_exc())]
-        return [RESULT, t.id, None, out]
+            return False, _error(type(e).__name__, str(e), traceback.format_exc())
+        return True, out
 
     def beat(self, period, stopped):
         while not stopped.wait(period):
@@ -555,6 +576,7 @@ def serve():
         "language": "python",
         "handlers": sorted(_handlers),
         "concurrency": 1,
+        "chunks": True,
     }])
     stopped = threading.Event()
     period = _env_int("SUPERVISE_HEARTBEAT_MS", 1000) / 1000.0

@@ -103,7 +103,8 @@ func checkHello(s *suite) (string, error) {
 		for _, n := range h.Handlers {
 			s.handlers[n] = true
 		}
-		return fmt.Sprintf("pid %d, language %s, handlers %q, concurrency %d", h.Pid, h.Language, h.Handlers, max(1, h.Concurrency)), nil
+		s.chunks = h.Chunks
+		return fmt.Sprintf("pid %d, language %s, handlers %q, concurrency %d, chunks %v", h.Pid, h.Language, h.Handlers, max(1, h.Concurrency), h.Chunks), nil
 	})
 }
 

@@ -56,6 +56,7 @@ type suite struct {
 	command  []string
 	hello    time.Duration // how long a start waits for the hello
 	handlers map[string]bool
+	chunks   bool // its hello offers chunk calls
 }
 
 var battery = []check{
@@ -76,6 +77,7 @@ var battery = []check{
 	{"heartbeat", "sleep", checkHeartbeat},
 	{"reports", "report", checkReports},
 	{"trace context", "", checkTrace},
+	{"chunk calls", chunksNeeded, checkChunks},
 	{"shutdown message", "", checkShutdown},
 	{"nothing after a shutdown", "", checkAfterShutdown},
 	{"exit on stdin EOF", "sleep", checkEOF},
@@ -95,7 +97,9 @@ func Checks(ctx context.Context, command []string, hello time.Duration) iter.Seq
 			r := Result{Check: c.name}
 			t0 := time.Now()
 			switch {
-			case c.needs != "" && !s.handlers[c.needs]:
+			case c.needs == chunksNeeded && !s.chunks:
+				r.Status, r.Detail = Skip, "the worker's hello does not offer chunk calls"
+			case c.needs != "" && c.needs != chunksNeeded && !s.handlers[c.needs]:
 				r.Status, r.Detail = Skip, fmt.Sprintf("the worker serves no %q handler", c.needs)
 			default:
 				detail, err := c.run(s)

@@ -97,11 +97,16 @@ def _enqueue_and_wait(self, calls):
             self.cond.wait(0.01)
 worker._Worker.enqueue = _enqueue_and_wait`, []string{"batches and pipelining"}},
 		{"trace dropped", `worker.traceparent = lambda: None`, []string{"trace context"}},
+		{"a chunk run as one call", `_execute = worker._Worker.execute
+def _as_one_call(self, t):
+    t.chunk = False
+    return _execute(self, t)
+worker._Worker.execute = _as_one_call`, []string{"chunk calls"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cmd := pythonWorker(t, tc.extra)
-			s := &suite{command: cmd, hello: testHello, handlers: map[string]bool{"sleep": true, "traceparent": true}}
+			s := &suite{command: cmd, hello: testHello, handlers: map[string]bool{"sleep": true, "traceparent": true}, chunks: true}
 			for _, name := range tc.fails {
 				i := slices.IndexFunc(battery, func(c check) bool { return c.name == name })
 				detail, err := battery[i].run(s)

@@ -177,3 +177,15 @@ func chunkInputs(t *task) []msgpack.RawMessage {
 	items, _ := channel.ParseChunk(t.payload) // ours: it parses
 	return items
 }
+
+// inputEnded counts the outcome of an input of a chunk call, as settle counts a call's: in
+// Stats.Failures and in the metrics.
+func (p *Pool) inputEnded(handler string, err error) {
+	var kind string
+	if err != nil {
+		kind = p.failures.count(err)
+	}
+	if p.metrics != nil {
+		p.metrics.input(handler, err, kind)
+	}
+}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"maps"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/supervise-dev/supervise/supervisor"
 )
 
@@ -42,8 +46,9 @@ func TestChunksIsolatePoison(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// The time limit is a margin for a loaded machine: a chunk of 64 doubles takes
 			// microseconds, and only the looping input comes near it.
+			reg := prometheus.NewRegistry()
 			p, _ := startPool(t, supervisor.Config{Workers: 2, TaskTimeout: 2 * time.Second, CancelGrace: 200 * time.Millisecond,
-				Restart: supervisor.RestartPolicy{FailureThreshold: 1000}})
+				Restart: supervisor.RestartPolicy{FailureThreshold: 1000}, Metrics: reg})
 			f := supervisor.Bind[int, int](p, "poison").WithChunk(tc.chunk)
 			results := f.Map
 			if tc.unordered {
@@ -78,9 +83,32 @@ func TestChunksIsolatePoison(t *testing.T) {
 					t.Fatalf("input %d ended %d times", i, c)
 				}
 			}
+			// Each failure is counted once, with its cause: not the chunks' deaths.
+			st := p.Stats()
+			if want := map[string]int{"died": 1, "timeout": 1}; !maps.Equal(st.Failures, want) {
+				t.Errorf("Stats().Failures = %v, want %v", st.Failures, want)
+			}
+			// The metrics count inputs, not calls, each outcome once.
+			srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			defer srv.Close()
+			body := scrape(t, srv.URL)
+			for _, c := range []struct {
+				want   float64
+				name   string
+				labels []string
+			}{
+				{n, "supervise_tasks_submitted_total", []string{"handler", "poison"}},
+				{n - 2, "supervise_tasks_succeeded_total", []string{"handler", "poison"}},
+				{1, "supervise_tasks_failed_total", []string{"handler", "poison", "kind", "died"}},
+				{1, "supervise_tasks_failed_total", []string{"handler", "poison", "kind", "timeout"}},
+			} {
+				if got := value(t, body, c.name, c.labels...); got != c.want {
+					t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+				}
+			}
 			// The inputs went in chunks: far fewer calls were answered than inputs.
 			calls := 0
-			for _, w := range p.Stats().Workers {
+			for _, w := range st.Workers {
 				calls += w.Tasks
 			}
 			if calls > n/4 {
@@ -88,5 +116,36 @@ func TestChunksIsolatePoison(t *testing.T) {
 			}
 			t.Logf("%d inputs in %d calls answered", n, calls)
 		})
+	}
+}
+
+// SubmitChunk: a future per input; the input that crashes its worker fails alone, in a call
+// of its own, and the others succeed.
+func TestSubmitChunk(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	ins := make([]int, 100)
+	for i := range ins {
+		ins[i] = i
+	}
+	ins[40] = -1
+	ctx := context.Background()
+	futures := supervisor.Bind[int, int](p, "poison").SubmitChunk(ctx, ins)
+	if len(futures) != len(ins) {
+		t.Fatalf("%d futures for %d inputs", len(futures), len(ins))
+	}
+	for i, f := range futures {
+		v, err := f.Get(ctx)
+		var te *supervisor.TaskError
+		switch {
+		case i == 40:
+			if !errors.Is(err, supervisor.ErrWorkerDied) || !errors.As(err, &te) || te.ChunkInput != 0 {
+				t.Errorf("the crashing input: %v; want ErrWorkerDied, in a call of its own", err)
+			}
+		case err != nil || v != 2*i:
+			t.Errorf("input %d: %d, %v", i, v, err)
+		}
+	}
+	if got := p.Stats().Failures; !maps.Equal(got, map[string]int{"died": 1}) {
+		t.Errorf("Stats().Failures = %v, want one died", got)
 	}
 }

@@ -93,7 +93,9 @@ func (m *mapper[In, Out]) results(t *task, yield func(Result[Out]) bool, again f
 	m.sizer.answered(len(outs), time.Duration(t.took.Load()))
 	m.sizer.ended(t.chunk, len(outs) == t.chunk)
 	for i, o := range outs {
-		if !yield(itemResult[Out](t, i, o)) {
+		r := itemResult[Out](t, i, o)
+		m.f.pool.inputEnded(t.handler, r.Err)
+		if !yield(r) {
 			return false
 		}
 	}
@@ -104,6 +106,7 @@ func (m *mapper[In, Out]) results(t *task, yield func(Result[Out]) bool, again f
 		for i := len(outs); i < t.chunk; i++ {
 			te := t.error(rest)
 			te.ChunkInput = i + 1
+			m.f.pool.inputEnded(t.handler, te)
 			if !yield(Result[Out]{Index: t.index + i, Err: te}) {
 				return false
 			}
@@ -136,7 +139,7 @@ func (f Func[In, Out]) Map(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Re
 			var singles []*task // the inputs of a chunk sent again, in order
 			ok := m.results(t, yield, func(i int, in msgpack.RawMessage) {
 				o := m.o
-				o.index = i
+				o.index, o.again = i, true
 				singles = append(singles, f.pool.submit(ctx, f.name, in, o))
 			})
 			for _, s := range singles {
@@ -188,7 +191,7 @@ func (f Func[In, Out]) MapUnordered(ctx context.Context, inputs iter.Seq[In]) it
 			ok := m.results(t, yield, func(i int, in msgpack.RawMessage) { retry = append(retry, again{i, in}) })
 			for ok && len(retry) > 0 && calls < window {
 				o := m.o
-				o.index = retry[0].i
+				o.index, o.again = retry[0].i, true
 				f.pool.submit(ctx, f.name, retry[0].in, o)
 				calls++
 				retry = retry[1:]

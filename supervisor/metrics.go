@@ -50,13 +50,13 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 
 // submit counts a task submitted; the task remembers when, for its queue wait.
 func (m *poolMetrics) submit(t *task) {
-	m.submitted.WithLabelValues(t.handler).Inc()
+	m.submitted.WithLabelValues(t.handler).Add(float64(max(1, t.chunk))) // a chunk's inputs count one by one
 	t.submitted = time.Now()
 }
 
 // start counts a start of t's handler at now (the caller holds its worker's mu).
 func (m *poolMetrics) start(t *task, now time.Time) {
-	m.started.WithLabelValues(t.handler).Inc()
+	m.started.WithLabelValues(t.handler).Add(float64(max(1, t.chunk)))
 	if t.starts.Load() == 1 {
 		m.wait.WithLabelValues(t.handler).Observe(now.Sub(t.submitted).Seconds())
 	}
@@ -72,6 +72,15 @@ func (m *poolMetrics) settle(t *task, err error, kind string) {
 		return
 	}
 	m.failed.WithLabelValues(t.handler, kind).Inc()
+}
+
+// input counts the outcome of one input of a chunk call; kind is its failure's.
+func (m *poolMetrics) input(handler string, err error, kind string) {
+	if err == nil {
+		m.succeeded.WithLabelValues(handler).Inc()
+		return
+	}
+	m.failed.WithLabelValues(handler, kind).Inc()
 }
 
 // kill counts a worker killed.

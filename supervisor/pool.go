@@ -128,6 +128,7 @@ type taskOpts struct {
 	pin     *worker                  // only this worker may run it (Broadcast)
 	putTo   func(msgpack.RawMessage) // takes its follow-ups (Func.WithFollowUps)
 	chunk   int                      // in is a chunk of this many inputs (chunk.go)
+	again   bool                     // an input of a chunk, sent again alone: counted already (metrics)
 }
 
 // submit encodes in and queues a task for handler (for o.pin, on that worker). It always
@@ -167,7 +168,7 @@ func (p *Pool) newTask(ctx context.Context, handler string, o taskOpts) *task {
 	}
 	t := &task{id: p.nextTask.Add(1), handler: handler, ctx: ctx, notify: o.notify, index: o.index, retries: o.retries, chunk: o.chunk,
 		queue: o.queue, pinned: o.pin != nil, putTo: o.putTo, done: make(chan struct{}), metrics: p.metrics, failures: &p.failures}
-	if t.metrics != nil {
+	if t.metrics != nil && !o.again {
 		t.metrics.submit(t)
 	}
 	p.traceTask(t)

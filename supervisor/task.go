@@ -26,6 +26,8 @@ type task struct {
 	notify    chan<- *task                     // optional: receives the task once settled (MapUnordered)
 	index     int                              // position in a Map's input (a chunk's: its first input's)
 	chunk     int                              // a chunk call of this many inputs (its payload is their array); 0: a plain call
+	parts     []*task                          // a SubmitChunk's chunk: its inputs' own tasks, settled from its answer
+	resend    func(*task)                      // sends one of parts again alone
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
 	took      atomic.Int64                     // nanoseconds its handler ran, once answered
@@ -66,12 +68,14 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		return false
 	}
 	t.result, t.err = result, err
-	var kind string
-	if err != nil && t.failures != nil {
-		kind = t.failures.count(err)
-	}
-	if t.metrics != nil {
-		t.metrics.settle(t, err, kind)
+	if t.chunk == 0 { // a chunk's inputs are counted one by one (Pool.inputEnded)
+		var kind string
+		if err != nil && t.failures != nil {
+			kind = t.failures.count(err)
+		}
+		if t.metrics != nil {
+			t.metrics.settle(t, err, kind)
+		}
 	}
 	if t.span != nil {
 		endSpan(t, err)
@@ -87,6 +91,9 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 	}
 	if t.queue != nil {
 		t.queue.settled(t)
+	}
+	if t.parts != nil {
+		settleParts(t)
 	}
 	return true
 }

@@ -1,8 +1,9 @@
 // Command echo measures round trips through a supervise pool, in the format of
 // ../shared/bench/py_pool_echo.py so that bench/echo.sh can print them side by side: each task
-// sends PAYLOAD bytes to a worker, which returns them, one call message per task.
+// sends PAYLOAD bytes to a worker, which returns them. CHUNK is Func.WithChunk's: 0 (the
+// default) sizes chunks of consecutive tasks automatically, 1 sends one call message per task.
 //
-//	go run ./bench/echo TASKS PAYLOAD_BYTES [WORKERS]
+//	go run ./bench/echo TASKS PAYLOAD_BYTES [WORKERS [CHUNK]]
 package main
 
 import (
@@ -24,13 +25,17 @@ func main() {
 	child.Main()
 
 	if len(os.Args) < 3 {
-		log.Fatal("usage: echo TASKS PAYLOAD_BYTES [WORKERS]")
+		log.Fatal("usage: echo TASKS PAYLOAD_BYTES [WORKERS [CHUNK]]")
 	}
 	n, _ := strconv.Atoi(os.Args[1])
 	size, _ := strconv.Atoi(os.Args[2])
 	workers := runtime.NumCPU()
 	if len(os.Args) > 3 {
 		workers, _ = strconv.Atoi(os.Args[3])
+	}
+	chunk := 0
+	if len(os.Args) > 4 {
+		chunk, _ = strconv.Atoi(os.Args[4])
 	}
 	// Distinct inputs, as the Python peer uses.
 	pool := make([]byte, size+n)
@@ -42,7 +47,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer p.Close()
-	echo := supervisor.Bind[[]byte, []byte](p, "echo")
+	echo := supervisor.Bind[[]byte, []byte](p, "echo").WithChunk(chunk)
 	if _, err := echo.Call(ctx, nil); err != nil { // warm up, as the peer does
 		log.Fatal(err)
 	}
@@ -60,5 +65,5 @@ func main() {
 		}
 	}
 	dt := time.Since(start).Seconds()
-	fmt.Printf("supervise tasks=%d payload=%d workers=%d tasks/s=%.0f MiB/s=%.1f\n", n, size, workers, float64(n)/dt, float64(n*size)/dt/(1<<20))
+	fmt.Printf("supervise tasks=%d payload=%d workers=%d chunk=%d tasks/s=%.0f MiB/s=%.1f\n", n, size, workers, chunk, float64(n)/dt, float64(n*size)/dt/(1<<20))
 }

@@ -18,6 +18,7 @@ import (
 // runFlags are the flags of supervise run.
 type runFlags struct {
 	call       string
+	chunk      int
 	json       bool
 	keepOrder  bool
 	tracebacks bool
@@ -88,6 +89,7 @@ could not start, bad input), 128+N on signal N.`,
 	cmd.Flags().StringVar(&rf.call, "call", "", "the handler each line is a task for (default: the worker's only handler)")
 	cmd.Flags().BoolVar(&rf.json, "json", false, "each input line is a JSON value, and results are printed as JSON")
 	cmd.Flags().BoolVarP(&rf.keepOrder, "keep-order", "k", false, "print results in input order (default: as they finish)")
+	cmd.Flags().IntVar(&rf.chunk, "chunk", 0, "lines per call: 0 sizes chunks of consecutive small lines from the time they take (about 2 ms a call); 1 sends each line alone; N sends N (a local pool's workers that offer chunks)")
 	cmd.Flags().BoolVar(&rf.tracebacks, "tracebacks", false, "print each failed task's traceback (or its worker's stderr tail) under its error line")
 	rf.logFlags.add(cmd.Flags(), "line")
 	return cmd
@@ -165,6 +167,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		what     = map[uint64]string{}
 	)
 	outstanding := 0
+	chunks := lineChunks{fixed: rf.chunk}
 	// logged ends a line's job: its line in the job log, and its count against --halt.
 	logged := func(line, size int, text []byte, start time.Time, received int, failed bool) {
 		e := jobEntry{Seq: line, Start: start, Runtime: time.Since(start), Send: int64(size), Receive: int64(received), Command: string(text)}
@@ -188,6 +191,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	}
 	emit := func(t *runTask) {
 		outstanding--
+		chunks.took(t.f)
 		view.hashed(1, int64(t.size))
 		res, err := t.f.Get(context.Background())
 		if err != nil && (interrupted(ctx, err) || ends.halted && tasks.Err() != nil && errors.Is(err, context.Canceled)) {
@@ -208,35 +212,46 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	}
 	stopped := ctx.Done()
 	for lines != nil || len(queued) > 0 || outstanding > 0 {
-		for len(queued) > 0 && outstanding < window && !ends.halted { // room for another line
-			it := queued[0]
-			queued = queued[1:]
-			if it.fatal {
-				inputErr = it.err
-				continue
+		// Room for another call: for a chunk's worth of lines (a chunk sent into each slot
+		// as it frees would hold one line).
+		for size := chunks.next(job.pool != nil, window); len(queued) > 0 && outstanding+min(size, len(queued)) <= window && !ends.halted; size = chunks.next(job.pool != nil, window) {
+			var batch []*runTask
+			var payloads []msgpack.RawMessage
+			for len(queued) > 0 && outstanding+len(batch) < window && len(batch) < size && !ends.halted {
+				it := queued[0]
+				queued = queued[1:]
+				if it.fatal {
+					inputErr = it.err
+					continue
+				}
+				if past.skip(it.n, "", false, rf.resumeFailed) {
+					continue
+				}
+				total++
+				bytesIn += int64(it.size)
+				view.found(1, int64(it.size))
+				if it.err != nil {
+					view.hashed(1, int64(it.size))
+					logged(it.n, it.size, it.text, time.Now(), 0, true)
+					fail(it.n, it.err)
+					continue
+				}
+				chunks.line(it.size)
+				batch = append(batch, &runTask{line: it.n, size: it.size, text: it.text, start: time.Now()})
+				payloads = append(payloads, it.payload)
 			}
-			if past.skip(it.n, "", false, rf.resumeFailed) {
-				continue
-			}
-			total++
-			bytesIn += int64(it.size)
-			view.found(1, int64(it.size))
-			if it.err != nil {
-				view.hashed(1, int64(it.size))
-				logged(it.n, it.size, it.text, time.Now(), 0, true)
-				fail(it.n, it.err)
-				continue
-			}
-			t := &runTask{line: it.n, size: it.size, text: it.text, start: time.Now(),
-				f: submitTo[msgpack.RawMessage, msgpack.RawMessage](tasks, job, rf.call, it.payload)}
-			if job.means != nil {
-				what[t.f.ID()] = fmt.Sprintf("line %d", it.n)
-			}
-			outstanding++
-			if rf.keepOrder {
-				pending = append(pending, t)
-			} else {
-				t.f.OnDone(func() { finished <- t }) // never blocks: at most window tasks are outstanding
+			for i, f := range submitLines(tasks, job, rf.call, payloads) {
+				t := batch[i]
+				t.f = f
+				if job.means != nil {
+					what[t.f.ID()] = fmt.Sprintf("line %d", t.line)
+				}
+				outstanding++
+				if rf.keepOrder {
+					pending = append(pending, t)
+				} else {
+					t.f.OnDone(func() { finished <- t }) // never blocks: at most window tasks are outstanding
+				}
 			}
 		}
 		var in chan []inputLine // more lines, once those read are all submitted

@@ -1,0 +1,34 @@
+"""The worker of supervise run's chunk test. work(line) answers "ok N" for line "N", except:
+N in CRASH exits the worker at once; N divisible by 997 raises ValueError. Each chunk call it
+runs is noted, with its size, in the file $CHUNK_LOG."""
+import os
+
+import supervise_worker as worker
+
+CRASH = {3333}
+
+_execute = worker._Worker.execute
+
+
+def _noting(self, t):
+    if t.chunk:
+        with open(os.environ["CHUNK_LOG"], "a") as f:
+            f.write("%d\n" % len(t.payload))
+    return _execute(self, t)
+
+
+worker._Worker.execute = _noting
+
+
+@worker.handler
+def work(line):
+    n = int(line)
+    if n in CRASH:
+        os._exit(3)
+    if n % 997 == 0:
+        raise ValueError("%d is a multiple of 997" % n)
+    return "ok %d" % n
+
+
+if __name__ == "__main__":
+    worker.main()

@@ -1,0 +1,89 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/supervise-dev/supervise/channel"
+)
+
+// SubmitChunk queues ins as one chunk call (see WithChunk) and returns a future for each: each
+// input ends on its own, with its own result or error, exactly as if submitted alone. It is
+// for callers that want futures rather than Map's iterator (supervise run does). One input,
+// a pool whose workers do not run chunks, or a Config.Plugin pool: each input goes in a call
+// of its own. Keep a chunk small (a few milliseconds of work, under the frame limit): its
+// inputs wait for one another's answers.
+func (f Func[In, Out]) SubmitChunk(ctx context.Context, ins []In) []*Future[Out] {
+	out := make([]*Future[Out], len(ins))
+	p := f.pool
+	if len(ins) == 1 || p.noChunks.Load() {
+		for i, in := range ins {
+			out[i] = f.Submit(ctx, in)
+		}
+		return out
+	}
+	o := taskOpts{retries: f.retries, putTo: f.putTo}
+	room := channel.FrameRoom(p.cfg.MaxFrame)
+	buf := channel.ChunkHeader(make([]byte, 0, 5+64*len(ins)), 0)
+	var parts []*task
+	var ends []int
+	for i, in := range ins {
+		t := p.newTask(ctx, f.name, o)
+		out[i] = &Future[Out]{t}
+		mark := len(buf)
+		b, err := channel.AppendValue(buf, in)
+		switch {
+		case err != nil:
+			t.fail(nil, fmt.Errorf("encoding the input: %w", err))
+		case channel.CallSize(f.name, len(b)-mark, false) > room:
+			t.fail(nil, fmt.Errorf("%w: %d bytes encoded (Config.MaxFrame)", ErrTooLarge, len(b)-mark))
+		default:
+			buf = b
+			parts = append(parts, t)
+			ends = append(ends, len(buf))
+			continue
+		}
+		buf = b[:mark]
+	}
+	start := 5
+	for i, t := range parts {
+		t.payload, start = buf[start:ends[i]:ends[i]], ends[i]
+	}
+	switch {
+	case len(parts) == 1:
+		p.enqueue(parts[0], o)
+	case len(parts) > 1:
+		channel.SetChunkCount(buf, len(parts))
+		c := p.newTask(ctx, f.name, taskOpts{chunk: len(parts), again: true}) // its inputs were counted
+		c.payload, c.parts = buf, parts
+		c.resend = func(t *task) { p.enqueue(t, o) }
+		p.enqueue(c, taskOpts{})
+	}
+	return out
+}
+
+// settleParts gives each input of chunk c, now settled, its outcome: the answer's; for those
+// it has none for, c's error where that is the caller's cancel or the pool's end; else a call
+// of its own (the input that killed c's worker fails alone).
+func settleParts(c *task) {
+	outs, rest := split(c)
+	took := c.took.Load() / int64(max(1, len(outs)))
+	for i, t := range c.parts {
+		switch {
+		case i < len(outs):
+			t.starts.Store(c.starts.Load())
+			t.took.Store(took)
+			if e := outs[i].Err; e != nil {
+				te := t.error(e)
+				te.ChunkInput = i + 1
+				t.settle(nil, te)
+			} else {
+				t.settle(outs[i].Value, nil)
+			}
+		case rest != nil:
+			t.fail(nil, rest)
+		default:
+			c.resend(t)
+		}
+	}
+}

@@ -31,13 +31,7 @@ func Marshal(v any) (msgpack.RawMessage, error) {
 		out := make([]byte, 0, len(x)+5)
 		return append(appendBinHeader(out, len(x)), x...), nil
 	}
-	pe := encoders.Get().(*pooledEncoder)
-	defer encoders.Put(pe)
-	pe.buf.Reset()
-	if err := pe.enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.Clone(pe.buf.Bytes()), nil
+	return AppendValue(nil, v)
 }
 
 // Unmarshal decodes a payload into v, a pointer. A payload nested deeper than MaxDepth is

@@ -148,7 +148,7 @@ running and is replaced.`,
 	root.PersistentFlags().StringVar(&pf.cpuProfile, "cpuprofile", "", "write CPU profiles: FILE for the parent, FILE.worker-PID for each worker")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().StringVar(&pf.metrics, "metrics", "", "serve Prometheus metrics of the pool at http://ADDR/metrics while the command runs (run, exec, digest, worker; docs/metrics.md)")
-	root.PersistentFlags().StringVar(&pf.ui, "ui", "", "serve a live web view of the pool at http://ADDR/ while the command runs (run, exec, digest, worker); on serve: of every machine of every queue")
+	root.PersistentFlags().StringVar(&pf.ui, "ui", "", "serve a live web view of the pool at http://ADDR/ while the command runs (run, exec, digest, worker); on serve: of every machine of every queue. It asks for no credentials: keep ADDR on loopback, or behind a proxy that does")
 	root.PersistentFlags().BoolVar(&pf.progress, "progress", false, "show the live view (job progress, a bar per core) on stderr even when it is not a terminal")
 	root.PersistentFlags().VarPF(orderedBool{&pf.quiet, &pf.quietAt}, "quiet", "q", "no live view, even on a terminal (digest -c: and no OK lines, as sha512sum -c --quiet)").NoOptDefVal = "true"
 	root.PersistentFlags().BoolVar(&pf.report, "report", false, "print a report on stderr after the job: wall and CPU time, efficiency, per-core and per-worker use, slowest tasks")

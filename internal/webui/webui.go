@@ -155,16 +155,16 @@ type supervisorTaskTime struct {
 }
 
 func (v *view) state(w http.ResponseWriter, _ *http.Request) {
-	ms := v.machines()
-	out := state{Title: v.title, Now: time.Now(), Machines: make([]machineState, 0, len(ms))}
+	machines := v.machines()
+	out := state{Title: v.title, Now: time.Now(), Machines: make([]machineState, 0, len(machines))}
 	v.mu.Lock()
 	seen := map[string]bool{}
-	for _, m := range ms {
+	for _, m := range machines {
 		m = Sanitize(m)
-		ms := v.machine(m)
+		row := v.machine(m)
 		key := m.Queue + "\x00" + m.Name
 		seen[key] = true
-		ended := ms.Done + ms.Failed
+		ended := row.Done + row.Failed
 		prev, ok := v.last[key]
 		switch {
 		case !ok || m.Stats.Taken.Before(prev.at) || ended < prev.ended:
@@ -172,11 +172,11 @@ func (v *view) state(w http.ResponseWriter, _ *http.Request) {
 		case m.Stats.Taken.Sub(prev.at) >= 500*time.Millisecond:
 			rate := float64(ended-prev.ended) / m.Stats.Taken.Sub(prev.at).Seconds()
 			v.last[key] = sample{at: m.Stats.Taken, ended: ended, rate: rate}
-			ms.TasksPerSecond = rate
+			row.TasksPerSecond = rate
 		default:
-			ms.TasksPerSecond = prev.rate
+			row.TasksPerSecond = prev.rate
 		}
-		out.Machines = append(out.Machines, ms)
+		out.Machines = append(out.Machines, row)
 	}
 	for key := range v.last {
 		if !seen[key] {

@@ -172,8 +172,9 @@ func (w *worker) sendCancel(id uint64) {
 	if held && t.stopCall != nil {
 		t.stopCall()
 	}
+	closing := held && t.closing // guarded by mu: Shutdown's cancelAll sets it
 	w.mu.Unlock()
-	if waiting && t.ctx.Err() != nil && !t.closing {
+	if waiting && t.ctx.Err() != nil && !closing {
 		t.fail(nil, context.Cause(t.ctx))
 	}
 	if held {

@@ -26,11 +26,21 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for desc, name := range map[*prometheus.Desc]string{descQueued: c.s.cfg.tasksStream(), descDead: c.s.cfg.deadStream()} {
-		st, err := c.s.js.Stream(ctx, name)
+		n, err := c.s.messages(ctx, name)
 		if err != nil {
 			ch <- prometheus.NewInvalidMetric(desc, err)
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(st.CachedInfo().State.Msgs), c.s.cfg.Queue)
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n), c.s.cfg.Queue)
 	}
+}
+
+// messages is how many messages stream name holds, as the server counts them: for the tasks
+// stream, the queue's depth (taken or not); for the dead-letter stream, its dead letters.
+func (s *streams) messages(ctx context.Context, name string) (int64, error) {
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	return int64(st.CachedInfo().State.Msgs), nil
 }

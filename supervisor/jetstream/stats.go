@@ -55,11 +55,11 @@ func (m *machine) publishOnce(ctx context.Context, interval time.Duration, gone 
 	ms := MachineStats{Machine: m.name, ID: m.live.id, Queue: m.cfg.Queue, Stats: m.pool.Stats(), Interval: interval, Gone: gone, Queued: -1, DeadLetters: -1}
 	ask, cancel := context.WithTimeout(ctx, interval)
 	defer cancel()
-	if st, err := m.s.js.Stream(ask, m.cfg.tasksStream()); err == nil {
-		ms.Queued = int64(st.CachedInfo().State.Msgs)
+	if n, err := m.s.messages(ask, m.cfg.tasksStream()); err == nil {
+		ms.Queued = n
 	}
-	if st, err := m.s.js.Stream(ask, m.cfg.deadStream()); err == nil {
-		ms.DeadLetters = int64(st.CachedInfo().State.Msgs)
+	if n, err := m.s.messages(ask, m.cfg.deadStream()); err == nil {
+		ms.DeadLetters = n
 	}
 	body, err := json.Marshal(ms)
 	if err != nil {

@@ -145,3 +145,39 @@ func (r *reader) outcome(o *ChunkOutcome) error {
 	}
 	return nil
 }
+
+// A put (kind 9) sent while a chunk call runs says which of the chunk's inputs put it: its
+// payload is the array [k, item], k the input's position in the chunk, counted from 0. The
+// parent keeps a chunk's puts until its answer, and enters only those of the inputs answered:
+// an input that goes again alone (its worker died) puts its items again itself.
+
+// ChunkPut is the payload of a put of item (encoded) by input k of a chunk.
+func ChunkPut(k int, item msgpack.RawMessage) []byte {
+	b := append(make([]byte, 0, 10+len(item)), 0x92)
+	b = appendUint(b, uint64(k))
+	if len(item) == 0 {
+		return append(b, msgpackNil)
+	}
+	return append(b, item...)
+}
+
+// ParseChunkPut reads the payload of a put sent during a chunk of n inputs: the input that put
+// it, and the item, which aliases payload.
+func ParseChunkPut(payload []byte, n int) (k int, item msgpack.RawMessage, err error) {
+	r := reader{b: payload}
+	if l, err := r.arrayLen(); err != nil || l != 2 {
+		return 0, nil, fmt.Errorf("%w: a put during a chunk is not [input, item]", ErrDecode)
+	}
+	u, err := r.uint()
+	if err != nil || u >= uint64(n) {
+		return 0, nil, fmt.Errorf("%w: a put during a chunk of %d inputs names no input of it", ErrDecode, n)
+	}
+	start, err := r.skip()
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: the item of a put during a chunk: %v", ErrDecode, err)
+	}
+	if r.i != len(payload) {
+		return 0, nil, fmt.Errorf("%w: %d bytes after the item of a put during a chunk", ErrDecode, len(payload)-r.i)
+	}
+	return int(u), payload[start:r.i:r.i], nil
+}

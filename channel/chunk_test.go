@@ -70,3 +70,32 @@ func FuzzChunkOutcomes(f *testing.F) {
 		}
 	})
 }
+
+func TestChunkPut(t *testing.T) {
+	item, _ := Marshal(map[string]any{"dir": "a/b"})
+	for _, k := range []int{0, 1, 127, 128, 70000} {
+		gotK, got, err := ParseChunkPut(ChunkPut(k, item), 70001)
+		if err != nil || gotK != k || !bytes.Equal(got, item) {
+			t.Errorf("k=%d: got %d %x, %v", k, gotK, got, err)
+		}
+	}
+	if _, got, err := ParseChunkPut(ChunkPut(0, nil), 1); err != nil || !bytes.Equal(got, []byte{msgpackNil}) {
+		t.Errorf("a nil item: %x, %v", got, err)
+	}
+	bad := map[string][]byte{
+		"not an array":   item,
+		"three elements": {0x93, 0, 1, 2},
+		"k out of range": ChunkPut(3, item),
+		"negative k":     {0x92, 0xff, 1},
+		"k a string":     {0x92, 0xa1, 'a', 1},
+		"no item":        {0x92, 0},
+		"trailing bytes": append(ChunkPut(0, item), 0xc0),
+		"truncated item": ChunkPut(0, item)[:5],
+		"empty":          {},
+	}
+	for name, p := range bad {
+		if _, _, err := ParseChunkPut(p, 3); !errors.Is(err, ErrDecode) {
+			t.Errorf("%s: %v, want ErrDecode", name, err)
+		}
+	}
+}

@@ -12,8 +12,10 @@ var ErrNotInHandler = errors.New("child: not called with a handler's context")
 
 // running is what a handler's context knows of its call.
 type running struct {
-	w  *worker
-	id uint64
+	w     *worker
+	id    uint64
+	chunk bool // the call is a chunk; input is the position of the input running
+	input int
 }
 
 type runningKey struct{}
@@ -41,6 +43,9 @@ func send(ctx context.Context, kind channel.Kind, v any) error {
 	payload, err := channel.Marshal(v)
 	if err != nil {
 		return err
+	}
+	if r.chunk && kind == channel.KindPut { // says which input put it (docs/protocol.md, section 3)
+		payload = channel.ChunkPut(r.input, payload)
 	}
 	return r.w.send(channel.Message{Kind: kind, ID: r.id, Payload: payload})
 }

@@ -274,11 +274,12 @@ func (w *worker) executeChunk(c *call, h rawHandler) channel.Message {
 	}
 	b := channel.ChunkHeader(nil, 0)
 	done := 0
-	for _, item := range items {
+	for i, item := range items {
 		if c.ctx.Err() != nil {
 			break
 		}
-		out, re := invoke(c.ctx, h, item)
+		ctx := context.WithValue(c.ctx, runningKey{}, &running{w: w, id: c.id, chunk: true, input: i})
+		out, re := invoke(ctx, h, item)
 		o := channel.ChunkOutcome{Err: re, Value: out.Payload}
 		if re == nil && out.Bin != nil {
 			o.Value, _ = channel.AppendValue(nil, out.Bin)

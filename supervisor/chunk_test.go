@@ -122,7 +122,8 @@ func TestChunksIsolatePoison(t *testing.T) {
 // SubmitChunk: a future per input; the input that crashes its worker fails alone, in a call
 // of its own, and the others succeed.
 func TestSubmitChunk(t *testing.T) {
-	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	reg := prometheus.NewRegistry()
+	p, _ := startPool(t, supervisor.Config{Workers: 1, Metrics: reg})
 	ins := make([]int, 100)
 	for i := range ins {
 		ins[i] = i
@@ -147,5 +148,12 @@ func TestSubmitChunk(t *testing.T) {
 	}
 	if got := p.Stats().Failures; !maps.Equal(got, map[string]int{"died": 1}) {
 		t.Errorf("Stats().Failures = %v, want one died", got)
+	}
+	// The chunk's queue wait is from its inputs' submission. It used to be from the year 1:
+	// some 2e9 seconds. 600 s is a margin for a loaded machine over the milliseconds it takes.
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	if sum := value(t, scrape(t, srv.URL), "supervise_task_queue_wait_seconds_sum", "handler", "poison"); sum < 0 || sum > 600 {
+		t.Errorf("queue waits of %v s in all", sum)
 	}
 }

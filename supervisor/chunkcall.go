@@ -55,7 +55,7 @@ func (f Func[In, Out]) SubmitChunk(ctx context.Context, ins []In) []*Future[Out]
 	case len(parts) > 1:
 		channel.SetChunkCount(buf, len(parts))
 		c := p.newTask(ctx, f.name, taskOpts{chunk: len(parts), again: true}) // its inputs were counted
-		c.payload, c.parts = buf, parts
+		c.payload, c.parts, c.submitted = buf, parts, parts[0].submitted
 		c.resend = func(t *task) { p.enqueue(t, o) }
 		p.enqueue(c, taskOpts{})
 	}
@@ -67,6 +67,9 @@ func (f Func[In, Out]) SubmitChunk(ctx context.Context, ins []In) []*Future[Out]
 // of its own (the input that killed c's worker fails alone).
 func settleParts(c *task) {
 	outs, rest := split(c)
+	if c.gather != nil {
+		c.gather.ended(c, outs)
+	}
 	took := c.took.Load() / int64(max(1, len(outs)))
 	for i, t := range c.parts {
 		switch {

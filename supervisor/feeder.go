@@ -53,6 +53,11 @@ func (w *worker) send() {
 			}
 			continue
 		}
+		for i, t := range tasks {
+			if t.gather != nil { // a queue's chunk: it gathers no more items
+				tasks[i] = t.gather.seal(t)
+			}
+		}
 		now := w.p.clock.now()
 		w.mu.Lock()
 		live := tasks[:0]

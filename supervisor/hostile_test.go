@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,7 +21,8 @@ import (
 // input 13, where it does what SUPERVISE_TEST_HOSTILE says: the hostile-peer suite's attacker.
 func hostileWorker(action string) {
 	conn := channel.NewConn(os.Stdin, os.Stdout, channel.Options{})
-	hello := channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: []string{"square"}}
+	chunks := strings.HasPrefix(action, "chunk-")
+	hello := channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: []string{"square"}, Chunks: chunks}
 	payload, _ := channel.Marshal(hello)
 	if action == "deep-hello" { // an extra hello key nested far too deep
 		payload = append(append([]byte{0x85}, payload[1:]...), 0xa5, 'e', 'x', 't', 'r', 'a')
@@ -32,18 +35,54 @@ func hostileWorker(action string) {
 			os.Exit(0)
 		}
 		for _, m := range msgs {
+			if m.Kind == channel.KindChunk {
+				answerChunk(action, conn, m)
+				continue
+			}
 			if m.Kind != channel.KindCall {
 				continue
 			}
 			var x int
 			_ = channel.Unmarshal(m.Payload, &x)
-			if x == 13 && misbehaveOn(action, conn, m.ID) {
+			if x == 0 && chunks { // the test's gate: the items put meanwhile gather in chunks
+				if f, err := os.Open(os.Getenv("SUPERVISE_TEST_GATE")); err == nil {
+					_, _ = io.Copy(io.Discard, f)
+					f.Close()
+				}
+			}
+			if x == 13 && !chunks && misbehaveOn(action, conn, m.ID) {
 				continue
 			}
 			res, _ := channel.Marshal(x * x)
 			_ = conn.Send(channel.Message{Kind: channel.KindResult, ID: m.ID, Payload: res})
 		}
 	}
+}
+
+// answerChunk answers a chunk call with its inputs squared; on the input 13 it first does
+// action with follow-up puts (the chunk's items are put on a queue).
+func answerChunk(action string, conn *channel.Conn, m channel.Message) {
+	items, _ := channel.ParseChunk(m.Payload)
+	b := channel.ChunkHeader(nil, len(items))
+	for k, item := range items {
+		var x int
+		_ = channel.Unmarshal(item, &x)
+		if x == 13 {
+			switch action {
+			case "chunk-bad-put": // a put naming an input the chunk does not have
+				one, _ := channel.Marshal(1)
+				_ = conn.Send(channel.Message{Kind: channel.KindPut, ID: m.ID, Payload: channel.ChunkPut(len(items), one)})
+			case "chunk-put-flood": // 20 MiB of follow-ups
+				mib, _ := channel.Marshal(make([]byte, 1<<20))
+				for range 20 {
+					_ = conn.Send(channel.Message{Kind: channel.KindPut, ID: m.ID, Payload: channel.ChunkPut(k, mib)})
+				}
+			}
+		}
+		res, _ := channel.Marshal(x * x)
+		b = channel.AppendChunkOutcome(b, channel.ChunkOutcome{Value: res})
+	}
+	_ = conn.Send(channel.Message{Kind: channel.KindResult, ID: m.ID, Payload: b})
 }
 
 // misbehaveOn does action while answering call id; it reports whether it answered the call.
@@ -212,5 +251,55 @@ func TestHostileSilentButBusyIsNotHung(t *testing.T) {
 	// two samples.
 	if err := squares(t, "spin-silent", supervisor.Config{HangTimeout: time.Second}); err != nil {
 		t.Fatalf("a silent worker using CPU: %v", err)
+	}
+}
+
+// A chunk of queue items whose follow-ups break the rules (a put naming an input the chunk
+// does not have; more follow-ups than a chunk may keep before its answer) fails, with a
+// warning that says why, and its items go again one per call: no follow-up of it is put, and
+// every item ends once, answered.
+func TestHostileChunkPuts(t *testing.T) {
+	for _, tc := range []struct{ action, want string }{
+		{"chunk-bad-put", "names no input"},
+		{"chunk-put-flood", "bytes of follow-ups before its answer"},
+	} {
+		t.Run(tc.action, func(t *testing.T) {
+			gate := filepath.Join(t.TempDir(), "gate")
+			if err := syscall.Mkfifo(gate, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p, logs := startPool(t, supervisor.Config{Workers: 1, InFlight: 1,
+				Env: []string{"SUPERVISE_TEST_MODE=hostile", "SUPERVISE_TEST_HOSTILE=" + tc.action, "SUPERVISE_TEST_GATE=" + gate}})
+			ctx := context.Background()
+			q := supervisor.NewQueue[int, int](p, "square", supervisor.QueueConfig{Chunk: 16})
+			var gateOpen *os.File
+			for x := range 200 { // 0 holds the worker until the gate opens; the others gather in chunks
+				if err := q.Put(ctx, x); err != nil {
+					t.Fatal(err)
+				}
+				if x == 0 {
+					f, err := os.OpenFile(gate, os.O_WRONLY, 0) // returns once 0 runs
+					if err != nil {
+						t.Fatal(err)
+					}
+					gateOpen = f
+				}
+			}
+			gateOpen.Close()
+			q.Close()
+			seen := map[int]bool{}
+			for r := range q.Results(ctx) {
+				if r.Err != nil || seen[r.Index] || r.Index >= 200 || r.Value != r.Index*r.Index {
+					t.Fatalf("item %d: %d, %v (seen before: %v)", r.Index, r.Value, r.Err, seen[r.Index])
+				}
+				seen[r.Index] = true
+			}
+			if len(seen) != 200 {
+				t.Fatalf("%d items ended, want 200", len(seen))
+			}
+			if out := logs.String(); !strings.Contains(out, "failing a chunk call") || !strings.Contains(out, tc.want) {
+				t.Errorf("no warning naming %q; logs:\n%s", tc.want, logs)
+			}
+		})
 	}
 }

@@ -125,6 +125,34 @@ func TestMain(m *testing.M) {
 		}
 		return 2 * n, nil
 	})
+	// queuepoison is poison for queues: n >= 0 is doubled, and a multiple of 10 first puts
+	// the follow-up -(n+10), which fails with the error "follow-up of n"; -1 crashes the
+	// worker, -2 spins deaf to its context until killed, and -3 and -4 wait until the FIFO
+	// $SUPERVISE_TEST_GATE.3 (or .4) is opened and closed by the test, then fail with "gate".
+	child.Handle("queuepoison", func(ctx context.Context, n int) (int, error) {
+		switch {
+		case n == -1:
+			os.Exit(3)
+		case n == -2:
+			for spin(time.Second) >= 0 {
+			}
+		case n == -3 || n == -4:
+			f, err := os.Open(fmt.Sprintf("%s.%d", os.Getenv("SUPERVISE_TEST_GATE"), -n))
+			if err != nil {
+				return 0, err
+			}
+			_, _ = io.Copy(io.Discard, f)
+			f.Close()
+			return 0, errors.New("gate")
+		case n <= -10:
+			return 0, fmt.Errorf("follow-up of %d", -n-10)
+		case n%10 == 0:
+			if err := child.Put(ctx, -(n + 10)); err != nil {
+				return 0, err
+			}
+		}
+		return 2 * n, nil
+	})
 	// chaos misbehaves on some inputs: multiples of 17 crash the worker, of 23 panic, of 29
 	// return an error; the rest are doubled.
 	child.Handle("chaos", func(_ context.Context, n int) (int, error) {

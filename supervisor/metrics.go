@@ -57,7 +57,7 @@ func (m *poolMetrics) submit(t *task) {
 // start counts a start of t's handler at now (the caller holds its worker's mu).
 func (m *poolMetrics) start(t *task, now time.Time) {
 	m.started.WithLabelValues(t.handler).Add(float64(max(1, t.chunk)))
-	if t.starts.Load() == 1 {
+	if t.starts.Load() == 1 && !t.submitted.IsZero() {
 		m.wait.WithLabelValues(t.handler).Observe(now.Sub(t.submitted).Seconds())
 	}
 }

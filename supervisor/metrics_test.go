@@ -40,6 +40,7 @@ func scrape(t *testing.T, url string) []byte {
 }
 
 // value is the sample of metric name with labels (name=value pairs) in a scrape; -1 if none.
+// A histogram's is its count of observations; name_sum gives their sum.
 func value(t *testing.T, body []byte, name string, labels ...string) float64 {
 	t.Helper()
 	parser := expfmt.NewTextParser(model.LegacyValidation)
@@ -47,7 +48,11 @@ func value(t *testing.T, body []byte, name string, labels ...string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	base, sum := strings.CutSuffix(name, "_sum")
 	f := families[name]
+	if f == nil && sum {
+		f = families[base]
+	}
 	if f == nil {
 		return -1
 	}
@@ -63,6 +68,8 @@ next:
 			return m.Counter.GetValue()
 		case m.Gauge != nil:
 			return m.Gauge.GetValue()
+		case m.Histogram != nil && sum:
+			return m.Histogram.GetSampleSum()
 		case m.Histogram != nil:
 			return float64(m.Histogram.GetSampleCount())
 		}

@@ -135,9 +135,16 @@ type taskOpts struct {
 // returns a task that will be settled exactly once.
 func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *task {
 	t := p.newTask(ctx, handler, o)
+	p.load(t, in, o)
+	return t
+}
+
+// load encodes in as t's input and queues t; if it cannot go, t fails.
+func (p *Pool) load(t *task, in any, o taskOpts) {
+	handler := t.handler
 	if p.cfg.Plugin != nil {
 		t.fail(nil, errPluginPool)
-		return t
+		return
 	}
 	size := 0
 	if b, ok := in.([]byte); ok && b != nil {
@@ -146,16 +153,15 @@ func (p *Pool) submit(ctx context.Context, handler string, in any, o taskOpts) *
 		payload, err := channel.Marshal(in)
 		if err != nil {
 			t.fail(nil, fmt.Errorf("encoding the input: %w", err))
-			return t
+			return
 		}
 		t.payload, size = payload, len(payload)
 	}
 	if call, room := channel.CallSize(handler, size, t.bin != nil)+channel.TraceSize(t.trace), channel.FrameRoom(p.cfg.MaxFrame); call > room {
 		t.fail(nil, fmt.Errorf("%w: %d bytes encoded, a frame holds %d of input at most (Config.MaxFrame)", ErrTooLarge, size, size-(call-room)))
-		return t
+		return
 	}
 	p.enqueue(t, o)
-	return t
 }
 
 // newTask makes the task for one call of handler.

@@ -60,6 +60,8 @@ func (w *worker) read(conn *channel.Conn) error {
 					if _, ok := t.reports.Add(m.Payload, w.p.cfg.MaxReportBytes); !ok {
 						w.overflow(t, len(m.Payload))
 					}
+				case t.gather != nil:
+					t.gather.put(w, t, m.Payload)
 				case t.queue != nil:
 					t.queue.followUp(t, m.Payload)
 				case t.putTo != nil:
@@ -110,6 +112,8 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 		t.fail(w, fmt.Errorf("%w: the handler put follow-up work, but the task was submitted to the pool", ErrNotInQueue))
 	case t.badReport:
 		t.fail(w, ErrQueueReport)
+	case t.gather != nil && t.gather.failing() != nil:
+		t.fail(w, t.gather.failing()) // its inputs go again one per call
 	case remote == nil:
 		w.tasksDone.Add(1) // counted before settle wakes the caller, who may read Stats next
 		if !t.settle(result, nil) {

@@ -28,6 +28,7 @@ type task struct {
 	chunk     int                              // a chunk call of this many inputs (its payload is their array); 0: a plain call
 	parts     []*task                          // a SubmitChunk's chunk: its inputs' own tasks, settled from its answer
 	resend    func(*task)                      // sends one of parts again alone
+	gather    *gathering                       // a queue's chunk: the items it gathers (queuechunk.go)
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
 	took      atomic.Int64                     // nanoseconds its handler ran, once answered
@@ -67,8 +68,11 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 	if !t.settled.CompareAndSwap(false, true) {
 		return false
 	}
+	if t.gather != nil {
+		t.gather.seal(t) // no item joins it now; its items end below (settleParts)
+	}
 	t.result, t.err = result, err
-	if t.chunk == 0 { // a chunk's inputs are counted one by one (Pool.inputEnded)
+	if t.chunk == 0 && t.gather == nil { // a chunk's inputs are counted one by one
 		var kind string
 		if err != nil && t.failures != nil {
 			kind = t.failures.count(err)

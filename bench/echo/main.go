@@ -2,8 +2,10 @@
 // ../shared/bench/py_pool_echo.py so that bench/echo.sh can print them side by side: each task
 // sends PAYLOAD bytes to a worker, which returns them. CHUNK is Func.WithChunk's: 0 (the
 // default) sizes chunks of consecutive tasks automatically, 1 sends one call message per task.
+// MODE is map (MapUnordered, the default) or queue (a Queue with QueueConfig.Chunk = CHUNK:
+// one goroutine puts every task, another takes the results).
 //
-//	go run ./bench/echo TASKS PAYLOAD_BYTES [WORKERS [CHUNK]]
+//	go run ./bench/echo TASKS PAYLOAD_BYTES [WORKERS [CHUNK [MODE]]]
 package main
 
 import (
@@ -25,7 +27,7 @@ func main() {
 	child.Main()
 
 	if len(os.Args) < 3 {
-		log.Fatal("usage: echo TASKS PAYLOAD_BYTES [WORKERS [CHUNK]]")
+		log.Fatal("usage: echo TASKS PAYLOAD_BYTES [WORKERS [CHUNK [map|queue]]]")
 	}
 	n, _ := strconv.Atoi(os.Args[1])
 	size, _ := strconv.Atoi(os.Args[2])
@@ -36,6 +38,10 @@ func main() {
 	chunk := 0
 	if len(os.Args) > 4 {
 		chunk, _ = strconv.Atoi(os.Args[4])
+	}
+	mode := "map"
+	if len(os.Args) > 5 {
+		mode = os.Args[5]
 	}
 	// Distinct inputs, as the Python peer uses.
 	pool := make([]byte, size+n)
@@ -59,11 +65,29 @@ func main() {
 		}
 	}
 	start := time.Now()
-	for r := range echo.MapUnordered(ctx, inputs) {
+	results := echo.MapUnordered(ctx, inputs)
+	if mode == "queue" {
+		q := supervisor.NewQueue[[]byte, []byte](p, "echo", supervisor.QueueConfig{Chunk: chunk})
+		go func() {
+			for in := range inputs {
+				if err := q.Put(ctx, in); err != nil {
+					log.Fatal(err)
+				}
+			}
+			q.Close()
+		}()
+		results = q.Results(ctx)
+	}
+	done := 0
+	for r := range results {
 		if r.Err != nil || len(r.Value) != size {
 			log.Fatalf("task %d: %v", r.Index, r.Err)
 		}
+		done++
+	}
+	if done != n {
+		log.Fatalf("%d of %d tasks ended", done, n)
 	}
 	dt := time.Since(start).Seconds()
-	fmt.Printf("supervise tasks=%d payload=%d workers=%d chunk=%d tasks/s=%.0f MiB/s=%.1f\n", n, size, workers, chunk, float64(n)/dt, float64(n*size)/dt/(1<<20))
+	fmt.Printf("supervise mode=%s tasks=%d payload=%d workers=%d chunk=%d tasks/s=%.0f MiB/s=%.1f\n", mode, n, size, workers, chunk, float64(n)/dt, float64(n*size)/dt/(1<<20))
 }

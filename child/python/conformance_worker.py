@@ -31,6 +31,13 @@ def report(n):
     return n
 
 
+@worker.handler
+def put(items):
+    for item in items:
+        worker.put(item)
+    return len(items)
+
+
 @worker.handler("traceparent")
 def trace(_):
     return worker.traceparent()

@@ -144,7 +144,7 @@ def handler(name=None, *, cancel="raise"):
 
 
 class _Task:
-    __slots__ = ("id", "name", "payload", "trace", "chunk", "cancelled", "raise_on_cancel", "raised")
+    __slots__ = ("id", "name", "payload", "trace", "chunk", "input", "cancelled", "raise_on_cancel", "raised")
 
     def __init__(self, id, name, payload, trace=None, chunk=False):
         self.id = id
@@ -152,6 +152,7 @@ class _Task:
         self.payload = payload
         self.trace = trace
         self.chunk = chunk
+        self.input = 0  # in a chunk: the position of the input running
         self.cancelled = False
         self.raise_on_cancel = False
         self.raised = False
@@ -180,6 +181,8 @@ def put(item):
     the queue's join waits for it too. If the task did not come from a queue, the task fails.
     Does not wait for the parent."""
     w, t = _running()
+    if t.chunk:  # a chunk's put names its input (docs/protocol.md, section 3)
+        item = [t.input, item]
     w.send([PUT, t.id, None, item])
 
 
@@ -417,9 +420,10 @@ class _Worker:
             if not isinstance(t.payload, list) or not t.payload:
                 return [ERROR, t.id, None, None, _error("decode", "a chunk call's payload is not a list of inputs")]
             outcomes = []
-            for item in t.payload:
+            for i, item in enumerate(t.payload):
                 if t.cancelled:
                     break  # the inputs left did not run: the answer stops short of them
+                t.input = i
                 ok, value = self.invoke(t, entry, item)
                 if not ok and value["type"] == "Canceled":
                     break

@@ -41,6 +41,15 @@ func main() {
 		}
 		return n, nil
 	})
+	// put puts each of its items on the queue its call came from (child.Put).
+	child.Handle("put", func(ctx context.Context, items []any) (int, error) {
+		for _, it := range items {
+			if err := child.Put(ctx, it); err != nil {
+				return 0, err
+			}
+		}
+		return len(items), nil
+	})
 	// traceparent gives back the trace the call carried (docs/protocol.md, section 3), which
 	// child puts in the handler's context as its remote span context; nil for none.
 	child.Handle("traceparent", func(ctx context.Context, _ any) (*string, error) {

@@ -86,3 +86,68 @@ func chunkAnswer(m channel.Message, n int) ([]channel.ChunkOutcome, error) {
 	}
 	return outs, nil
 }
+
+// checkPuts calls "put" with two items: it must send two puts (kind 9) with the call's id,
+// the items as payloads, in order, before its answer. When the worker runs chunks, a chunk of
+// three inputs follows, of which the first and third put: each put's payload must be [k,
+// item], k the input's position in the chunk (docs/protocol.md, section 3).
+func checkPuts(s *suite) (string, error) {
+	return s.withPeer(func(p *peer) (string, error) {
+		if err := p.send(call(1, "put", mustMarshal([]any{"a", 2}))); err != nil {
+			return "", err
+		}
+		got, puts, err := p.answers([]uint64{1}, answerTimeout)
+		if err != nil {
+			return "", err
+		}
+		if err := checkPutMessages(got[1], puts[1], []any{"a", 2}); err != nil {
+			return "", fmt.Errorf("put([a, 2]): %w", err)
+		}
+		if !s.chunks {
+			return "2 puts of a call, in order, before its answer (no chunk calls offered)", nil
+		}
+		payload := channel.ChunkHeader(nil, 3)
+		for _, in := range [][]any{{"x"}, {}, {"y", "z"}} {
+			payload, _ = channel.AppendValue(payload, in)
+		}
+		if err := p.send(channel.Message{Kind: channel.KindChunk, ID: 2, Name: "put", Payload: payload}); err != nil {
+			return "", err
+		}
+		got, puts, err = p.answers([]uint64{2}, answerTimeout)
+		if err != nil {
+			return "", err
+		}
+		want := []any{[]any{0, "x"}, []any{2, "y"}, []any{2, "z"}}
+		if err := checkPutMessages(got[2], puts[2], want); err != nil {
+			return "", fmt.Errorf("a chunk of put([x]), put([]), put([y, z]): %w", err)
+		}
+		return "2 puts of a call, then 3 of a chunk's inputs, each naming its input, in order, before the answers", nil
+	})
+}
+
+// checkPutMessages checks the puts received before answer: kind 9, payloads as want, in order.
+func checkPutMessages(answer channel.Message, puts []channel.Message, want []any) error {
+	if answer.Kind != channel.KindResult {
+		return fmt.Errorf("answered with %v %v, want a result", answer.Kind, answer.Err)
+	}
+	var got []string
+	for _, m := range puts {
+		if m.Kind != channel.KindPut {
+			continue
+		}
+		c, err := canonical(m.Payload)
+		if err != nil {
+			return fmt.Errorf("a put's payload: %w", err)
+		}
+		got = append(got, c)
+	}
+	var exp []string
+	for _, w := range want {
+		c, _ := canonical(mustMarshal(w))
+		exp = append(exp, c)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(exp) {
+		return fmt.Errorf("puts %v before the answer, want %v", got, exp)
+	}
+	return nil
+}

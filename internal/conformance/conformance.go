@@ -6,7 +6,8 @@
 // returns its input; checks that need "fail" (raises with the given message), "sleep" (sleeps
 // the given number of seconds, and stops when cancelled) or "report" (reports 0..n-1, then
 // returns n) are skipped when the worker does not serve them; "traceparent" (returns the
-// running call's traceparent, or nil) makes the trace check check more.
+// running call's traceparent, or nil) makes the trace check check more; "put" (puts each
+// item of the list it is given, child.Put, then returns how many) is needed by the puts check.
 package conformance
 
 import (
@@ -78,6 +79,7 @@ var battery = []check{
 	{"reports", "report", checkReports},
 	{"trace context", "", checkTrace},
 	{"chunk calls", chunksNeeded, checkChunks},
+	{"puts", "put", checkPuts},
 	{"shutdown message", "", checkShutdown},
 	{"nothing after a shutdown", "", checkAfterShutdown},
 	{"exit on stdin EOF", "sleep", checkEOF},

@@ -102,6 +102,10 @@ def _as_one_call(self, t):
     t.chunk = False
     return _execute(self, t)
 worker._Worker.execute = _as_one_call`, []string{"chunk calls"}},
+		{"a chunk's puts do not name their input", `def _put_as_in_a_call(item):
+    w, t = worker._running()
+    w.send([worker.PUT, t.id, None, item])
+worker.put = _put_as_in_a_call`, []string{"puts"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

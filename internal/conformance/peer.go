@@ -226,7 +226,7 @@ func (p *peer) answers(ids []uint64, timeout time.Duration) (map[uint64]channel.
 			return got, reports, fmt.Errorf("%d of %d answers received: %w", len(got), len(want), err)
 		}
 		switch {
-		case m.Kind == channel.KindReport && want[m.ID] && got[m.ID].Kind == 0:
+		case (m.Kind == channel.KindReport || m.Kind == channel.KindPut) && want[m.ID] && got[m.ID].Kind == 0:
 			reports[m.ID] = append(reports[m.ID], m)
 		case m.Kind != channel.KindResult && m.Kind != channel.KindError:
 			return got, reports, fmt.Errorf("unexpected %v message (id %d)", m.Kind, m.ID)

@@ -3,6 +3,7 @@ package child
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	"github.com/supervise-dev/supervise/channel"
 )
@@ -14,8 +15,8 @@ var ErrNotInHandler = errors.New("child: not called with a handler's context")
 type running struct {
 	w     *worker
 	id    uint64
-	chunk bool // the call is a chunk; input is the position of the input running
-	input int
+	chunk bool         // the call is a chunk; input is the position of the input running
+	input atomic.Int32 // (a handler's goroutine may put while the next input starts)
 }
 
 type runningKey struct{}
@@ -45,7 +46,7 @@ func send(ctx context.Context, kind channel.Kind, v any) error {
 		return err
 	}
 	if r.chunk && kind == channel.KindPut { // says which input put it (docs/protocol.md, section 3)
-		payload = channel.ChunkPut(r.input, payload)
+		payload = channel.ChunkPut(int(r.input.Load()), payload)
 	}
 	return r.w.send(channel.Message{Kind: kind, ID: r.id, Payload: payload})
 }

@@ -71,7 +71,7 @@ func Serve() error {
 // call is one task received from the parent.
 type call struct {
 	id      uint64
-	chunk   bool // a chunk call: payload is an array of inputs
+	running *running // what its handler's context knows of it; running.chunk: payload is an array of inputs
 	handler string
 	payload msgpack.RawMessage
 	ctx     context.Context
@@ -177,8 +177,9 @@ func (w *worker) read(base context.Context) error {
 			m := &msgs[i]
 			switch m.Kind {
 			case channel.KindCall, channel.KindChunk:
-				ctx, cancel := context.WithCancel(context.WithValue(tracectx.Into(base, m.Trace), runningKey{}, &running{w: w, id: m.ID}))
-				c := &call{id: m.ID, chunk: m.Kind == channel.KindChunk, handler: m.Name, payload: m.Payload, ctx: ctx, cancel: cancel}
+				r := &running{w: w, id: m.ID, chunk: m.Kind == channel.KindChunk}
+				ctx, cancel := context.WithCancel(context.WithValue(tracectx.Into(base, m.Trace), runningKey{}, r))
+				c := &call{id: m.ID, running: r, handler: m.Name, payload: m.Payload, ctx: ctx, cancel: cancel}
 				w.mu.Lock()
 				w.running[m.ID] = cancel
 				w.queue = append(w.queue, c)
@@ -253,7 +254,7 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 			Message: fmt.Sprintf("no handler %q in this worker (it serves %v)", c.handler, handlerNames())})
 		return answer
 	}
-	if c.chunk {
+	if c.running.chunk {
 		return w.executeChunk(c, h)
 	}
 	out, re := invoke(c.ctx, h, c.payload)
@@ -278,8 +279,8 @@ func (w *worker) executeChunk(c *call, h rawHandler) channel.Message {
 		if c.ctx.Err() != nil {
 			break
 		}
-		ctx := context.WithValue(c.ctx, runningKey{}, &running{w: w, id: c.id, chunk: true, input: i})
-		out, re := invoke(ctx, h, item)
+		c.running.input.Store(int32(i)) // for its puts
+		out, re := invoke(c.ctx, h, item)
 		o := channel.ChunkOutcome{Err: re, Value: out.Payload}
 		if re == nil && out.Bin != nil {
 			o.Value, _ = channel.AppendValue(nil, out.Bin)

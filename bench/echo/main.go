@@ -6,6 +6,8 @@
 // one goroutine puts every task, another takes the results).
 //
 //	go run ./bench/echo TASKS PAYLOAD_BYTES [WORKERS [CHUNK [MODE]]]
+//
+// With ECHO_CPUPROFILE=FILE it writes the parent's CPU profile (go tool pprof) there.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"log"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -63,6 +66,16 @@ func main() {
 				return
 			}
 		}
+	}
+	if path := os.Getenv("ECHO_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	results := echo.MapUnordered(ctx, inputs)

@@ -261,7 +261,7 @@ func TestHostileSilentButBusyIsNotHung(t *testing.T) {
 func TestHostileChunkPuts(t *testing.T) {
 	for _, tc := range []struct{ action, want string }{
 		{"chunk-bad-put", "names no input"},
-		{"chunk-put-flood", "bytes of follow-ups before its answer"},
+		{"chunk-put-flood", "bytes of follow-ups before their answers"},
 	} {
 		t.Run(tc.action, func(t *testing.T) {
 			gate := filepath.Join(t.TempDir(), "gate")

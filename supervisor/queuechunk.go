@@ -24,9 +24,9 @@ import (
 // chunk that ends without its answer (its worker died, a time limit) drops them: its inputs go
 // again one per call, and put their follow-ups again themselves.
 
-// chunkPutBytes bounds the follow-ups a chunk's inputs may put before its answer. Past it the
-// chunk is failed when it ends and its inputs go again one per call, whose follow-ups are put
-// as they come.
+// chunkPutBytes bounds the follow-ups that the chunks a worker holds may put before their
+// answers. A chunk whose put goes past it fails when it ends, and its inputs go again one per
+// call, whose follow-ups are put as they come.
 const chunkPutBytes = 16 << 20
 
 // gathering is a queue's chunk call while it gathers items, and its follow-ups while it runs.
@@ -39,9 +39,11 @@ type gathering struct {
 	parts  []*task           // its items' own tasks
 	sealed bool              // a worker took it (or it failed): no more items join
 
-	// Its inputs' follow-ups, kept until its answer; bad: why it must fail instead.
+	// Its inputs' follow-ups, kept until its answer (counted in w.chunkPuts); bad: why it
+	// must fail instead.
 	puts     []chunkFollowUp
-	putBytes int
+	putBytes int64
+	w        *worker
 	bad      error
 }
 
@@ -140,15 +142,25 @@ func (g *gathering) put(w *worker, c *task, payload msgpack.RawMessage) {
 	switch {
 	case err != nil:
 		g.bad = fmt.Errorf("a follow-up put during chunk call %d: %w", c.id, err)
-	case g.putBytes+len(item) > chunkPutBytes:
-		g.bad = fmt.Errorf("chunk call %d put more than %d bytes of follow-ups before its answer", c.id, chunkPutBytes)
+	case w.chunkPuts.Load()+int64(len(item)) > chunkPutBytes:
+		g.bad = fmt.Errorf("chunk call %d: its worker's chunks put more than %d bytes of follow-ups before their answers", c.id, chunkPutBytes)
 	default:
-		g.putBytes += len(item)
+		g.w = w
+		g.putBytes += int64(len(item))
+		w.chunkPuts.Add(int64(len(item)))
 		g.puts = append(g.puts, chunkFollowUp{k, bytes.Clone(item)})
 		return
 	}
 	w.log.Warn("supervise: failing a chunk call; its inputs go again one per call", "err", g.bad)
-	g.puts = nil
+	g.drop()
+}
+
+// drop forgets the follow-ups kept. Called with gmu held.
+func (g *gathering) drop() {
+	if g.w != nil {
+		g.w.chunkPuts.Add(-g.putBytes)
+	}
+	g.puts, g.putBytes = nil, 0
 }
 
 // ended puts the follow-ups of the inputs of chunk c that have outcomes, now that c is
@@ -157,7 +169,7 @@ func (g *gathering) ended(c *task, outs []channel.ChunkOutcome) {
 	q := g.q
 	q.gmu.Lock()
 	puts := g.puts
-	g.puts = nil
+	g.drop()
 	if c.chunk > 0 && (c.err == nil || restError(c.err) == nil) { // not the pool's end
 		q.sizer.ended(c.chunk, c.err == nil && len(outs) == c.chunk)
 	}

@@ -79,7 +79,8 @@ type worker struct {
 	answeredAny    atomic.Bool // it answered a call: it works, so a death under a call is the call's doing
 	diedUnderChunk bool        // a chunk call it ran failed with its death (Pool.exited); the owner's
 
-	strays int // answers, puts and reports for tasks it does not hold; only the reader touches it
+	strays    int          // answers, puts and reports for tasks it does not hold; only the reader touches it
+	chunkPuts atomic.Int64 // bytes of follow-ups its chunks put, kept until their answers (queuechunk.go)
 
 	// Figures for Stats.
 	tasksDone   atomic.Int64

@@ -87,6 +87,32 @@ func ExampleQueue() {
 	// Output: 385
 }
 
+// A queue whose items go many to a call while the workers are busy: with Chunk 64, up to 64
+// items a call. Here each item of depth d puts two of depth d-1 (child.Put in the "tree"
+// handler); each still has its own outcome, and its follow-ups are charged to it.
+func ExampleQueueConfig() {
+	ctx := context.Background()
+	pool, err := supervisor.Start(ctx, supervisor.Config{Workers: 2})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	q := supervisor.NewQueue[int, int](pool, "tree", supervisor.QueueConfig{Chunk: 64})
+	q.Put(ctx, 6)
+	q.Join(ctx)
+	q.Close()
+	items, failed := 0, 0
+	for r := range q.Results(ctx) {
+		items++
+		if r.Err != nil {
+			failed++
+		}
+	}
+	fmt.Println(items, failed)
+	// Output: 127 0
+}
+
 // Stats after a job: per worker slot, what it did; per core, how busy it was. Once the pool is
 // closed the figures are final.
 func ExamplePool_Stats() {

@@ -159,15 +159,11 @@ func restError(err error) error {
 func itemResult[Out any](t *task, i int, o channel.ChunkOutcome) Result[Out] {
 	r := Result[Out]{Index: t.index + i}
 	if o.Err != nil {
-		te := t.error(o.Err)
-		te.ChunkInput = i + 1
-		r.Err = te
+		r.Err = t.inputError(t, i, o.Err)
 		return r
 	}
 	if err := channel.Unmarshal(o.Value, &r.Value); err != nil {
-		te := t.error(fmt.Errorf("%w: decoding the result as %T: %w", ErrResultType, r.Value, err))
-		te.ChunkInput = i + 1
-		r.Err = te
+		r.Err = t.inputError(t, i, fmt.Errorf("%w: decoding the result as %T: %w", ErrResultType, r.Value, err))
 	}
 	return r
 }

@@ -77,9 +77,7 @@ func settleParts(c *task) {
 			t.starts.Store(c.starts.Load())
 			t.took.Store(took)
 			if e := outs[i].Err; e != nil {
-				te := t.error(e)
-				te.ChunkInput = i + 1
-				t.settle(nil, te)
+				t.settle(nil, c.inputError(t, i, e))
 			} else {
 				t.settle(outs[i].Value, nil)
 			}

@@ -137,6 +137,9 @@ func checkPoisonQueue(t *testing.T, q *supervisor.Queue[int, int], inputs []int)
 			}
 			m = -2
 		case errors.As(r.Err, &te) && te.Item != nil:
+			if te.WorkerID == 0 || te.Pid == 0 {
+				t.Errorf("item %d's error names no worker: %v", i, r.Err)
+			}
 			if _, err := fmt.Sscanf(te.Err.Error(), "follow-up of %d", &m); err == nil {
 				if _, dup := putBy[m]; dup {
 					t.Errorf("the follow-up of %d was put twice", m)

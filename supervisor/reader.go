@@ -115,6 +115,9 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 	case t.gather != nil && t.gather.failing() != nil:
 		t.fail(w, t.gather.failing()) // its inputs go again one per call
 	case remote == nil:
+		if t.chunk > 0 {
+			t.answerer = w // before settle, which wakes whoever reads its inputs' outcomes
+		}
 		w.tasksDone.Add(1) // counted before settle wakes the caller, who may read Stats next
 		if !t.settle(result, nil) {
 			w.tasksDone.Add(-1)

@@ -29,6 +29,7 @@ type task struct {
 	parts     []*task                          // a SubmitChunk's chunk: its inputs' own tasks, settled from its answer
 	resend    func(*task)                      // sends one of parts again alone
 	gather    *gathering                       // a queue's chunk: the items it gathers (queuechunk.go)
+	answerer  *worker                          // a chunk's: the worker whose answer settles it, named in its inputs' errors
 	retries   int                              // times it may still go to another worker if its worker dies
 	starts    atomic.Int32                     // times a worker started it
 	took      atomic.Int64                     // nanoseconds its handler ran, once answered
@@ -100,6 +101,17 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		settleParts(t)
 	}
 	return true
+}
+
+// inputError is the error of input i (from 0) of chunk c for err, for the task t of the
+// input (c itself in a Map), naming the worker that answered c.
+func (c *task) inputError(t *task, i int, err error) *TaskError {
+	te := t.error(err)
+	te.ChunkInput = i + 1
+	if w := c.answerer; w != nil {
+		te.WorkerID, te.Pid = w.id, w.pid
+	}
+	return te
 }
 
 // error is t's error for err, naming the task (and its queue item).

@@ -19,6 +19,7 @@ type poolMetrics struct {
 	failed                        *prometheus.CounterVec // by handler and kind
 	duration, wait                *prometheus.HistogramVec
 	kills                         *prometheus.CounterVec // by reason
+	registered                    []prometheus.Collector
 }
 
 func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
@@ -42,10 +43,21 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.submitted, m.started, m.succeeded, m.failed, m.duration, m.wait, m.kills, statsCollector{p}} {
 		if err := reg.Register(c); err != nil {
+			m.unregister(reg)
 			return nil, fmt.Errorf("Config.Metrics: %w", err)
 		}
+		m.registered = append(m.registered, c)
 	}
 	return m, nil
+}
+
+// unregister takes the metrics out of reg again: a Start that fails leaves the registry as it
+// found it, so that a Start with the same registry can follow.
+func (m *poolMetrics) unregister(reg prometheus.Registerer) {
+	for _, c := range m.registered {
+		reg.Unregister(c)
+	}
+	m.registered = nil
 }
 
 // submit counts a task submitted; the task remembers when, for its queue wait.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -221,4 +222,45 @@ func grepLines(s, sub string) []string {
 		}
 	}
 	return out
+}
+
+// A Start that fails leaves the registry as it found it: a Start with the same registry can
+// follow. The metrics used to stay registered, and the second Start failed with "duplicate
+// metrics collector registration attempted".
+func TestFailedStartUnregistersMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := supervisor.Config{Workers: 1, Metrics: reg, Command: []string{filepath.Join(t.TempDir(), "no-such-worker")}, Logger: slog.New(slog.DiscardHandler)}
+	cfg.Restart.MaxStartFailures = 1
+	if p, err := supervisor.Start(context.Background(), cfg); err == nil {
+		p.Close()
+		t.Fatal("a pool started on a command that does not exist")
+	}
+	p, _ := startPool(t, supervisor.Config{Workers: 1, Metrics: reg})
+	if _, err := supervisor.Bind[int, int](p, "square").Call(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	if got := value(t, scrape(t, srv.URL), "supervise_tasks_succeeded_total", "handler", "square"); got != 1 {
+		t.Errorf("the second pool's succeeded tasks: %v, want 1", got)
+	}
+	// A registry holding one of the names already: Start fails, and takes out what it put in.
+	clash := prometheus.NewRegistry()
+	clash.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "supervise_tasks_failed_total", Help: "another"}))
+	if p, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 1, Metrics: clash}); err == nil {
+		p.Close()
+		t.Fatal("a pool started on a registry that has one of its metrics")
+	}
+	if n := len(mustGather(t, clash)); n != 1 {
+		t.Errorf("%d metric families left in the registry, want the 1 it had", n)
+	}
+}
+
+func mustGather(t *testing.T, g prometheus.Gatherer) []*dto.MetricFamily {
+	t.Helper()
+	fs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
 }

@@ -88,20 +88,26 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 			return nil, err
 		}
 	}
+	started := false
+	defer func() {
+		if !started && p.metrics != nil {
+			p.metrics.unregister(cfg.Metrics)
+		}
+	}()
 	if err := p.contain(); err != nil {
 		p.Close()
 		return nil, err
 	}
 	errs := make([]error, cfg.Workers)
-	var started sync.WaitGroup
+	var starting sync.WaitGroup
 	for i := range cfg.Workers {
-		started.Add(1)
+		starting.Add(1)
 		go func() {
-			defer started.Done()
+			defer starting.Done()
 			_, errs[i] = p.startWorker(i)
 		}()
 	}
-	started.Wait()
+	starting.Wait()
 	for _, err := range errs {
 		if err != nil {
 			p.Close()
@@ -115,6 +121,7 @@ func start(ctx context.Context, cfg Config, clk clock, checked func(int, time.Ti
 		case <-p.stopping:
 		}
 	}()
+	started = true
 	return p, nil
 }
 

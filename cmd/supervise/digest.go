@@ -231,9 +231,12 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		printed   = 0
 		failed    = 0
 		hashed    = int64(0)
-		what      = map[uint64]string{} // task id -> its files, for the report's slowest tasks
+		what      *taskNames // the tasks' files, for the report's slowest tasks
 		abandoned bool
 	)
+	if job.means != nil {
+		what = newTaskNames()
+	}
 	results, finish := view.results(stdout, stderr)
 	out := bufio.NewWriterSize(results, 256<<10)
 	// Machines of a queue open the paths themselves, from their own working directories: a
@@ -260,11 +263,12 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		f := submitTo[digest.Request, digest.Answer](tasks, job, "digest", req)
 		pending++
 		if job.means != nil {
-			what[f.ID()] = describeTask(req.Paths)
+			what.started(f.ID(), describeTask(req.Paths))
 		}
 		if !req.Progress { // done never blocks: at most window tasks are pending
 			f.OnDone(func() {
 				ans, err := f.Get(context.Background()) // it is done: no wait
+				what.ended(f)
 				done <- taskDone{t, ans, err, 0}
 			})
 			return
@@ -279,6 +283,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 				}
 			}
 			ans, err := f.Get(context.Background()) // every task ends, even when ctx is cancelled
+			what.ended(f)
 			done <- taskDone{t, ans, err, reported}
 		}()
 	}
@@ -446,7 +451,7 @@ func digestTrees(ctx context.Context, pf *poolFlags, cf *clusterFlags, lf logFla
 		return err
 	}
 	if job.means != nil {
-		r := newReport("digest", job.pool, time.Since(t0), job.means, func(id uint64) string { return what[id] })
+		r := newReport("digest", job.pool, time.Since(t0), job.means, what.name)
 		r.Items, r.Bytes, r.Failed = base+len(items), hashed, failed
 		if err := writeReports(pf, r, stderr); err != nil {
 			return err

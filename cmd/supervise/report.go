@@ -217,3 +217,77 @@ func startJobPool(ctx context.Context, pf *poolFlags, cfg supervisor.Config, vie
 	var once sync.Once
 	return pool, means, func() { once.Do(func() { stop(); wait() }) }, nil
 }
+
+// keepNames is how many names of ended tasks a job keeps for its report: the slowest so far.
+// The report lists the pool's 5 slowest.
+const keepNames = 16
+
+// taskNames names a job's tasks for its report's slowest tasks. It keeps a task's name while
+// the task runs and, once it has ended, only if it is among the keepNames slowest so far: a job
+// of millions of tasks keeps a few dozen names, not one per task. A nil *taskNames keeps none.
+type taskNames struct {
+	mu    sync.Mutex
+	names map[uint64]string
+	slow  []slowName // the slowest ended, at most keepNames
+}
+
+type slowName struct {
+	id   uint64
+	took time.Duration
+}
+
+func newTaskNames() *taskNames { return &taskNames{names: map[uint64]string{}} }
+
+// started names task id.
+func (n *taskNames) started(id uint64, name string) {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.names[id] = name
+}
+
+// ended forgets the name of f's task, unless it is among the slowest so far (by f's Took, where
+// its future has one).
+func (n *taskNames) ended(f interface{ ID() uint64 }) {
+	if n == nil {
+		return
+	}
+	var took time.Duration
+	if t, ok := f.(interface{ Took() time.Duration }); ok {
+		took = t.Took()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.end(f.ID(), took)
+}
+
+func (n *taskNames) end(id uint64, took time.Duration) {
+	if len(n.slow) < keepNames {
+		n.slow = append(n.slow, slowName{id, took})
+		return
+	}
+	least := 0
+	for i, s := range n.slow {
+		if s.took < n.slow[least].took {
+			least = i
+		}
+	}
+	if took <= n.slow[least].took {
+		delete(n.names, id)
+		return
+	}
+	delete(n.names, n.slow[least].id)
+	n.slow[least] = slowName{id, took}
+}
+
+// name is task id's name, or "".
+func (n *taskNames) name(id uint64) string {
+	if n == nil {
+		return ""
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.names[id]
+}

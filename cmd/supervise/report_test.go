@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -54,8 +56,8 @@ func TestReport(t *testing.T) {
 		t.Errorf("report's shape: %s", b)
 	case int64(r.Items) != files || r.Bytes != bytes || r.Failed != 0:
 		t.Errorf("report: %d items of %d bytes, %d failed; the tree has %d files of %d bytes", r.Items, r.Bytes, r.Failed, files, bytes)
-	case tasks == 0 || len(r.Slowest) == 0 || r.Slowest[0].What == "":
-		t.Errorf("report: %d tasks, slowest %+v", tasks, r.Slowest)
+	case tasks == 0 || len(r.Slowest) == 0 || slices.ContainsFunc(r.Slowest, func(s slowTask) bool { return s.What == "" }):
+		t.Errorf("report: %d tasks, slowest %+v (each must say what it was)", tasks, r.Slowest)
 	case r.WorkersCPU <= 0 || r.Wall <= 0 || r.Efficiency <= 0 || r.Efficiency > 1.5 || r.CPU < r.WorkersCPU:
 		t.Errorf("report: wall %v, cpu %v (workers %v), efficiency %v", r.Wall, r.CPU, r.WorkersCPU, r.Efficiency)
 	}
@@ -108,5 +110,27 @@ func TestLiveViewOnlyOnTerminal(t *testing.T) {
 	}
 	if _, errOut, _ = run(t, "digest", "--progress", "--quiet", root); errOut != "" {
 		t.Fatalf("--quiet beats --progress: stderr %q", errOut)
+	}
+}
+
+// A job keeps the names of its running tasks and of its slowest ended ones, not one per task.
+func TestTaskNamesKeepTheSlowest(t *testing.T) {
+	n := newTaskNames()
+	const tasks = 10000
+	for id := uint64(1); id <= tasks; id++ {
+		n.started(id, "task "+strconv.FormatUint(id, 10))
+		took := time.Duration(id*7919%tasks) * time.Microsecond // every took from 0 to tasks-1, shuffled
+		n.mu.Lock()
+		n.end(id, took)
+		n.mu.Unlock()
+	}
+	if len(n.names) != keepNames {
+		t.Fatalf("%d names kept after %d tasks, want %d", len(n.names), tasks, keepNames)
+	}
+	for id := uint64(1); id <= tasks; id++ {
+		slow := id*7919%tasks >= tasks-keepNames
+		if got := n.name(id); (got != "") != slow {
+			t.Errorf("task %d (took %d us): name %q", id, id*7919%tasks, got)
+		}
 	}
 }

@@ -164,8 +164,11 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		notDone  = 0 // cut short by a signal
 		bytesIn  int64
 		inputErr error
-		what     = map[uint64]string{}
+		what     *taskNames // the lines, for the report's slowest tasks
 	)
+	if job.means != nil {
+		what = newTaskNames()
+	}
 	outstanding := 0
 	chunks := lineChunks{fixed: rf.chunk}
 	// logged ends a line's job: its line in the job log, and its count against --halt.
@@ -192,6 +195,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 	emit := func(t *runTask) {
 		outstanding--
 		chunks.took(t.f)
+		what.ended(t.f)
 		view.hashed(1, int64(t.size))
 		res, err := t.f.Get(context.Background())
 		if err != nil && (interrupted(ctx, err) || ends.halted && tasks.Err() != nil && errors.Is(err, context.Canceled)) {
@@ -244,7 +248,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 				t := batch[i]
 				t.f = f
 				if job.means != nil {
-					what[t.f.ID()] = fmt.Sprintf("line %d", t.line)
+					what.started(t.f.ID(), fmt.Sprintf("line %d", t.line))
 				}
 				outstanding++
 				if rf.keepOrder {
@@ -305,7 +309,7 @@ func runLines(ctx context.Context, pf *poolFlags, cf *clusterFlags, rf runFlags,
 		return err
 	}
 	if job.means != nil {
-		r := newReport("run", job.pool, time.Since(t0), job.means, func(id uint64) string { return what[id] })
+		r := newReport("run", job.pool, time.Since(t0), job.means, what.name)
 		r.Items, r.Bytes, r.Failed = total, bytesIn, failed
 		if err := writeReports(pf, r, stderr); err != nil {
 			return err

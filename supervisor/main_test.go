@@ -127,8 +127,9 @@ func TestMain(m *testing.M) {
 	})
 	// queuepoison is poison for queues: n >= 0 is doubled, and a multiple of 10 first puts
 	// the follow-up -(n+10), which fails with the error "follow-up of n"; -1 crashes the
-	// worker, -2 spins deaf to its context until killed, and -3 and -4 wait until the FIFO
-	// $SUPERVISE_TEST_GATE.3 (or .4) is opened and closed by the test, then fail with "gate".
+	// worker, -2 spins deaf to its context until killed, -3 and -4 wait until the FIFO
+	// $SUPERVISE_TEST_GATE.3 (or .4) is opened and closed by the test, then fail with "gate",
+	// and -5 reports (child.Report) and returns 0.
 	child.Handle("queuepoison", func(ctx context.Context, n int) (int, error) {
 		switch {
 		case n == -1:
@@ -144,6 +145,8 @@ func TestMain(m *testing.M) {
 			_, _ = io.Copy(io.Discard, f)
 			f.Close()
 			return 0, errors.New("gate")
+		case n == -5:
+			return 0, child.Report(ctx, "a report")
 		case n <= -10:
 			return 0, fmt.Errorf("follow-up of %d", -n-10)
 		case n%10 == 0:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -191,5 +192,49 @@ func checkPoisonQueue(t *testing.T, q *supervisor.Queue[int, int], inputs []int)
 	}
 	if want := len(inputs) + follows; len(byIndex) != want {
 		t.Errorf("%d items ended, want %d: %d put, %d follow-ups", len(byIndex), want, len(inputs), follows)
+	}
+}
+
+// An item of a queue's chunk that reports (child.Report) fails alone with ErrQueueReport, as
+// it does in a call of its own; its chunk-mates succeed. The chunk's reports were kept for no
+// reader, and the item succeeded.
+func TestQueueChunkReportRefused(t *testing.T) {
+	_, q, hold := gatedQueue(t, 64)
+	ctx := context.Background()
+	put := func(x int) {
+		if err := q.Put(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := hold(put)
+	for x := range 100 {
+		if x == 50 {
+			x = -5
+		}
+		put(x)
+	}
+	release()
+	q.Close()
+	ended, refused := 0, 0
+	for r := range q.Results(ctx) {
+		ended++
+		var te *supervisor.TaskError
+		switch {
+		case errors.Is(r.Err, supervisor.ErrQueueReport):
+			refused++
+			if !errors.As(r.Err, &te) || te.ChunkInput != 0 {
+				t.Errorf("the reporting item: %v; want it failed in a call of its own", r.Err)
+			}
+		case r.Err != nil && !strings.HasSuffix(r.Err.Error(), ": gate") && !strings.Contains(r.Err.Error(), ": follow-up of "):
+			t.Errorf("item %d: %v", r.Index, r.Err)
+		case r.Err == nil && r.Value%2 != 0:
+			t.Errorf("item %d: %d", r.Index, r.Value)
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d items failed with ErrQueueReport, want the one that reported", refused)
+	}
+	if ended != 102+9 { // 100 items, 2 gates, 9 follow-ups of the multiples of 10 (50 is -5)
+		t.Errorf("%d items ended, want 111", ended)
 	}
 }

@@ -54,8 +54,8 @@ func (w *worker) read(conn *channel.Conn) error {
 					continue
 				}
 				switch {
-				case m.Kind == channel.KindReport && t.queue != nil:
-					t.badReport = true // a queue's results carry no reports: refused, not dropped
+				case m.Kind == channel.KindReport && (t.queue != nil || t.gather != nil):
+					t.badReport = true // a queue's results carry no reports: refused, not dropped (a chunk's inputs go again alone)
 				case m.Kind == channel.KindReport:
 					if _, ok := t.reports.Add(m.Payload, w.p.cfg.MaxReportBytes); !ok {
 						w.overflow(t, len(m.Payload))

@@ -102,13 +102,10 @@ func TestQueueChunksIsolatePoison(t *testing.T) {
 			}
 			// Chunks of 64 make some 160 calls of the 10,000 items, plus the follow-ups and the
 			// items of the two chunks that died, sent alone. The automatic size depends on how
-			// long the first 100 items took, which on a loaded machine is longer: there, only
-			// fewer calls than items.
-			limit := n / 4
-			if tc.chunk == 0 {
-				limit = len(inputs)
-			}
-			if calls >= limit {
+			// long the first 100 items took as the pool saw them: on a loaded machine, 2 ms or
+			// more, and then items go one per call (TestQueueSizerLearnsFromItems checks the
+			// sizing itself).
+			if tc.chunk > 0 && calls >= n/4 {
 				t.Errorf("%d calls answered for %d items: they did not go in chunks", calls, len(inputs))
 			}
 			t.Logf("%d items in %d calls answered", len(inputs)+len(inputs)/10, calls)

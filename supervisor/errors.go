@@ -44,7 +44,24 @@ var (
 	ErrQueueReport = errors.New("child.Report from a queue item: a queue has no reader for reports")
 	// ErrResultType: the task's result does not decode into the Out type it was bound with.
 	ErrResultType = errors.New("the result does not decode into the bound type")
+	// ErrFollowUpOverflow: a queue item's handler put more follow-ups (child.Put) than
+	// QueueConfig.MaxFollowUps allows; a *FollowUpOverflowError.
+	ErrFollowUpOverflow = errors.New("follow-ups overflow")
 )
+
+// FollowUpOverflowError is the reason a queue item failed and its worker was killed: its
+// handler put more than Limit follow-ups (QueueConfig.MaxFollowUps). The Limit it put before
+// stay on the queue, and end as items of their own.
+type FollowUpOverflowError struct {
+	TaskID uint64
+	Limit  int
+}
+
+func (e *FollowUpOverflowError) Error() string {
+	return fmt.Sprintf("%v: task %d put more than %d follow-ups (QueueConfig.MaxFollowUps): worker killed", ErrFollowUpOverflow, e.TaskID, e.Limit)
+}
+
+func (e *FollowUpOverflowError) Is(target error) bool { return target == ErrFollowUpOverflow }
 
 // ReportOverflowError is the reason a task failed and its worker was killed: its reports not
 // yet taken by the caller (Future.Reports) would have gone over Config.MaxReportBytes.

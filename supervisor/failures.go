@@ -68,6 +68,8 @@ func failureKind(err error) string {
 		return "cancelled"
 	case errors.Is(err, ErrTooLarge):
 		return "too-large"
+	case errors.Is(err, ErrFollowUpOverflow):
+		return "follow-ups"
 	case errors.Is(err, ErrPoolClosed), errors.Is(err, ErrPoolBroken):
 		return "closed"
 	}

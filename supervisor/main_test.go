@@ -156,6 +156,15 @@ func TestMain(m *testing.M) {
 		}
 		return 2 * n, nil
 	})
+	// fanout puts n follow-ups of 0 (child.Put), and returns n.
+	child.Handle("fanout", func(ctx context.Context, n int) (int, error) {
+		for range n {
+			if err := child.Put(ctx, 0); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
 	// chaos misbehaves on some inputs: multiples of 17 crash the worker, of 23 panic, of 29
 	// return an error; the rest are doubled.
 	child.Handle("chaos", func(_ context.Context, n int) (int, error) {

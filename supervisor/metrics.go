@@ -32,14 +32,14 @@ func newPoolMetrics(reg prometheus.Registerer, p *Pool) (*poolMetrics, error) {
 		succeeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_tasks_succeeded_total",
 			Help: "Tasks that ended with a result."}, handler),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_tasks_failed_total",
-			Help: "Tasks that ended with an error, by kind: timeout, memory, hung, died, cancelled, too-large, closed, the handler's error type (error-TYPE), other."},
+			Help: "Tasks that ended with an error, by kind: timeout, memory, hung, died, cancelled, too-large, closed, follow-ups, the handler's error type (error-TYPE), other."},
 			[]string{"handler", "kind"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "supervise_task_duration_seconds",
 			Help: "How long a task's handler ran, from its start on a worker to its answer.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)}, handler),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "supervise_task_queue_wait_seconds",
 			Help: "How long a task waited, from its submission to its first start on a worker.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)}, handler),
 		kills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "supervise_worker_kills_total",
-			Help: "Workers the pool killed, by reason: timeout, memory, hung, protocol, reports, other."}, []string{"reason"}),
+			Help: "Workers the pool killed, by reason: timeout, memory, hung, protocol, reports, follow-ups, other."}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.submitted, m.started, m.succeeded, m.failed, m.duration, m.wait, m.kills, statsCollector{p}} {
 		if err := reg.Register(c); err != nil {
@@ -107,6 +107,8 @@ func (m *poolMetrics) kill(e EventWorkerKilled) {
 		reason = "hung"
 	case errors.Is(err, ErrReportOverflow):
 		reason = "reports"
+	case errors.Is(err, ErrFollowUpOverflow):
+		reason = "follow-ups"
 	case strings.HasPrefix(e.Reason, "protocol error"):
 		reason = "protocol"
 	}

@@ -37,7 +37,16 @@ type QueueConfig struct {
 	// fails alone: the items of a chunk without an answer go again one per call. Ignored by
 	// NewQueueOn, whose backend sends items as it sees fit.
 	Chunk int
+	// MaxFollowUps bounds the follow-ups one item's handler may put (child.Put), so that a
+	// handler gone wrong cannot fill the parent's memory with them: one that puts more fails
+	// with a *FollowUpOverflowError (ErrFollowUpOverflow) and its worker is killed; the
+	// follow-ups it put before stay on the queue. Zero: 1,048,576; negative: no bound.
+	// Ignored by NewQueueOn.
+	MaxFollowUps int
 }
+
+// defaultMaxFollowUps is QueueConfig.MaxFollowUps's default.
+const defaultMaxFollowUps = 1 << 20
 
 // Queue is a joinable queue of inputs for one handler, served by the pool's workers, as
 // Python's multiprocessing.JoinableQueue: Put adds an item, an item is done when its handler
@@ -52,6 +61,12 @@ func NewQueue[In, Out any](p *Pool, name string, cfg QueueConfig) *Queue[In, Out
 	retries := cfg.Retries
 	if retries == 0 {
 		retries = -1
+	}
+	switch {
+	case cfg.MaxFollowUps == 0:
+		cfg.MaxFollowUps = defaultMaxFollowUps
+	case cfg.MaxFollowUps < 0:
+		cfg.MaxFollowUps = 0 // no bound
 	}
 	q := &queue{pool: p, handler: name, cfg: cfg, retries: retries, changed: make(chan struct{})}
 	q.sizer.fixed = min(max(cfg.Chunk, 0), channel.MaxChunk)

@@ -241,3 +241,44 @@ func TestInitRunsOnEveryWorker(t *testing.T) {
 		t.Fatalf("a pool whose Init fails: %v", err)
 	}
 }
+
+// A queue item whose handler puts more follow-ups than QueueConfig.MaxFollowUps fails with
+// ErrFollowUpOverflow and its worker is killed (it could go on putting until the parent's
+// memory ran out); the follow-ups it put before run, and every item ends once.
+func TestQueueFollowUpsBounded(t *testing.T) {
+	p, events := startPool(t, supervisor.Config{Workers: 1})
+	ctx := context.Background()
+	q := supervisor.NewQueue[int, int](p, "fanout", supervisor.QueueConfig{MaxFollowUps: 100})
+	first := p.Workers()[0].Pid
+	if err := q.Put(ctx, 5); err != nil { // within the bound
+		t.Fatal(err)
+	}
+	if err := q.Put(ctx, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	ended, overflows := 0, 0
+	for r := range q.Results(ctx) {
+		ended++
+		var oe *supervisor.FollowUpOverflowError
+		switch {
+		case r.Index == 1:
+			if !errors.Is(r.Err, supervisor.ErrFollowUpOverflow) || !errors.As(r.Err, &oe) || oe.Limit != 100 {
+				t.Errorf("the item that put a million: %v", r.Err)
+			}
+			overflows++
+		case r.Err != nil:
+			t.Errorf("item %d: %v", r.Index, r.Err)
+		}
+	}
+	if want := 2 + 5 + 100; ended != want || overflows != 1 {
+		t.Errorf("%d items ended (%d overflows), want %d: 2 put, 5 and 100 follow-ups", ended, overflows, want)
+	}
+	if got := p.Stats().Failures; got["follow-ups"] != 1 {
+		t.Errorf("Stats().Failures = %v, want one follow-ups", got)
+	}
+	events.WaitForReplacement(t, first)
+}

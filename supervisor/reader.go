@@ -63,6 +63,12 @@ func (w *worker) read(conn *channel.Conn) error {
 				case t.gather != nil:
 					t.gather.put(w, t, m.Payload)
 				case t.queue != nil:
+					if t.puts++; t.queue.cfg.MaxFollowUps > 0 && t.puts > t.queue.cfg.MaxFollowUps {
+						err := &FollowUpOverflowError{TaskID: t.id, Limit: t.queue.cfg.MaxFollowUps}
+						t.fail(w, err)
+						w.terminate(err.Error(), err) // it may go on putting
+						continue
+					}
 					t.queue.followUp(t, m.Payload)
 				case t.putTo != nil:
 					t.putTo(m.Payload)

@@ -42,6 +42,7 @@ type task struct {
 	pinned    bool                             // for one worker only (Broadcast): never given to another
 	badPut    bool                             // it put follow-up work but came from no queue (only its reader touches it)
 	badReport bool                             // it sent a report but came from a queue, which has no reader for them (likewise)
+	puts      int                              // follow-ups it put (likewise; QueueConfig.MaxFollowUps)
 	call      func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload
 	trace     string                           // the traceparent its call carries, or "" (tracing.go)
 	span      trace.Span                       // its span, with Config.TracerProvider

@@ -106,12 +106,15 @@ func TestChunksIsolatePoison(t *testing.T) {
 					t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 				}
 			}
-			// The inputs went in chunks: far fewer calls were answered than inputs.
+			// The inputs went in chunks: far fewer calls were answered than inputs. At a fixed
+			// size; the automatic size follows the handler time measured, which on a loaded
+			// machine is longer (3,476 calls beside stress --cpu 8 and a whole CI run), so it
+			// asks for fewer calls than inputs (TestChunkSizer checks the sizing itself).
 			calls := 0
 			for _, w := range st.Workers {
 				calls += w.Tasks
 			}
-			if calls > n/4 {
+			if limit := map[bool]int{true: n / 4, false: n}[tc.chunk > 0]; calls >= limit {
 				t.Errorf("%d calls answered for %d inputs: they did not go in chunks", calls, n)
 			}
 			t.Logf("%d inputs in %d calls answered", n, calls)

@@ -32,9 +32,9 @@ What the module does for you:
   message for the task's caller, such as progress) while a handler runs;
 - `traceparent()`: the W3C traceparent of the caller's span, when the task was submitted
   with one (OpenTelemetry), for the handler's own spans;
-- chunk calls (many small inputs in one message, which the pool sends for Map and `supervise
-  run`): each input runs as a call of its own would, and its exception is its own outcome;
-  nothing to do in a handler;
+- chunk calls (many small inputs in one message, which the pool sends for Map, queues and
+  `supervise run`): each input runs as a call of its own would, its exception is its own
+  outcome, and its `put` says which input put the item; nothing to do in a handler;
 - the parent's death: the worker takes its whole process group down (SIGTERM, then SIGKILL
   after the pool's stop grace), so nothing it started is left behind.
 

@@ -77,6 +77,16 @@ func answerChunk(action string, conn *channel.Conn, m channel.Message) {
 				for range 20 {
 					_ = conn.Send(channel.Message{Kind: channel.KindPut, ID: m.ID, Payload: channel.ChunkPut(k, mib)})
 				}
+			case "chunk-put-many", "chunk-put-eleven": // 300,000 (or 11) follow-ups of one byte
+				n := map[bool]int{true: 300_000, false: 11}[action == "chunk-put-many"]
+				one := channel.ChunkPut(k, []byte{1})
+				for i := 0; i < n; i += channel.MaxBatch {
+					batch := make([]channel.Message, min(channel.MaxBatch, n-i))
+					for j := range batch {
+						batch[j] = channel.Message{Kind: channel.KindPut, ID: m.ID, Payload: one}
+					}
+					_ = conn.Send(batch...)
+				}
 			}
 		}
 		res, _ := channel.Marshal(x * x)
@@ -259,9 +269,16 @@ func TestHostileSilentButBusyIsNotHung(t *testing.T) {
 // warning that says why, and its items go again one per call: no follow-up of it is put, and
 // every item ends once, answered.
 func TestHostileChunkPuts(t *testing.T) {
-	for _, tc := range []struct{ action, want string }{
-		{"chunk-bad-put", "names no input"},
-		{"chunk-put-flood", "bytes of follow-ups before their answers"},
+	for _, tc := range []struct {
+		action, want string
+		max          int // QueueConfig.MaxFollowUps
+	}{
+		{"chunk-bad-put", "names no input", 0},
+		{"chunk-put-flood", "bytes of follow-ups before their answers", 0},
+		// One-byte follow-ups: what keeping each costs counts too, or 16 MiB of them would
+		// keep some 900 MB.
+		{"chunk-put-many", "bytes of follow-ups before their answers", -1},
+		{"chunk-put-eleven", "put more than 10 follow-ups (QueueConfig.MaxFollowUps)", 10},
 	} {
 		t.Run(tc.action, func(t *testing.T) {
 			gate := filepath.Join(t.TempDir(), "gate")
@@ -271,7 +288,7 @@ func TestHostileChunkPuts(t *testing.T) {
 			p, logs := startPool(t, supervisor.Config{Workers: 1, InFlight: 1,
 				Env: []string{"SUPERVISE_TEST_MODE=hostile", "SUPERVISE_TEST_HOSTILE=" + tc.action, "SUPERVISE_TEST_GATE=" + gate}})
 			ctx := context.Background()
-			q := supervisor.NewQueue[int, int](p, "square", supervisor.QueueConfig{Chunk: 16})
+			q := supervisor.NewQueue[int, int](p, "square", supervisor.QueueConfig{Chunk: 16, MaxFollowUps: tc.max})
 			var gateOpen *os.File
 			for x := range 200 { // 0 holds the worker until the gate opens; the others gather in chunks
 				if err := q.Put(ctx, x); err != nil {

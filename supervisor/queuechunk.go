@@ -25,9 +25,13 @@ import (
 // again one per call, and put their follow-ups again themselves.
 
 // chunkPutBytes bounds the follow-ups that the chunks a worker holds may put before their
-// answers. A chunk whose put goes past it fails when it ends, and its inputs go again one per
-// call, whose follow-ups are put as they come.
-const chunkPutBytes = 16 << 20
+// answers, each counted as its bytes and putCost more (what keeping it costs). A chunk whose
+// put goes past it fails when it ends, and its inputs go again one per call, whose follow-ups
+// are put as they come.
+const (
+	chunkPutBytes = 16 << 20
+	putCost       = 64
+)
 
 // gathering is a queue's chunk call while it gathers items, and its follow-ups while it runs.
 type gathering struct {
@@ -42,6 +46,7 @@ type gathering struct {
 	// Its inputs' follow-ups, kept until its answer (counted in w.chunkPuts); bad: why it
 	// must fail instead.
 	puts     []chunkFollowUp
+	counts   []int // by input: QueueConfig.MaxFollowUps
 	putBytes int64
 	w        *worker
 	bad      error
@@ -139,20 +144,32 @@ func (g *gathering) put(w *worker, c *task, payload msgpack.RawMessage) {
 		return
 	}
 	k, item, err := channel.ParseChunkPut(payload, c.chunk)
+	cost := int64(len(item) + putCost)
 	switch {
 	case err != nil:
 		g.bad = fmt.Errorf("a follow-up put during chunk call %d: %w", c.id, err)
-	case w.chunkPuts.Load()+int64(len(item)) > chunkPutBytes:
+	case w.chunkPuts.Load()+cost > chunkPutBytes:
 		g.bad = fmt.Errorf("chunk call %d: its worker's chunks put more than %d bytes of follow-ups before their answers", c.id, chunkPutBytes)
+	case g.q.cfg.MaxFollowUps > 0 && g.count(k, c.chunk) > g.q.cfg.MaxFollowUps:
+		g.bad = fmt.Errorf("chunk call %d: its input %d put more than %d follow-ups (QueueConfig.MaxFollowUps)", c.id, k, g.q.cfg.MaxFollowUps)
 	default:
 		g.w = w
-		g.putBytes += int64(len(item))
-		w.chunkPuts.Add(int64(len(item)))
+		g.putBytes += cost
+		w.chunkPuts.Add(cost)
 		g.puts = append(g.puts, chunkFollowUp{k, bytes.Clone(item)})
 		return
 	}
 	w.log.Warn("supervise: failing a chunk call; its inputs go again one per call", "err", g.bad)
 	g.drop()
+}
+
+// count counts a follow-up of input k of a chunk of n, and returns how many it has put.
+func (g *gathering) count(k, n int) int {
+	if g.counts == nil {
+		g.counts = make([]int, n)
+	}
+	g.counts[k]++
+	return g.counts[k]
 }
 
 // drop forgets the follow-ups kept. Called with gmu held.

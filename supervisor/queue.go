@@ -206,7 +206,7 @@ func (q *queue) followUp(parent *task, payload msgpack.RawMessage) {
 
 // settled takes the outcome of one of its items.
 func (q *queue) settled(t *task) {
-	if took := t.took.Load(); t.err == nil && took > 0 && q.pool != nil {
+	if took := t.took.Load(); t.err == nil && took > 0 && q.pool != nil && q.sizer.fixed == 0 { // only the automatic size uses it
 		q.gmu.Lock()
 		q.sizer.answered(1, time.Duration(took))
 		q.gmu.Unlock()

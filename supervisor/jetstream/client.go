@@ -97,7 +97,11 @@ func NewClient(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) 
 		FilterSubjects: []string{cfg.resultsOf(c.run)},
 	})
 	if err == nil {
-		c.results, err = cons.Consume(c.collect)
+		// The ordered consumer recovers by itself (a missed heartbeat, a reconnect: it
+		// starts again after the last result read); what it met on the way is logged.
+		c.results, err = cons.Consume(c.collect, natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
+			cfg.Logger.Warn("jetstream: reading results", "queue", cfg.Queue, "run", c.run, "err", err)
+		}))
 	}
 	if err != nil {
 		c.cancel()

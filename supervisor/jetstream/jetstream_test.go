@@ -327,3 +327,26 @@ func TestServerCredentials(t *testing.T) {
 	}
 	nc.Close()
 }
+
+// Every client and machine opens the queue's streams as it starts. Only the first creates
+// them: the others send no update, which NATS 2.9.10 was seen to crash on beside others
+// (and which before this change each of them sent, for every stream).
+func TestOpeningAQueueUpdatesNoStream(t *testing.T) {
+	s := startServer(t)
+	newClient(t, s, testConfig())
+	watch := connect(t, s)
+	updates, err := watch.SubscribeSync("$JS.API.STREAM.UPDATE.>")
+	must(t, err)
+	must(t, watch.Flush())
+	startMachines(t, s, 1)
+	awaitHeld(t, s, 0) // it beats: its streams are open
+	newClient(t, s, testConfig())
+	must(t, watch.Flush())
+	if n, _, err := updates.Pending(); err != nil || n != 0 {
+		first := "none"
+		if msg, err := updates.NextMsg(0); err == nil {
+			first = msg.Subject
+		}
+		t.Fatalf("%d stream updates (%v) after the streams were made; the first: %s", n, err, first)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,7 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg Config) (*streams, erro
 		return nil, err
 	}
 	s := &streams{cfg: cfg, nc: nc, js: js, limit: int(nc.MaxPayload())}
-	s.tasks, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+	s.tasks, err = ensureStream(ctx, js, natsjs.StreamConfig{
 		Name:        cfg.tasksStream(),
 		Description: "supervise: the tasks of queue " + cfg.Queue,
 		Subjects:    []string{cfg.tasksSubject()},
@@ -44,7 +45,7 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg Config) (*streams, erro
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s on %s: %w", cfg.tasksStream(), nc.ConnectedUrlRedacted(), err)
 	}
-	s.results, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+	s.results, err = ensureStream(ctx, js, natsjs.StreamConfig{
 		Name:                 cfg.resultsStream(),
 		Description:          "supervise: the results of queue " + cfg.Queue + ", one per task",
 		Subjects:             []string{"supervise." + cfg.Queue + ".results.>"},
@@ -58,7 +59,7 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg Config) (*streams, erro
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s on %s: %w", cfg.resultsStream(), nc.ConnectedUrlRedacted(), err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+	_, err = ensureStream(ctx, js, natsjs.StreamConfig{
 		Name:        cfg.deadStream(),
 		Description: "supervise: messages of queue " + cfg.Queue + " that no worker could take",
 		Subjects:    []string{cfg.deadSubject()},
@@ -72,16 +73,60 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg Config) (*streams, erro
 	return s, nil
 }
 
-// consumer returns the workers' durable pull consumer, created if missing.
+// ensureStream creates a stream as cfg says if it is missing, and updates it only if it is
+// configured otherwise. Every client and machine opens the streams as it starts, and an
+// update each time is a write the server need not do: NATS 2.9.10 was seen to crash on
+// stream updates beside one another (a nil dereference in updateWithAdvisory, under load).
+// A create with the configuration a stream already has succeeds and changes nothing; one
+// beside another's create of the same stream may fail (2.9.10: "subjects overlap"), and
+// then the stream is read, again after a moment if it is not there yet.
+func ensureStream(ctx context.Context, js natsjs.JetStream, cfg natsjs.StreamConfig) (natsjs.Stream, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := js.CreateStream(ctx, cfg)
+		if err == nil {
+			return s, nil
+		}
+		if s, gerr := js.Stream(ctx, cfg.Name); gerr == nil {
+			if sameStream(s.CachedInfo().Config, cfg) {
+				return s, nil
+			}
+			return js.UpdateStream(ctx, cfg)
+		}
+		if attempt == 3 {
+			return nil, err
+		}
+		select { // another's create under way: a moment for it to finish
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// sameStream reports whether stream configuration has what want sets (a MaxMsgsPerSubject
+// not set reads back as -1, no limit).
+func sameStream(has, want natsjs.StreamConfig) bool {
+	return slices.Equal(has.Subjects, want.Subjects) && has.Description == want.Description &&
+		has.Retention == want.Retention && has.Storage == want.Storage && has.Duplicates == want.Duplicates &&
+		has.MaxAge == want.MaxAge && (has.MaxMsgsPerSubject == want.MaxMsgsPerSubject || want.MaxMsgsPerSubject == 0 && has.MaxMsgsPerSubject < 0) &&
+		has.Discard == want.Discard && has.DiscardNewPerSubject == want.DiscardNewPerSubject
+}
+
+// consumer returns the workers' durable pull consumer, created if missing, updated only if
+// it is configured otherwise (as ensureStream does streams).
 func (s *streams) consumer(ctx context.Context) (natsjs.Consumer, error) {
-	c, err := s.tasks.CreateOrUpdateConsumer(ctx, natsjs.ConsumerConfig{
+	cfg := natsjs.ConsumerConfig{
 		Durable:       consumerName,
 		Description:   "supervise: the worker machines of queue " + s.cfg.Queue,
 		AckPolicy:     natsjs.AckExplicitPolicy,
 		AckWait:       s.cfg.AckWait,
 		MaxDeliver:    s.cfg.MaxDeliver,
 		MaxAckPending: -1,
-	})
+	}
+	c, err := s.tasks.CreateConsumer(ctx, cfg)
+	if errors.Is(err, natsjs.ErrConsumerExists) {
+		c, err = s.tasks.UpdateConsumer(ctx, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer %s on stream %s: %w", consumerName, s.cfg.tasksStream(), err)
 	}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,7 +118,14 @@ func TestSoak(t *testing.T) {
 	for _, k := range soakKinds {
 		kinds = append(kinds, k+"="+strconv.Itoa(faults[k]))
 	}
-	t.Logf("soak: %d tasks in %v (seed %d): %d ok, %d faults each with its typed error (%s); %d workers started, %d killed by the pool",
+	summary := fmt.Sprintf("soak: %d tasks in %v (seed %d): %d ok, %d faults each with its typed error (%s); %d workers started, %d killed by the pool",
 		n, took.Round(time.Millisecond), seed, ok, failed, strings.Join(kinds, " "),
 		pooltest.Count[supervisor.EventWorkerStarted](rec), pooltest.Count[supervisor.EventWorkerKilled](rec))
+	t.Log(summary)
+	// CI prints the counts of the suite's own run from here, rather than soak again with -v.
+	if path := os.Getenv("SUPERVISE_SOAK_SUMMARY"); path != "" {
+		if err := os.WriteFile(path, []byte(summary+"\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 }

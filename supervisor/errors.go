@@ -21,6 +21,10 @@ var (
 	ErrWorkerDied = errors.New("worker died")
 	// ErrBadHello: a worker's first frame was not a valid hello of our protocol version.
 	ErrBadHello = errors.New("bad hello")
+	// ErrProtocolVersion: a worker's hello named a protocol version other than this parent's
+	// (channel.ProtocolVersion). The error matches ErrBadHello too; this one says that the
+	// program is a worker after all, of another version.
+	ErrProtocolVersion = errors.New("protocol version mismatch")
 	// ErrTooLarge: a task's input does not fit in one frame (Config.MaxFrame).
 	ErrTooLarge = errors.New("task input exceeds the frame limit")
 	// ErrTimeout: a task ran past its time limit (Config.TaskTimeout); see *TimeoutError.

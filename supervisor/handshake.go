@@ -74,7 +74,7 @@ func parseHello(msgs []channel.Message) (channel.Hello, error) {
 		return h, fmt.Errorf("%w: the hello's payload: %v", ErrBadHello, err)
 	}
 	if h.Protocol != channel.ProtocolVersion {
-		return h, fmt.Errorf("%w: the worker speaks protocol version %d, this parent speaks %d", ErrBadHello, h.Protocol, channel.ProtocolVersion)
+		return h, fmt.Errorf("%w: %w: the worker speaks protocol version %d, this parent speaks %d", ErrBadHello, ErrProtocolVersion, h.Protocol, channel.ProtocolVersion)
 	}
 	if h.Concurrency < 0 {
 		return h, fmt.Errorf("%w: concurrency %d", ErrBadHello, h.Concurrency)

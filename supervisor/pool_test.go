@@ -396,7 +396,8 @@ func TestStartErrors(t *testing.T) {
 				t.Fatal("Start succeeded")
 			}
 			var se *supervisor.StartError
-			if !errors.As(err, &se) || errors.Is(err, supervisor.ErrBadHello) != tc.wantBad {
+			if !errors.As(err, &se) || errors.Is(err, supervisor.ErrBadHello) != tc.wantBad ||
+				errors.Is(err, supervisor.ErrProtocolVersion) != (tc.name == "old version") {
 				t.Fatalf("error %v (%T)", err, err)
 			}
 			for _, w := range tc.want {

@@ -110,9 +110,14 @@ var configNames = strings.NewReplacer(
 	"Config.HangTimeout", "--hang-timeout",
 )
 
-// notAWorker is what a user who gave run an ordinary command is told.
-const notAWorker = "is it a worker? A worker sends a hello first (docs/protocol.md); " +
-	"to run an ordinary command once per input, use supervise exec"
+// notAWorker is what a user who gave run an ordinary command is told; otherVersion, one who
+// gave it a worker of another protocol version.
+const (
+	notAWorker = "is it a worker? A worker sends a hello first (docs/protocol.md); " +
+		"to run an ordinary command once per input, use supervise exec"
+	otherVersion = "the worker speaks another version of the protocol than this supervise " +
+		"(docs/protocol.md, section 4): update the older of the two"
+)
 
 // message is err as the command line says it: without the library's "supervise: " prefix
 // (the command adds its own), with flags for the library's Config fields, and for a worker
@@ -123,7 +128,10 @@ func message(err error) string {
 		s = strings.TrimPrefix(s, "supervise: ")
 	}
 	s = configNames.Replace(s)
-	if errors.Is(err, supervisor.ErrBadHello) {
+	switch {
+	case errors.Is(err, supervisor.ErrProtocolVersion):
+		s += "\n  " + otherVersion
+	case errors.Is(err, supervisor.ErrBadHello):
 		s += "\n  " + notAWorker
 	}
 	return s

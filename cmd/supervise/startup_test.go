@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/supervise-dev/supervise/channel"
 )
 
 // An unknown flag before the subcommand is reported as an unknown flag: cobra took
@@ -88,5 +91,21 @@ func TestConformanceOfNoWorker(t *testing.T) {
 		if code != 2 || !strings.Contains(stdout, "FAIL  hello") || strings.Count(stdout, "\n") != 2 {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 after the hello check alone", command, code, stdout, stderr)
 		}
+	}
+}
+
+// A worker of another protocol version is told apart from a program that is no worker: the
+// error names both versions and says to update one, not to use exec.
+func TestRunOfAWorkerOfAnotherVersion(t *testing.T) {
+	var frame bytes.Buffer
+	hello, err := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion + 1, Pid: 1, Language: "sh"})
+	must(t, err)
+	must(t, channel.NewConn(strings.NewReader(""), &frame, channel.Options{}).Send(channel.Message{Kind: channel.KindHello, Payload: hello}))
+	path := filepath.Join(t.TempDir(), "hello")
+	must(t, os.WriteFile(path, frame.Bytes(), 0o644))
+	_, stderr, code := runCLI(t, "x\n", "-j", "1", "run", "--", "sh", "-c", `cat "$1"; exec cat >/dev/null`, "sh", path)
+	want := fmt.Sprintf("speaks protocol version %d, this parent speaks %d", channel.ProtocolVersion+1, channel.ProtocolVersion)
+	if code != 2 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "update the older") || strings.Contains(stderr, "supervise exec") {
+		t.Errorf("exit %d; stderr:\n%s", code, stderr)
 	}
 }

@@ -13,7 +13,9 @@ import (
 
 // Config names a queue on a JetStream server and how its tasks are delivered. The submitter
 // and every worker machine of a queue should use the same values; the zero value is the queue
-// "default" with the defaults below.
+// "default" with the defaults below. The first to start creates the queue's streams (and a
+// machine, its consumer) with them; one that starts with other values of ResultTTL, AckWait
+// or MaxDeliver updates them to its own.
 type Config struct {
 	// Queue names the queue: letters, digits, '-' and '_'. Empty: "default".
 	Queue string

@@ -66,6 +66,8 @@ type pendingTask struct {
 	reports *taskReports             // counted always, kept for a future's Reports
 	put     func(msgpack.RawMessage) // takes its follow-ups (a queue's item); nil: none allowed
 	misuse  error                    // a follow-up or report it may not send: its outcome
+	died    error                    // a worker died under it (a machine's note): its error if it is lost
+	diedOn  string                   // that machine
 
 	// The outcome, once it came, waiting for the reports sent before it (finish).
 	final         func()
@@ -269,15 +271,17 @@ func (c *Client) maxDeliveries(m *nats.Msg) {
 		for _, id := range b.ids {
 			c.mu.Lock()
 			p := c.pending[id]
-			if p != nil && p.batch == b {
-				c.take(id)
-			} else {
-				p = nil
+			if p == nil || p.batch != b {
+				c.mu.Unlock()
+				continue
+			}
+			c.take(id)
+			te := &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Deliveries: int(adv.Deliveries), Err: remoteError(lost)}
+			if p.died != nil { // a worker died under it, by a machine's note: that is the cause
+				te.Err, te.Machine = p.died, p.diedOn
 			}
 			c.mu.Unlock()
-			if p != nil {
-				p.done(nil, &TaskError{Queue: c.cfg.Queue, ID: id, Handler: p.handler, Deliveries: int(adv.Deliveries), Err: remoteError(lost)})
-			}
+			p.done(nil, te)
 		}
 		c.s.tasks.DeleteMsg(ctx, adv.StreamSeq)
 	}()

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/supervisor"
 )
 
 // delivery is one message a machine took from the tasks stream: a lone task, or a batch of
@@ -138,6 +140,7 @@ func (m *machine) settle(ctx context.Context, d *delivery, ends []taskEnd, took 
 			back, stopping = true, true
 		case e.err != nil && handBack(e.err) && !last:
 			m.cfg.Logger.Info("jetstream: handing back a task whose worker died", "from", d.from, "task", id, "err", e.err)
+			m.noteDeath(d, id, e.err)
 			back = true
 		default:
 			record = append(record, e)
@@ -161,6 +164,22 @@ func (m *machine) settle(ctx context.Context, d *delivery, ends []taskEnd, took 
 		d.msg.Term()
 	default:
 		d.msg.Ack()
+	}
+}
+
+// noteDeath tells task id's submitter the error of the worker that died under it, before the
+// task goes back. A machine takes a delivery for the last by the server's count, which can be
+// behind: nats-server 2.9.10 (Debian's) was seen to redeliver with a count of 1 after a
+// delivery that failed (the bug nats-server PR 5305 fixed in 2024). The last delivery then
+// goes back too, and the server's max-deliveries advisory ends the task at its submitter with
+// this error rather than as lost.
+func (m *machine) noteDeath(d *delivery, id uint64, err error) {
+	if errors.Is(err, supervisor.ErrPoolClosed) || errors.Is(err, supervisor.ErrPoolBroken) {
+		return // the machine's trouble, not the task's
+	}
+	body := channel.AppendMessage(nil, channel.Message{Kind: channel.KindError, ID: id, Err: remoteError(err)})
+	if err := m.forward(d, id, body, "died"); err != nil {
+		m.cfg.Logger.Warn("jetstream: telling the submitter of a worker's death", "from", d.from, "task", id, "err", err)
 	}
 }
 

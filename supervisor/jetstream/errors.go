@@ -14,7 +14,8 @@ var (
 	// max_payload); the message went to the queue's dead-letter subject.
 	ErrTooLarge = errors.New("message too large for the server")
 	// ErrLost: a task was delivered MaxDeliver times and no machine answered it: each one
-	// that took it was lost first.
+	// that took it was lost first. (Had a machine said that a worker died under the task, the
+	// task fails with that error instead: its cause.)
 	ErrLost = errors.New("every delivery of the task was lost")
 )
 

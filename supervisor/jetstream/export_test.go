@@ -6,3 +6,11 @@ func PauseFlusher(c *Client) (release func()) {
 	c.pause.Lock()
 	return c.pause.Unlock
 }
+
+// DiedNoted reports whether a machine's note that a worker died under task id reached c.
+func DiedNoted(c *Client, id uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[id]
+	return p != nil && p.died != nil
+}

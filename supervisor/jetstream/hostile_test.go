@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/supervise-dev/supervise/channel"
+	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/supervise-dev/supervise/supervisor/jetstream"
 )
 
@@ -155,5 +156,34 @@ func TestTaskInAnotherRunsNameFails(t *testing.T) {
 				t.Fatalf("want ErrForged (or, had the run's own answer come first, its pid): %v, %v", got, err)
 			}
 		})
+	}
+}
+
+// A machine takes a delivery for the last by the server's count, which nats-server 2.9.10
+// was seen to set back to 1 after a failed delivery: the last delivery of a task whose worker
+// died was then handed back too, and the server's max-deliveries advisory ended the task as
+// lost ("each time to a machine that was lost"), though no machine was. The machine's note of
+// the death now reaches the submitter first, and the task fails with that worker's death.
+// The advisory is published here as the server would: its count runs out while the machine
+// holds the task's second delivery.
+func TestTaskOutOfDeliveriesFailsWithItsWorkersDeath(t *testing.T) {
+	s := startServer(t)
+	startMachines(t, s, 1)
+	cfg := testConfig()
+	c := newClient(t, s, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	log := napLog(t)
+	f := jetstream.Submit[napInput, int](ctx, c, "crashonce", napInput{N: 1, Ms: 60_000, Log: log})
+	awaitStarts(t, log, 2) // its first worker died, and the task came again
+	eventually(t, func() bool { return jetstream.DiedNoted(c, f.ID()) }, func() string { return "no note of the worker's death" })
+	forger := connect(t, s)
+	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.SUPERVISE_%s_TASKS.workers", cfg.Queue)
+	must(t, forger.Publish(subject, []byte(fmt.Sprintf(`{"stream_seq":1,"deliveries":%d}`, cfg.MaxDeliver))))
+	must(t, forger.Flush())
+	_, err := f.Get(ctx)
+	var te *jetstream.TaskError
+	if !errors.Is(err, supervisor.ErrWorkerDied) || errors.Is(err, jetstream.ErrLost) || !errors.As(err, &te) || te.Deliveries != cfg.MaxDeliver || te.Machine == "" {
+		t.Fatalf("a task out of deliveries whose worker died: %v; want its worker's death, at delivery %d, naming the machine", err, cfg.MaxDeliver)
 	}
 }

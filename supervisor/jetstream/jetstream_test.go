@@ -337,11 +337,11 @@ func TestOpeningAQueueUpdatesNoStream(t *testing.T) {
 	watch := connect(t, s)
 	updates, err := watch.SubscribeSync("$JS.API.STREAM.UPDATE.>")
 	must(t, err)
-	must(t, watch.Flush())
+	must(t, watch.FlushTimeout(connectTimeout))
 	startMachines(t, s, 1)
 	awaitHeld(t, s, 0) // it beats: its streams are open
 	newClient(t, s, testConfig())
-	must(t, watch.Flush())
+	must(t, watch.FlushTimeout(connectTimeout))
 	if n, _, err := updates.Pending(); err != nil || n != 0 {
 		first := "none"
 		if msg, err := updates.NextMsg(0); err == nil {

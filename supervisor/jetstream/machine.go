@@ -256,7 +256,7 @@ func (m *machine) runTask(ctx context.Context, d *delivery, i int) (end taskEnd)
 	var puts atomic.Int64
 	var lostPut atomic.Pointer[error]      // a follow-up that could not be sent fails the task: it would be lost
 	put := func(item msgpack.RawMessage) { // from the worker's reader, before the answer
-		if err := m.forward(d, call.ID, item, true); err != nil {
+		if err := m.forward(d, call.ID, item, "put"); err != nil {
 			lostPut.CompareAndSwap(nil, &err)
 			return
 		}
@@ -279,7 +279,7 @@ func (m *machine) runTask(ctx context.Context, d *delivery, i int) (end taskEnd)
 func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], d *delivery, id uint64) int {
 	n := 0
 	for r := range f.Reports(context.Background()) {
-		if err := m.forward(d, id, r.Raw(), false); err != nil {
+		if err := m.forward(d, id, r.Raw(), ""); err != nil {
 			m.cfg.Logger.Warn("jetstream: a report dropped", "from", d.from, "task", id, "err", err)
 			continue
 		}
@@ -288,14 +288,17 @@ func (m *machine) forwardReports(f *supervisor.Future[msgpack.RawMessage], d *de
 	return n
 }
 
-// forward sends one report, or follow-up (put), of task id of d to its submitter, sealed as
-// its outcome is.
-func (m *machine) forward(d *delivery, id uint64, body []byte, put bool) error {
+// forward sends one report (kind ""), follow-up (kind "put") or note of a worker's death
+// (kind "died") of task id of d to its submitter, sealed as its outcome is.
+func (m *machine) forward(d *delivery, id uint64, body []byte, kind string) error {
 	out := nats.NewMsg(m.cfg.reportsSubject(d.run))
 	out.Header.Set(headerTask, strconv.FormatUint(id, 10))
 	out.Header.Set(headerDeliveries, strconv.FormatUint(d.number, 10))
-	if put {
-		out.Header.Set(headerKind, "put")
+	if kind != "" {
+		out.Header.Set(headerKind, kind)
+	}
+	if kind == "died" {
+		out.Header.Set(headerWorker, m.name)
 	}
 	if err := m.seal(out, d, body); err != nil {
 		return err

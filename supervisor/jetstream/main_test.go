@@ -111,6 +111,20 @@ func TestMain(m *testing.M) {
 		}
 		return in.N, nil
 	})
+	// crashonce logs N, then kills its worker the first time (its log has one line) and
+	// naps Ms milliseconds after.
+	child.Handle("crashonce", func(ctx context.Context, in napInput) (int, error) {
+		appendLine(in.Log, strconv.Itoa(in.N))
+		if b, _ := os.ReadFile(in.Log); strings.Count(string(b), "\n") == 1 {
+			os.Exit(3)
+		}
+		select {
+		case <-time.After(time.Duration(in.Ms) * time.Millisecond):
+			return os.Getppid(), nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	})
 	child.Handle("crash", func(context.Context, int) (int, error) {
 		fmt.Fprintln(os.Stderr, "crash: going down")
 		os.Exit(3)
@@ -125,6 +139,12 @@ func TestMain(m *testing.M) {
 	os.Setenv("GORACE", "atexit_sleep_ms=0") // race-built workers exit at once
 	os.Exit(m.Run())
 }
+
+// connectTimeout is how long a connection of a test may take, not nats.go's 2 s: the embedded
+// server, in the test process, was seen to stall 15 s under -race beside stress --cpu 8 and
+// a CI run ("Readloop processing time: 15.46s"), and a test failed on its connect's i/o
+// timeout.
+const connectTimeout = time.Minute
 
 func appendLine(path, line string) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -144,7 +164,7 @@ type napInput struct {
 func runMachine(url string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(connectTimeout))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "machine:", err)
 		return 1
@@ -259,7 +279,7 @@ func (s *testServer) restart() {
 
 func connect(t *testing.T, s *testServer) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(connectTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}

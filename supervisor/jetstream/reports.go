@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/msgqueue"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/vmihailenco/msgpack/v5"
@@ -130,7 +131,11 @@ func (c *Client) report(msg *nats.Msg) {
 		c.cfg.Logger.Warn("jetstream: a report not for this run's task", "queue", c.cfg.Queue, "task", id)
 		return
 	}
-	if msg.Header.Get(headerKind) == "put" {
+	switch msg.Header.Get(headerKind) {
+	case "died":
+		c.noteDeath(p, data, msg.Header.Get(headerWorker))
+		return // not a report: not counted
+	case "put":
 		if !p.reports.current(delivery) {
 			return
 		}
@@ -142,7 +147,7 @@ func (c *Client) report(msg *nats.Msg) {
 			c.mu.Unlock()
 		}
 		p.reports.add(nil, delivery, c.cfg.MaxReportBytes)
-	} else {
+	default:
 		held, ok, current := p.reports.add(data, delivery, c.cfg.MaxReportBytes)
 		if !ok {
 			c.cancelTask(id, &supervisor.ReportOverflowError{TaskID: id, Held: held, Report: len(data), Limit: c.cfg.MaxReportBytes})
@@ -160,6 +165,20 @@ func (c *Client) report(msg *nats.Msg) {
 	if ready {
 		c.settle(id)
 	}
+}
+
+// noteDeath keeps the error of a worker that died under task p on machine, as a machine's
+// note said (data: an error message of the task): p's outcome if the server stops delivering
+// it before a machine records one.
+func (c *Client) noteDeath(p *pendingTask, data []byte, machine string) {
+	note, err := channel.ParseMessage(data)
+	if err != nil || note.Kind != channel.KindError || note.Err == nil {
+		c.cfg.Logger.Warn("jetstream: a note of a worker's death that is not an error message", "queue", c.cfg.Queue, "machine", machine, "err", err)
+		return
+	}
+	c.mu.Lock()
+	p.died, p.diedOn = note.Err, machine
+	c.mu.Unlock()
 }
 
 // finish settles task p with its outcome once the reports its machine sent are in (or after

@@ -75,10 +75,7 @@ func TestForgedAdvisoryIgnored(t *testing.T) {
 			t.Fatal("the task never started")
 		}
 	}
-	forger := connect(t, s)
-	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.SUPERVISE_%s_TASKS.workers", cfg.Queue)
-	must(t, forger.Publish(subject, []byte(`{"stream_seq":1,"deliveries":1}`)))
-	must(t, forger.Flush())
+	forgeMaxDeliveries(t, s, cfg, 1, 1)
 	if _, err := f.Get(ctx); err != nil {
 		t.Fatalf("the task after a forged advisory: %v", err)
 	}
@@ -177,13 +174,20 @@ func TestTaskOutOfDeliveriesFailsWithItsWorkersDeath(t *testing.T) {
 	f := jetstream.Submit[napInput, int](ctx, c, "crashonce", napInput{N: 1, Ms: 60_000, Log: log})
 	awaitStarts(t, log, 2) // its first worker died, and the task came again
 	eventually(t, func() bool { return jetstream.DiedNoted(c, f.ID()) }, func() string { return "no note of the worker's death" })
-	forger := connect(t, s)
-	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.SUPERVISE_%s_TASKS.workers", cfg.Queue)
-	must(t, forger.Publish(subject, []byte(fmt.Sprintf(`{"stream_seq":1,"deliveries":%d}`, cfg.MaxDeliver))))
-	must(t, forger.Flush())
+	forgeMaxDeliveries(t, s, cfg, 1, cfg.MaxDeliver)
 	_, err := f.Get(ctx)
 	var te *jetstream.TaskError
 	if !errors.Is(err, supervisor.ErrWorkerDied) || errors.Is(err, jetstream.ErrLost) || !errors.As(err, &te) || te.Deliveries != cfg.MaxDeliver || te.Machine == "" {
 		t.Fatalf("a task out of deliveries whose worker died: %v; want its worker's death, at delivery %d, naming the machine", err, cfg.MaxDeliver)
 	}
+}
+
+// forgeMaxDeliveries publishes the server's max-deliveries advisory for the tasks stream's
+// message seq, delivered deliveries times, from a client.
+func forgeMaxDeliveries(t *testing.T, s *testServer, cfg jetstream.Config, seq uint64, deliveries int) {
+	t.Helper()
+	forger := connect(t, s)
+	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.SUPERVISE_%s_TASKS.workers", cfg.Queue)
+	must(t, forger.Publish(subject, []byte(fmt.Sprintf(`{"stream_seq":%d,"deliveries":%d}`, seq, deliveries))))
+	must(t, forger.FlushTimeout(connectTimeout))
 }

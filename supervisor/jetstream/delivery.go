@@ -169,8 +169,8 @@ func (m *machine) settle(ctx context.Context, d *delivery, ends []taskEnd, took 
 
 // noteDeath tells task id's submitter the error of the worker that died under it, before the
 // task goes back. A machine takes a delivery for the last by the server's count, which can be
-// behind: nats-server 2.9.10 (Debian's) was seen to redeliver with a count of 1 after a
-// delivery that failed (the bug nats-server PR 5305 fixed in 2024). The last delivery then
+// behind: nats-server 2.9.10 (Debian's) was seen to redeliver a task with a count of 1 on its
+// third delivery (a bug like the one nats-server PR 5305 fixed in 2024). The last delivery then
 // goes back too, and the server's max-deliveries advisory ends the task at its submitter with
 // this error rather than as lost.
 func (m *machine) noteDeath(d *delivery, id uint64, err error) {

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,9 +64,7 @@ func (l *liveness) lapse() time.Duration { return 3 * l.every }
 // and beats until ctx ends, then says it is gone. stop waits for it.
 func (l *liveness) start(ctx context.Context) (stop func(), err error) {
 	cfg := l.m.cfg
-	// Created, never updated: every machine starting would update it, and NATS 2.9.10 was
-	// seen to crash on a stream update beside others (a nil dereference, in CI).
-	s, err := l.m.s.js.CreateStream(ctx, natsjs.StreamConfig{
+	s, err := ensureStream(ctx, l.m.s.js, natsjs.StreamConfig{
 		Name:              cfg.machinesStream(),
 		Description:       "supervise: the worker machines of queue " + cfg.Queue + ", each one's last heartbeat",
 		Subjects:          []string{cfg.machinesSubject("*")},
@@ -75,9 +72,6 @@ func (l *liveness) start(ctx context.Context) (stop func(), err error) {
 		MaxMsgsPerSubject: 1,
 		MaxAge:            10 * time.Minute,
 	})
-	if errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) {
-		s, err = l.m.s.js.Stream(ctx, cfg.machinesStream())
-	}
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", cfg.machinesStream(), err)
 	}

@@ -104,10 +104,10 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, cfg natsjs.StreamCon
 }
 
 // sameStream reports whether stream configuration has what want sets (a MaxMsgsPerSubject
-// not set reads back as -1, no limit).
+// not set reads back as -1, no limit; a Duplicates not set, as the server's default).
 func sameStream(has, want natsjs.StreamConfig) bool {
 	return slices.Equal(has.Subjects, want.Subjects) && has.Description == want.Description &&
-		has.Retention == want.Retention && has.Storage == want.Storage && has.Duplicates == want.Duplicates &&
+		has.Retention == want.Retention && has.Storage == want.Storage && (has.Duplicates == want.Duplicates || want.Duplicates == 0) &&
 		has.MaxAge == want.MaxAge && (has.MaxMsgsPerSubject == want.MaxMsgsPerSubject || want.MaxMsgsPerSubject == 0 && has.MaxMsgsPerSubject < 0) &&
 		has.Discard == want.Discard && has.DiscardNewPerSubject == want.DiscardNewPerSubject
 }

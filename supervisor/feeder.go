@@ -59,25 +59,35 @@ func (w *worker) send() {
 			}
 		}
 		now := w.p.clock.now()
+		var dropped []dropping
 		w.mu.Lock()
 		live := tasks[:0]
 		for _, t := range tasks {
 			if err := t.ctx.Err(); err != nil { // cancelled while queued: never sent
-				t.fail(nil, err)
+				dropped = append(dropped, dropping{t, nil, err})
 				continue
 			}
 			if t.chunk > 0 && !w.chunks { // its Map runs its inputs one per call instead
-				t.fail(w, errNoChunks)
+				dropped = append(dropped, dropping{t, w, errNoChunks})
 				continue
 			}
 			live = append(live, t)
-			if t.span != nil {
-				spanSent(t, w)
-			}
 			w.ledger.send(t, now)
 			w.setIdle(false)
 		}
+		started := w.ledger.takeStarted()
 		w.mu.Unlock()
+		// Failing a task runs its callbacks (OnDone, a tracer, a Map's resends), which may
+		// call back into the pool: never under the worker's lock.
+		for _, d := range dropped {
+			d.t.fail(d.w, d.err)
+		}
+		for _, t := range live {
+			if t.span != nil {
+				spanSent(t, w)
+			}
+		}
+		recordStarts(started, now)
 		clear(tasks[len(live):])
 		tasks = live
 		if err := w.link.send(tasks); err != nil {
@@ -253,4 +263,12 @@ func (w *worker) setIdle(idle bool) {
 	} else {
 		w.p.backlog.waitIdle(-1, w.phase != phaseReady)
 	}
+}
+
+// dropping is a task the sender took but will not send, and the error it fails with once the
+// worker's lock is released.
+type dropping struct {
+	t   *task
+	w   *worker
+	err error
 }

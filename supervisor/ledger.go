@@ -18,6 +18,7 @@ type ledger struct {
 	concurrency int
 	held        map[uint64]*task // sent and not yet answered; nil once the worker ended
 	sent        []*task          // the same tasks in the order sent (answered ones linger)
+	fresh       []*task          // started since takeStarted, to be recorded without the lock
 }
 
 func newLedger(concurrency int) ledger {
@@ -103,6 +104,25 @@ func (l *ledger) started(t *task, now time.Time) {
 	if t.runningSince.IsZero() {
 		t.runningSince = now
 		t.starts.Add(1)
+		if t.metrics != nil || t.span != nil {
+			l.fresh = append(l.fresh, t)
+		}
+	}
+}
+
+// takeStarted returns the calls that started since it was last called, whose metrics and
+// spans are to record it: the caller does that once it has released the worker's lock, since
+// a tracer is user code.
+func (l *ledger) takeStarted() []*task {
+	f := l.fresh
+	l.fresh = nil
+	return f
+}
+
+// recordStarts records, in the metrics and the spans, the starts of ts (from takeStarted) at
+// now. Called without the worker's lock.
+func recordStarts(ts []*task, now time.Time) {
+	for _, t := range ts {
 		if t.metrics != nil {
 			t.metrics.start(t, now)
 		}

@@ -102,7 +102,9 @@ func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing 
 		t.took.Store(int64(took))
 		w.slowest = keepSlowest(w.slowest, TaskTiming{ID: t.id, Handler: t.handler, WorkerID: w.id, Took: took})
 	}
+	started := w.ledger.takeStarted()
 	w.mu.Unlock()
+	recordStarts(started, now)
 	select {
 	case w.room <- struct{}{}:
 	default:

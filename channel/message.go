@@ -104,4 +104,8 @@ type Hello struct {
 	// Chunks says the worker runs chunk calls (KindChunk). A worker that does not say so
 	// never gets one.
 	Chunks bool `msgpack:"chunks,omitempty"`
+	// Progress says the worker keeps its chunks' record in the progress page the parent gave
+	// it (progress.go). Under at-most-once, a worker that does not never gets chunk calls:
+	// the parent could not tell which of a chunk's inputs ran if it died.
+	Progress bool `msgpack:"progress,omitempty"`
 }

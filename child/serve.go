@@ -91,9 +91,14 @@ type worker struct {
 	wake    chan struct{} // signalled when queue grows or reading ends
 	eof     bool          // no more calls will come
 
+	page *channel.ProgressPage // where run records its chunks' progress, or nil
+
 	wmu      sync.Mutex // one frame at a time on stdout: answers and heartbeats
 	writeErr error      // guarded by wmu: the first failed write; later writes are skipped
 }
+
+// progressPage is this process's progress page, mapped once.
+var progressPage = sync.OnceValue(openProgress)
 
 // lastConn keeps the last serve's Conn, and so the memory of answers the parent may not have
 // read yet, for the life of the process.
@@ -115,7 +120,9 @@ func serve(in io.Reader, out io.Writer) (orderly bool, err error) {
 	}
 	registry.Unlock()
 
-	hello, err := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go", Handlers: handlerNames(), Chunks: true})
+	w.page = progressPage()
+	hello, err := channel.Marshal(channel.Hello{Protocol: channel.ProtocolVersion, Pid: os.Getpid(), Language: "go",
+		Handlers: handlerNames(), Chunks: true, Progress: w.page != nil})
 	if err != nil {
 		return false, err
 	}
@@ -267,11 +274,17 @@ func (w *worker) execute(c *call) (answer channel.Message) {
 }
 
 // executeChunk runs a chunk's inputs one by one, and answers with their outcomes; once the
-// chunk is cancelled, the inputs left do not run, and the answer stops short of them.
+// chunk is cancelled, the inputs left do not run, and the answer stops short of them. It
+// records its progress in the page as it goes (the input running, each outcome), so that the
+// parent knows which inputs ran if this process dies; an outcome that does not fit in the page
+// ends the chunk after its input.
 func (w *worker) executeChunk(c *call, h rawHandler) channel.Message {
 	items, err := channel.ParseChunk(c.payload)
 	if err != nil {
 		return channel.Message{Kind: channel.KindError, ID: c.id, Err: &channel.RemoteError{Type: "decode", Message: err.Error()}}
+	}
+	if w.page != nil {
+		w.page.Begin(c.id)
 	}
 	b := channel.ChunkHeader(nil, 0)
 	done := 0
@@ -280,6 +293,9 @@ func (w *worker) executeChunk(c *call, h rawHandler) channel.Message {
 			break
 		}
 		c.running.input.Store(int32(i)) // for its puts
+		if w.page != nil {
+			w.page.Starting(i)
+		}
 		out, re := invoke(c.ctx, h, item)
 		o := channel.ChunkOutcome{Err: re, Value: out.Payload}
 		if re == nil && out.Bin != nil {
@@ -287,6 +303,9 @@ func (w *worker) executeChunk(c *call, h rawHandler) channel.Message {
 		}
 		b = channel.AppendChunkOutcome(b, o)
 		done++
+		if w.page != nil && !w.page.Finished(o) {
+			break
+		}
 	}
 	channel.SetChunkCount(b, done)
 	return channel.Message{Kind: channel.KindResult, ID: c.id, Payload: b}

@@ -131,22 +131,73 @@ func (b *chunkBuilder) submit(ctx context.Context, p *Pool, handler string, o ta
 	return p.submit(ctx, handler, in, o)
 }
 
-// split gives the outcomes a settled chunk call has for its inputs, in order, and for the
-// inputs past them the error to give them (nil: send them again, one per call).
-func split(t *task) (outs []channel.ChunkOutcome, rest error) {
-	if t.err != nil {
-		return nil, restError(t.err)
-	}
-	outs, err := channel.ParseChunkOutcomes(t.result, t.chunk)
-	if err != nil {
-		return nil, nil // a worker that cannot answer a chunk: each input goes alone
-	}
-	return outs, nil
+// chunkEnd is what a settled chunk call means for each of its inputs, from its answer or,
+// when it ended without one, from its worker's progress page: under at-most-once an input
+// that may have started never starts again.
+type chunkEnd struct {
+	outs    []channel.ChunkOutcome // the first len(outs) inputs have these outcomes
+	ran     int                    // inputs [len(outs), ran) started and have none: they fail with failed
+	failed  error
+	expired int   // input expired-1 ran past the chunk's time limit: it fails with timeout, whatever came after
+	timeout error //
+	rest    error // the inputs from ran on never started: nil, they go again; else they fail with it (the caller's cancel, the pool's end)
 }
 
-// restError is what a chunk's failure makes of its inputs left: the caller's cancel and the
-// pool's end are theirs too; any other failure (its worker died, a time limit, a chunk the
-// worker could not run) sends them again, one per call.
+// endOf is what chunk t, settled, means for its inputs.
+func endOf(t *task) chunkEnd {
+	e := chunkEnd{expired: t.expired}
+	cause := t.err
+	if te, ok := cause.(*TaskError); ok { // the chunk's own: each input gets its own TaskError
+		cause = te.Err
+	}
+	if e.expired > 0 {
+		e.timeout = &TimeoutError{Limit: t.limit}
+	}
+	switch {
+	case t.record != nil: // it ended without its answer, or its answer could not count
+		e.outs, e.ran, e.failed = t.record.Outcomes, t.record.Started, cause
+	case t.err != nil: // it failed before it ran (never sent, cancelled while queued), or the worker refused it whole (an unknown handler, a payload it could not decode)
+	default:
+		outs, err := channel.ParseChunkOutcomes(t.result, t.chunk)
+		if err != nil { // its inputs ran, but their outcomes are lost
+			e.ran, e.failed = t.chunk, fmt.Errorf("the answer to chunk call %d cannot be read: %w", t.id, err)
+			break
+		}
+		e.outs, e.ran = outs, len(outs)
+	}
+	e.ran = max(e.ran, len(e.outs), e.expired)
+	if e.failed == nil && e.ran > len(e.outs) { // a worker's answer that its page contradicts
+		e.failed = cause
+		if e.failed == nil {
+			e.failed = fmt.Errorf("chunk call %d: the worker recorded %d inputs started, and answered %d", t.id, e.ran, len(e.outs))
+		}
+	}
+	if cause != nil {
+		e.rest = restError(cause)
+	}
+	return e
+}
+
+// input is the fate of input i: its outcome (o), its error (err), or, both nil, it goes again.
+func (e *chunkEnd) input(i int) (o *channel.ChunkOutcome, err error) {
+	switch {
+	case i == e.expired-1:
+		return nil, e.timeout
+	case i < len(e.outs):
+		return &e.outs[i], nil
+	case i < e.ran:
+		return nil, e.failed
+	default:
+		return nil, e.rest
+	}
+}
+
+// whole reports whether every input of a chunk of n has its outcome.
+func (e *chunkEnd) whole(n int) bool { return len(e.outs) == n && e.expired == 0 }
+
+// restError is what a chunk's failure makes of its inputs that never started: the caller's
+// cancel and the pool's end are theirs too; after any other failure (its worker died, a time
+// limit, a chunk the worker would not run) they go again, one per call.
 func restError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrPoolBroken) {

@@ -62,27 +62,32 @@ func (f Func[In, Out]) SubmitChunk(ctx context.Context, ins []In) []*Future[Out]
 	return out
 }
 
-// settleParts gives each input of chunk c, now settled, its outcome: the answer's; for those
-// it has none for, c's error where that is the caller's cancel or the pool's end; else a call
-// of its own (the input that killed c's worker fails alone).
+// settleParts gives each input of chunk c, now settled, its fate (chunkEnd): its outcome, its
+// error, or a call of its own where it never started.
 func settleParts(c *task) {
-	outs, rest := split(c)
+	e := endOf(c)
 	if c.gather != nil {
-		c.gather.ended(c, outs)
+		c.gather.ended(c, &e)
 	}
-	took := c.took.Load() / int64(max(1, len(outs)))
+	took := c.took.Load() / int64(max(1, len(e.outs)))
 	for i, t := range c.parts {
+		o, err := e.input(i)
 		switch {
-		case i < len(outs):
+		case o != nil:
 			t.starts.Store(c.starts.Load())
 			t.took.Store(took)
-			if e := outs[i].Err; e != nil {
-				t.settle(nil, c.inputError(t, i, e))
+			if o.Err != nil {
+				t.settle(nil, c.inputError(t, i, o.Err))
 			} else {
-				t.settle(outs[i].Value, nil)
+				t.settle(o.Value, nil)
 			}
-		case rest != nil:
-			t.fail(nil, rest)
+		case err != nil:
+			if i < e.ran { // it ran: its error is its chunk's, at its place in it
+				t.starts.Store(c.starts.Load())
+				t.settle(nil, c.inputError(t, i, err))
+			} else {
+				t.fail(nil, err)
+			}
 		default:
 			c.resend(t)
 		}

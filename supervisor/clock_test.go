@@ -13,14 +13,15 @@ import (
 	"github.com/supervise-dev/supervise/supervisor"
 )
 
-// Time limits on an injected clock: a call is cancelled at TaskTimeout exactly, not a
-// nanosecond before, and its worker killed at TaskTimeout + CancelGrace exactly, however slow
-// the machine (real time plays no part but for the worker's answers).
+// Time limits on an injected clock: a call is cancelled, and fails, at TaskTimeout exactly, not
+// a nanosecond before, whether its handler stops or not; the worker of one that goes on is
+// killed at TaskTimeout + CancelGrace exactly, however slow the machine (real time plays no
+// part but for the worker's answers).
 func TestTimeLimitsOnInjectedClock(t *testing.T) {
 	const limit, grace = 10 * time.Second, 5 * time.Second
 	clock := supervisor.NewFakeClock()
 	cfg := supervisor.Config{Workers: 1, TaskTimeout: limit, CancelGrace: grace, HangTimeout: time.Hour, StopGrace: time.Second}
-	pooltest.Attach(&cfg)
+	events := pooltest.Attach(&cfg)
 	ctx := context.Background()
 	p, looks, err := supervisor.StartOnClock(ctx, cfg, clock)
 	if err != nil {
@@ -76,19 +77,33 @@ func TestTimeLimitsOnInjectedClock(t *testing.T) {
 		t.Fatalf("a call cancelled at its limit, that stopped: %v", err)
 	}
 
-	// A handler that ignores its cancel: the hard limit kills its worker.
+	// Its answer to the cancel comes after its future ended: a call behind it waits for that,
+	// so that the next call counts as running from when it is sent.
+	if _, err := supervisor.Bind[int, int](p, "sleep").Call(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// A handler that ignores its cancel: its call still fails at its limit, and never
+	// succeeds after it; CancelGrace later, the hard limit kills its worker.
 	deaf := block(true)
-	advance(limit)
-	advance(grace - time.Nanosecond)
-	pending(deaf, "a call 1 ns short of its cancel's grace")
+	advance(limit - time.Nanosecond)
+	pending(deaf, "a deaf call 1 ns short of its time limit")
 	advance(time.Nanosecond)
 	select {
-	case <-deaf.Done(): // failed before the worker is killed, as the kill is charged to it
+	case <-deaf.Done():
 	default:
-		t.Fatal("a call past its grace did not fail when the watchdog looked")
+		t.Fatal("a deaf call at its limit did not fail when the watchdog looked")
 	}
-	if _, err = deaf.Get(ctx); !errors.As(err, &te) || !te.Hard {
-		t.Fatalf("a call that ignored its cancel: %v", err)
+	if _, err = deaf.Get(ctx); !errors.As(err, &te) || te.Hard {
+		t.Fatalf("a call that ignores its cancel, at its limit: %v", err)
+	}
+	advance(grace - time.Nanosecond)
+	if n := pooltest.Count[supervisor.EventWorkerKilled](events); n != 0 {
+		t.Fatalf("the worker was killed 1 ns short of its call's grace")
+	}
+	advance(time.Nanosecond)
+	if n := pooltest.Count[supervisor.EventWorkerKilled](events); n != 1 { // the look that killed it came before
+		t.Fatalf("%d kills once the call's grace ran out, want 1", n)
 	}
 	// The pool goes on with a new worker.
 	if v, err := supervisor.Bind[int, int](p, "sleep").Call(ctx, 1); err != nil || v != 1 {

@@ -57,8 +57,10 @@ func (w *worker) handshake(conn *channel.Conn) error {
 	}
 	w.handlers = h.Handlers
 	w.concurrency = max(1, h.Concurrency)
-	w.chunks = h.Chunks
-	if !h.Chunks {
+	// Chunks only where the worker keeps their record: the pool must know which of a chunk's
+	// inputs ran if the worker dies (at-most-once).
+	w.chunks = h.Chunks && h.Progress && w.page != nil
+	if !w.chunks {
 		w.p.noChunks.Store(true)
 	}
 	return nil

@@ -156,6 +156,22 @@ func TestMain(m *testing.M) {
 		}
 		return 2 * n, nil
 	})
+	// startlog appends its input to the file $SUPERVISE_TEST_LEDGER before anything else (the
+	// tests' record of handler starts, kept outside the pool), then doubles it, except: -1
+	// exits its worker; -2 spins, deaf to its context, until its worker is killed.
+	child.Handle("startlog", func(_ context.Context, n int) (int, error) {
+		if err := logStart(strconv.Itoa(n)); err != nil {
+			return 0, err
+		}
+		switch n {
+		case -1:
+			os.Exit(3)
+		case -2:
+			for spin(time.Second) >= 0 {
+			}
+		}
+		return 2 * n, nil
+	})
 	// fanout puts n follow-ups of 0 (child.Put), and returns n.
 	child.Handle("fanout", func(ctx context.Context, n int) (int, error) {
 		for range n {
@@ -449,4 +465,30 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// logStart appends line to $SUPERVISE_TEST_LEDGER in one write (O_APPEND: whole lines, even
+// from many workers at once).
+func logStart(line string) error {
+	f, err := os.OpenFile(os.Getenv("SUPERVISE_TEST_LEDGER"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(line + "\n")
+	return err
+}
+
+// readStarts counts the lines of a ledger that logStart wrote.
+func readStarts(t *testing.T, path string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		starts[line]++
+	}
+	return starts
 }

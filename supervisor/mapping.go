@@ -89,32 +89,31 @@ func (m *mapper[In, Out]) results(t *task, yield func(Result[Out]) bool, again f
 		v, err := decode[Out](t)
 		return yield(Result[Out]{Index: t.index, Value: v, Err: err})
 	}
-	outs, rest := split(t)
-	m.sizer.answered(len(outs), time.Duration(t.took.Load()))
-	m.sizer.ended(t.chunk, len(outs) == t.chunk)
-	for i, o := range outs {
-		r := itemResult[Out](t, i, o)
+	e := endOf(t)
+	m.sizer.answered(len(e.outs), time.Duration(t.took.Load()))
+	if t.err == nil || e.rest == nil { // not the caller's cancel, nor the pool's end
+		m.sizer.ended(t.chunk, e.whole(t.chunk))
+	}
+	var inputs []msgpack.RawMessage
+	for i := range t.chunk {
+		o, err := e.input(i)
+		var r Result[Out]
+		switch {
+		case o != nil:
+			r = itemResult[Out](t, i, *o)
+		case err != nil:
+			r = Result[Out]{Index: t.index + i, Err: t.inputError(t, i, err)}
+		default: // it never started: it goes again, alone
+			if inputs == nil {
+				inputs = chunkInputs(t)
+			}
+			again(t.index+i, inputs[i])
+			continue
+		}
 		m.f.pool.inputEnded(t.handler, r.Err)
 		if !yield(r) {
 			return false
 		}
-	}
-	if len(outs) == t.chunk {
-		return true
-	}
-	if rest != nil {
-		for i := len(outs); i < t.chunk; i++ {
-			te := t.error(rest)
-			te.ChunkInput = i + 1
-			m.f.pool.inputEnded(t.handler, te)
-			if !yield(Result[Out]{Index: t.index + i, Err: te}) {
-				return false
-			}
-		}
-		return true
-	}
-	for i, in := range chunkInputs(t)[len(outs):] {
-		again(t.index+len(outs)+i, in)
 	}
 	return true
 }

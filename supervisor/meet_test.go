@@ -3,6 +3,8 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -40,5 +42,108 @@ func TestOnDoneMayCallThePool(t *testing.T) {
 	}
 	if v, err := supervisor.Bind[int, int](p, "square").Call(deadline, 4); err != nil || v != 16 {
 		t.Fatalf("a call after the callback: %v %v", v, err)
+	}
+}
+
+// Under at-most-once (the default) no input of a chunk starts twice, whichever way chunks are
+// made (Map, MapUnordered, SubmitChunk, a queue): one input exits its worker in the middle of
+// a chunk, another spins past the time limit, deaf to its cancel. Each starts once and fails
+// alone with its own cause; every other input starts once and succeeds. The handler records
+// its starts in a file, outside the pool. (Before the fix, the inputs of a chunk that ran
+// before the crash ran again: 121 of 20,000.)
+func TestChunksStartEachInputOnce(t *testing.T) {
+	const n, crash, loop = 20000, 4321, 15555
+	for _, mode := range []string{"Map", "MapUnordered", "SubmitChunk", "Queue"} {
+		t.Run(mode, func(t *testing.T) {
+			ledger := filepath.Join(t.TempDir(), "starts")
+			// TaskTimeout is a chunk's: a margin for a loaded machine over the milliseconds a
+			// chunk takes; only the spinning input comes near it.
+			p, _ := startPool(t, supervisor.Config{Workers: 2, TaskTimeout: 3 * time.Second, CancelGrace: 100 * time.Millisecond,
+				Env: []string{"SUPERVISE_TEST_LEDGER=" + ledger}})
+			f := supervisor.Bind[int, int](p, "startlog")
+			input := func(i int) int {
+				switch i {
+				case crash:
+					return -1
+				case loop:
+					return -2
+				}
+				return i
+			}
+			results := map[int]supervisor.Result[int]{}
+			ctx := context.Background()
+			switch mode {
+			case "Map", "MapUnordered":
+				m := f.Map
+				if mode == "MapUnordered" {
+					m = f.MapUnordered
+				}
+				for r := range m(ctx, func(yield func(int) bool) {
+					for i := range n {
+						if !yield(input(i)) {
+							return
+						}
+					}
+				}) {
+					results[r.Index] = r
+				}
+			case "SubmitChunk":
+				for start := 0; start < n; start += 500 {
+					ins := make([]int, 500)
+					for i := range ins {
+						ins[i] = input(start + i)
+					}
+					for i, fut := range f.SubmitChunk(ctx, ins) {
+						v, err := fut.Get(ctx)
+						results[start+i] = supervisor.Result[int]{Index: start + i, Value: v, Err: err}
+					}
+				}
+			case "Queue":
+				q := supervisor.NewQueue[int, int](p, "startlog", supervisor.QueueConfig{Chunk: 64})
+				for i := range n {
+					if err := q.Put(ctx, input(i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				q.Close()
+				for r := range q.Results(ctx) {
+					results[r.Index] = r
+				}
+			}
+			starts := readStarts(t, ledger)
+			twice := 0
+			for in, k := range starts {
+				if k != 1 {
+					twice++
+					if twice <= 5 {
+						t.Errorf("input %s started %d times", in, k)
+					}
+				}
+			}
+			if twice > 0 {
+				t.Fatalf("%d inputs started more than once", twice)
+			}
+			if len(results) != n {
+				t.Fatalf("%d results for %d inputs", len(results), n)
+			}
+			for i := range n {
+				r := results[i]
+				var te *supervisor.TaskError
+				switch i {
+				case crash:
+					if !errors.Is(r.Err, supervisor.ErrWorkerDied) || !errors.As(r.Err, &te) || te.Attempts != 1 {
+						t.Errorf("the crashing input: %v", r.Err)
+					}
+				case loop:
+					if !errors.Is(r.Err, supervisor.ErrTimeout) || !errors.As(r.Err, &te) || te.Attempts != 1 {
+						t.Errorf("the spinning input: %v", r.Err)
+					}
+				default:
+					if r.Err != nil || r.Value != 2*i || starts[strconv.Itoa(i)] != 1 {
+						t.Errorf("input %d: %d, %v, started %d times", i, r.Value, r.Err, starts[strconv.Itoa(i)])
+					}
+				}
+			}
+		})
 	}
 }

@@ -87,6 +87,14 @@ func (w *worker) watch(now time.Time) {
 		case w.cancels <- t.id:
 		default: // the sender is far behind; the hard limit still holds
 		}
+		// A call never succeeds past its limit: it fails now, and its handler's answer, if it
+		// stops in time, is dropped; CancelGrace only decides when its worker is killed if it
+		// goes on. A chunk's inputs end as the chunk's record says (expireChunk).
+		if t.chunk == 0 {
+			t.fail(w, &TimeoutError{Limit: w.p.cfg.TaskTimeout})
+		} else {
+			w.expireChunk(t)
+		}
 	}
 	if v.recycle && !w.recycleReq.Load() {
 		w.log.Info("supervise: recycling a worker over its soft memory limit", "rss", v.rss, "limit", w.p.cfg.MemorySoftLimit)
@@ -115,7 +123,7 @@ func (w *worker) killFor(k killOrder) {
 		w.cause = killCause{reason: k.reason, why: k.why, during: during}
 	}
 	w.mu.Unlock()
-	if k.task != nil {
+	if k.task != nil && k.task.chunk == 0 { // a chunk's inputs end as its record says, once it is reaped
 		k.task.fail(w, k.why)
 	}
 	if first { // the watchdog may see the same overdue call or silence on every tick until the end

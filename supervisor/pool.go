@@ -45,7 +45,6 @@ type Pool struct {
 	metrics       *poolMetrics // Config.Metrics's; nil: none
 	tracer        trace.Tracer // Config.TracerProvider's; nil: none
 	noChunks      atomic.Bool  // a worker's hello did not say it runs chunk calls: Map sends none
-	chunkAnswered atomic.Bool  // a worker answered a chunk call (Pool.exited)
 	failures      failures     // tasks failed, by kind (Stats.Failures)
 
 	clock   clock                           // realClock; a fake one in tests
@@ -313,10 +312,10 @@ func (p *Pool) exited(w *worker, ev EventWorkerExited, replace bool) {
 	var wait time.Duration
 	var backoff *EventRestartBackoff
 	switch {
-	case ev.Failure && w.diedUnderChunk && p.chunkAnswered.Load():
-		// A worker died under a chunk call, and the command is known to answer chunks: an
-		// input of the chunk is at fault. Its inputs go again one per call, and so whatever
-		// killed it will kill a worker under a call of its own, which counts as below.
+	case ev.Failure && w.diedUnderInput:
+		// A worker that said hello died (or was killed) while it ran an input, which is
+		// charged with it: the input is at fault, not the command, which can serve. The
+		// replacement starts without backoff, and the pool does not count it towards breaking.
 		wait = p.restart.wait(time.Now())
 	case ev.Failure && ev.TasksFailed > 0 && w.answeredAny.Load():
 		// A worker that had answered calls died under one, which is charged with it: the

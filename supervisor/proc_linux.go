@@ -41,3 +41,12 @@ func exitMaxRSS(state *os.ProcessState) uint64 {
 
 // fionread is the ioctl that says how many bytes a pipe holds unread (FIONREAD).
 const fionread = unix.TIOCINQ
+
+// progressFile is the file behind a progress page: in memory, never on a disk.
+func progressFile() (*os.File, error) {
+	fd, err := unix.MemfdCreate("supervise-progress", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "supervise-progress"), nil
+}

@@ -28,3 +28,14 @@ const fionread = 0x4004667f
 
 // cloneInto is never called: there are no cgroups outside Linux.
 func cloneInto(*syscall.SysProcAttr, int) {}
+
+// progressFile is the file behind a progress page: a temporary file, removed at once (its
+// pages live in the page cache while mapped).
+func progressFile() (*os.File, error) {
+	f, err := os.CreateTemp("", "supervise-progress-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}

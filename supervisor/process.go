@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/internal/handshake"
 	"github.com/supervise-dev/supervise/internal/keeper"
 )
@@ -47,8 +48,19 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 		}
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	var pageFile *os.File
 	if withStdin { // a nil *os.File in an io.Reader is not a nil Reader
 		cmd.Stdin = child[0]
+		if channel.LittleEndian { // a frames worker that runs chunks records them there
+			var pageEnv []string
+			var err error
+			if pageFile, w.page, pageEnv, err = newProgressPage(channel.DefaultProgressSize); err == nil {
+				cmd.ExtraFiles = []*os.File{pageFile}
+				env = append(env, pageEnv...)
+			} else {
+				w.p.log.Warn("supervise: no progress page for a worker: it gets no chunk calls", "err", err)
+			}
+		}
 	}
 	cmd.Stdout, cmd.Stderr = child[1], child[2]
 	cmd.Dir = cfg.Dir
@@ -59,9 +71,11 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 		err = w.p.spawner.start(cmd)
 	}
 	closeAll(child[:]...)
-	closeAll(leafDir)
+	closeAll(leafDir, pageFile)
 	if err != nil {
 		closeAll(w.stdin, w.stdout, w.stderr)
+		unmapProgressPage(w.page)
+		w.page = nil
 		if w.leaf != nil {
 			_ = w.leaf.Destroy(time.Second)
 		}
@@ -73,6 +87,8 @@ func (w *worker) spawn(env []string, withStdin bool) error {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		closeAll(w.stdin, w.stdout, w.stderr)
+		unmapProgressPage(w.page)
+		w.page = nil
 		_ = w.leaf.Destroy(time.Second)
 		return fmt.Errorf("putting the worker in its memory cgroup: %w", err)
 	}
@@ -92,6 +108,8 @@ func (w *worker) abort(e *StartError) *StartError {
 	<-w.waited
 	<-w.stderrDone
 	closeAll(w.stdin, w.stdout, w.stderr)
+	unmapProgressPage(w.page)
+	w.page = nil
 	e.State, e.Stderr = w.state, w.tail.String()
 	return e
 }

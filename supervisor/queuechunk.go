@@ -182,17 +182,17 @@ func (g *gathering) drop() {
 
 // ended puts the follow-ups of the inputs of chunk c that have outcomes, now that c is
 // settled, before any of its items is done; and tells the queue's sizer how c went.
-func (g *gathering) ended(c *task, outs []channel.ChunkOutcome) {
+func (g *gathering) ended(c *task, e *chunkEnd) {
 	q := g.q
 	q.gmu.Lock()
 	puts := g.puts
 	g.drop()
-	if c.chunk > 0 && (c.err == nil || restError(c.err) == nil) { // not the pool's end
-		q.sizer.ended(c.chunk, c.err == nil && len(outs) == c.chunk)
+	if c.chunk > 0 && (c.err == nil || e.rest == nil) { // not the pool's end
+		q.sizer.ended(c.chunk, c.err == nil && e.whole(c.chunk))
 	}
 	q.gmu.Unlock()
 	for _, f := range puts {
-		if f.k < len(outs) {
+		if o, _ := e.input(f.k); o != nil {
 			q.followUp(c.parts[f.k], f.item)
 		}
 	}

@@ -36,9 +36,6 @@ func (w *worker) read(conn *channel.Conn) error {
 					w.stray(m)
 					continue
 				}
-				if t.chunk > 0 && m.Kind == channel.KindResult && !w.p.chunkAnswered.Load() {
-					w.p.chunkAnswered.Store(true) // its command runs chunks (Pool.exited)
-				}
 				var remote error
 				if m.Kind == channel.KindError {
 					remote = m.Err
@@ -121,7 +118,14 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 	case t.badReport:
 		t.fail(w, ErrQueueReport)
 	case t.gather != nil && t.gather.failing() != nil:
-		t.fail(w, t.gather.failing()) // its inputs go again one per call
+		// Its follow-ups broke a rule and were dropped: the inputs that ran fail with why
+		// (none may run twice); those the worker did not reach go again.
+		rec := &channel.ChunkRecord{Started: t.chunk}
+		if outs, err := channel.ParseChunkOutcomes(result, t.chunk); err == nil && remote == nil {
+			rec.Started = len(outs)
+		}
+		t.record = rec
+		t.fail(w, t.gather.failing())
 	case remote == nil:
 		if t.chunk > 0 {
 			t.answerer = w // before settle, which wakes whoever reads its inputs' outcomes

@@ -49,6 +49,11 @@ type task struct {
 
 	reports msgqueue.Queue // messages from its handler (child.Report)
 
+	// A chunk call's: set before it settles, read by whoever gives its inputs their outcomes.
+	record  *channel.ChunkRecord // it ended without its answer: how far its worker got (its progress page)
+	expired int                  // it reached its time limit while its input expired-1 ran (set under the worker's mu)
+	limit   time.Duration        // that limit
+
 	// Guarded by the holding worker's mu:
 	sentAt       time.Time // when it was last sent
 	runningSince time.Time // when its worker (probably) started it

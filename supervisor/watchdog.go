@@ -52,6 +52,10 @@ func newWatchdog(cfg *Config) watchdog {
 		memSoft: cfg.MemorySoftLimit, memHard: cfg.MemoryHardLimit, memInterval: cfg.MemoryInterval}
 }
 
+// maxTimeoutLag is the most a call's future may end after its time limit, from the watchdog's
+// tick alone.
+const maxTimeoutLag = 50 * time.Millisecond
+
 // interval is how often check should run: a quarter of the shortest limit, between 5 ms and
 // 250 ms, so a limit is enforced within a quarter of itself late.
 func (d *watchdog) interval() time.Duration {
@@ -64,6 +68,9 @@ func (d *watchdog) interval() time.Duration {
 		if l > 0 {
 			tick = min(tick, max(l/4, 5*time.Millisecond))
 		}
+	}
+	if d.taskTimeout > 0 { // a call's future ends at its limit: at most a tick late
+		tick = min(tick, maxTimeoutLag)
 	}
 	return tick
 }

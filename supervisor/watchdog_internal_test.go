@@ -166,7 +166,8 @@ func TestWatchdogSoftMemory(t *testing.T) {
 	}
 }
 
-// The watchdog looks often enough to hold each limit within a quarter of it.
+// The watchdog looks often enough to hold each limit within a quarter of it, and a call's
+// time limit within 50 ms.
 func TestWatchdogInterval(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  Config
@@ -176,6 +177,7 @@ func TestWatchdogInterval(t *testing.T) {
 		{Config{HangTimeout: 30 * time.Second, CancelGrace: 5 * time.Second}, 250 * time.Millisecond},
 		{Config{TaskTimeout: 100 * time.Millisecond, CancelGrace: 5 * time.Second}, 25 * time.Millisecond},
 		{Config{TaskTimeout: time.Millisecond}, 5 * time.Millisecond},
+		{Config{TaskTimeout: time.Second, CancelGrace: 5 * time.Second}, 50 * time.Millisecond}, // a future ends at most 50 ms late
 		{Config{MemoryHardLimit: 1, MemoryInterval: 20 * time.Millisecond}, 20 * time.Millisecond},
 	} {
 		d := newWatchdog(&tc.cfg)

@@ -53,7 +53,8 @@ type worker struct {
 	tail                  tail
 
 	concurrency int  // calls the worker runs at once (its hello says; 1 for the Go SDK)
-	chunks      bool // it runs chunk calls (its hello says)
+	chunks      bool // it runs chunk calls, and records them in its page (its hello says)
+	page        []byte // its progress page, mapped (channel/progress.go); unmapped once it ended
 
 	cancels chan uint64   // task ids to send cancels for
 	room    chan struct{} // capacity 1: an answer freed a slot
@@ -77,7 +78,7 @@ type worker struct {
 	recycleReq atomic.Bool  // over the soft memory limit: the sender stops feeding it
 
 	answeredAny    atomic.Bool // it answered a call: it works, so a death under a call is the call's doing
-	diedUnderChunk bool        // a chunk call it ran failed with its death (Pool.exited); the owner's
+	diedUnderInput bool        // it died while it ran an input, charged with its death (Pool.exited); the owner's
 
 	strays    int          // answers, puts and reports for tasks it does not hold; only the reader touches it
 	chunkPuts atomic.Int64 // bytes of follow-ups its chunks put, kept until their answers (queuechunk.go)
@@ -196,12 +197,18 @@ func (w *worker) run() {
 	// waiting in its queue never started and go back to the backlog for another worker.
 	ev := EventWorkerExited{WorkerID: w.id, Pid: w.pid, State: w.state}
 	for _, t := range fate.fail {
+		if t.chunk > 0 { // how far it got: only the inputs that never started go again
+			t.record, t.answerer = w.chunkRecord(t), w
+			w.diedUnderInput = w.diedUnderInput || t.record.Started > len(t.record.Outcomes)
+		} else {
+			w.diedUnderInput = w.diedUnderInput || !t.runningSince.IsZero()
+		}
 		if t.fail(w, cause) {
 			ev.TasksFailed++
-			w.diedUnderChunk = w.diedUnderChunk || t.chunk > 0
 		}
 	}
 	for _, t := range fate.retry { // at-least-once: again
+		w.diedUnderInput = true
 		t.retries--
 		w.p.emit(EventTaskRetried{TaskID: t.id, Handler: t.handler, WorkerID: w.id, RetriesLeft: t.retries, Err: cause})
 	}
@@ -231,6 +238,8 @@ func (w *worker) run() {
 		ev.Failure = reason == "" || hung
 	}
 	w.callbacks.Wait() // every watch was stopped (settled, requeued) or has run
+	unmapProgressPage(w.page) // the owner reads it (expireChunk, above) and is done
+	w.page = nil
 	w.p.workerExited(w)
 	w.p.exited(w, ev, !clean || w.recycled.Load())
 }

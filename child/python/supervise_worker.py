@@ -248,6 +248,7 @@ class _Worker:
         self.orderly = False  # the parent sent a shutdown before EOF
         self.fatal = None  # a broken stream: the reason
         self.main_thread = threading.get_ident()
+        self.progress = _Progress.open()  # where chunks record how far they got, or None
 
     # Writing.
 
@@ -420,14 +421,22 @@ class _Worker:
             if not isinstance(t.payload, list) or not t.payload:
                 return [ERROR, t.id, None, None, _error("decode", "a chunk call's payload is not a list of inputs")]
             outcomes = []
+            page = self.progress
+            if page is not None:
+                page.begin(t.id)
             for i, item in enumerate(t.payload):
                 if t.cancelled:
                     break  # the inputs left did not run: the answer stops short of them
                 t.input = i
+                if page is not None:
+                    page.starting(i)
                 ok, value = self.invoke(t, entry, item)
+                outcome = [0, value] if ok else [1, value]
+                outcomes.append(outcome)
                 if not ok and value["type"] == "Canceled":
                     break
-                outcomes.append([0, value] if ok else [1, value])
+                if page is not None and not page.finished(outcome):
+                    break  # the page is full: the inputs left go in another call
             return [RESULT, t.id, None, outcomes]
         ok, value = self.invoke(t, entry, t.payload)
         if ok:
@@ -461,6 +470,60 @@ class _Worker:
                 self.send([HEARTBEAT])
             except Exception:
                 return
+
+
+class _Progress:
+    """The progress page the pool shares with this worker (docs/protocol.md, section 3, "The
+    chunk record"): the chunk running, the input it runs, and each finished input's outcome,
+    so that the pool knows which inputs ran if this process dies in the middle of a chunk."""
+
+    HEADER = 64
+
+    def __init__(self, m):
+        self.m = m
+        self.used = 0
+        self.count = 0
+        self.packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")  # pack returns the bytes
+
+    @classmethod
+    def open(cls):
+        fd = _env_int("SUPERVISE_PROGRESS_FD", 0)
+        size = _env_int("SUPERVISE_PROGRESS_BYTES", 0)
+        if fd < 3 or size < cls.HEADER or sys.byteorder != "little":
+            return None
+        try:
+            import mmap
+            os.set_inheritable(fd, False)  # a handler's own children get no share of it
+            m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            os.close(fd)  # the mapping keeps its own
+        except (OSError, ValueError):
+            return None
+        return cls(m)
+
+    def begin(self, id):
+        struct.pack_into("<QIII", self.m, 0, 0, 0, 0, 0)
+        self.used = self.count = 0
+        struct.pack_into("<Q", self.m, 0, id)
+
+    def starting(self, k):
+        struct.pack_into("<I", self.m, 8, k + 1)
+
+    def finished(self, outcome):
+        """Records the outcome of the input running; False if it does not fit (or cannot be
+        encoded: the answer will say so): the chunk then ends after this input."""
+        try:
+            b = self.packer.pack(outcome)
+        except Exception:
+            return False
+        start = self.HEADER + self.used
+        if start + len(b) > len(self.m):
+            return False
+        self.m[start:start + len(b)] = b
+        self.used += len(b)
+        self.count += 1
+        struct.pack_into("<I", self.m, 16, self.used)  # the bytes before the count
+        struct.pack_into("<I", self.m, 12, self.count)
+        return True
 
 
 def _write_all(fd, chunks):
@@ -584,6 +647,7 @@ def serve():
         "handlers": sorted(_handlers),
         "concurrency": 1,
         "chunks": True,
+        "progress": w.progress is not None,
     }])
     stopped = threading.Event()
     period = _env_int("SUPERVISE_HEARTBEAT_MS", 1000) / 1000.0

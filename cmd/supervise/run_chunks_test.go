@@ -8,14 +8,18 @@ import (
 	"testing"
 )
 
-// supervise run sends lines in chunks (--chunk 32): every line ends once; the line that kills
-// its worker fails alone, as a dead worker; the lines that raise fail with their error; the
-// rest succeed; and the worker did run chunk calls.
+// supervise run sends lines in chunks (--chunk 32) to Python workers: every line starts once
+// and ends once (at-most-once, the default: the lines of the crashing line's chunk that ran
+// before it are not run again); the line that kills its worker fails alone, as a dead worker;
+// the lines that raise fail with their error; the rest succeed; and the worker did run chunk
+// calls.
 func TestRunChunksIsolatePoison(t *testing.T) {
 	const n = 5000
 	py, script := pythonScript(t, "chunk_worker.py")
 	log := filepath.Join(t.TempDir(), "chunks")
 	t.Setenv("CHUNK_LOG", log)
+	startLog := filepath.Join(t.TempDir(), "starts")
+	t.Setenv("START_LOG", startLog)
 	stdout, stderr, code := runStdin(t, numbered(n), script, "--workers", "2", "--log-level", "error",
 		"run", "--chunk", "32", "--call", "work", "--", py, script)
 	if code != 1 {
@@ -49,8 +53,8 @@ func TestRunChunksIsolatePoison(t *testing.T) {
 		ended[line] = m[2]
 		switch {
 		case line == 3333:
-			if !strings.Contains(m[2], "worker died") || strings.Contains(m[2], "of its chunk") {
-				t.Errorf("the crashing line: %q; want a dead worker, in a call of its own", m[2])
+			if !strings.Contains(m[2], "worker died") {
+				t.Errorf("the crashing line: %q; want a dead worker", m[2])
 			}
 		case line%997 == 0:
 			if !strings.Contains(m[2], "ValueError") {
@@ -62,6 +66,19 @@ func TestRunChunksIsolatePoison(t *testing.T) {
 	}
 	if len(ended) != n {
 		t.Errorf("%d lines ended, want %d", len(ended), n)
+	}
+	starts, err := os.ReadFile(startLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := map[string]int{}
+	for _, l := range strings.Fields(string(starts)) {
+		if started[l]++; started[l] == 2 {
+			t.Errorf("line %s started twice", l)
+		}
+	}
+	if len(started) != n {
+		t.Errorf("%d lines started, want %d", len(started), n)
 	}
 	chunks, err := os.ReadFile(log)
 	if err != nil || strings.Count(string(chunks), "\n") < n/32/2 {

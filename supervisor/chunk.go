@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/supervise-dev/supervise/channel"
@@ -141,11 +142,12 @@ type chunkEnd struct {
 	expired int   // input expired-1 ran past the chunk's time limit: it fails with timeout, whatever came after
 	timeout error //
 	rest    error // the inputs from ran on never started: nil, they go again; else they fail with it (the caller's cancel, the pool's end)
+	badPuts []int // inputs that put a follow-up from no queue: they fail with errNotInQueue
 }
 
 // endOf is what chunk t, settled, means for its inputs.
 func endOf(t *task) chunkEnd {
-	e := chunkEnd{expired: t.expired}
+	e := chunkEnd{expired: t.expired, badPuts: t.badPuts}
 	cause := t.err
 	if te, ok := cause.(*TaskError); ok { // the chunk's own: each input gets its own TaskError
 		cause = te.Err
@@ -183,6 +185,8 @@ func (e *chunkEnd) input(i int) (o *channel.ChunkOutcome, err error) {
 	switch {
 	case i == e.expired-1:
 		return nil, e.timeout
+	case i < len(e.outs) && slices.Contains(e.badPuts, i):
+		return nil, errNotInQueue
 	case i < len(e.outs):
 		return &e.outs[i], nil
 	case i < e.ran:
@@ -190,6 +194,12 @@ func (e *chunkEnd) input(i int) (o *channel.ChunkOutcome, err error) {
 	default:
 		return nil, e.rest
 	}
+}
+
+// retryable reports whether input i is the one its chunk's worker died under (not for a
+// time limit): like a call whose worker died, it may go again if its caller gave it retries.
+func (e *chunkEnd) retryable(i int) bool {
+	return i == len(e.outs) && i < e.ran && i != e.expired-1 && errors.Is(e.failed, ErrWorkerDied)
 }
 
 // whole reports whether every input of a chunk of n has its outcome.

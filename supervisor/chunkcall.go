@@ -81,6 +81,10 @@ func settleParts(c *task) {
 			} else {
 				t.settle(o.Value, nil)
 			}
+		case e.retryable(i) && t.retries > 0: // at-least-once: again, a retry spent
+			t.retries--
+			t.starts.Store(c.starts.Load())
+			c.resend(t)
 		case err != nil:
 			if i < e.ran { // it ran: its error is its chunk's, at its place in it
 				t.starts.Store(c.starts.Load())

@@ -49,13 +49,16 @@ type Config struct {
 	// fail with ErrHung. A plugin worker is hung when no Ping succeeded for this long.
 	// Default: 30s; negative: never.
 	HangTimeout time.Duration
-	// TaskTimeout is the soft time limit of every call, counted from when the worker starts
-	// it: the worker is sent a cancel (a Go handler's context is cancelled). Zero: no limit
-	// (a call's own context deadline still applies).
+	// TaskTimeout is the time limit of every call, counted from when the worker starts it: at
+	// the limit the call fails with a *TimeoutError (within 50 ms: the watchdog looks that
+	// often), never later and never with a result, and the worker is sent a cancel (a Go
+	// handler's context is cancelled). A chunk's limit is the chunk's: the input running
+	// then fails with it. Zero: no limit (a call's own context deadline still applies).
 	TaskTimeout time.Duration
-	// CancelGrace is how long a call may go on after its cancel (its soft limit, or its
-	// context ending) before its worker is killed and replaced: the hard limit. Only that call
-	// fails (with ErrTimeout, or its context's error). Default: 5s.
+	// CancelGrace is how long a call may go on after its cancel (its time limit, or its
+	// context ending) before its worker is killed and replaced. It decides when the worker
+	// is killed, not when the call fails. Only that call fails (with ErrTimeout, or its
+	// context's error). Default: 5s.
 	CancelGrace time.Duration
 	// StopGrace is the time between SIGTERM and SIGKILL when a worker's process group is
 	// killed. Default: 2s.

@@ -101,9 +101,11 @@ func (e *MemoryLimitError) Error() string {
 
 func (e *MemoryLimitError) Is(target error) bool { return target == ErrMemoryLimit }
 
-// TimeoutError is a task that ran past its soft time limit. Hard is set when it also ran past
-// the grace period after its cancel and its worker was killed; otherwise Cause is the error the
-// handler returned once cancelled.
+// TimeoutError is a task that reached its time limit (Config.TaskTimeout): it fails at the
+// limit, never later and never with a result, whatever its handler does then. Its worker is
+// sent a cancel; if the handler still runs Config.CancelGrace later, the worker is killed, and
+// the kill's event (EventWorkerKilled) carries a TimeoutError with Hard set. Cause is the
+// error a handler returned when it gave up on its own (a plugin call's context), if any.
 type TimeoutError struct {
 	Limit time.Duration
 	Hard  bool

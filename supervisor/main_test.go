@@ -172,6 +172,32 @@ func TestMain(m *testing.M) {
 		}
 		return 2 * n, nil
 	})
+	// model is the model test's handler (model_test.go): it logs its start, then acts.
+	child.Handle("model", func(ctx context.Context, in modelInput) (int, error) {
+		if err := logStart(strconv.Itoa(in.ID)); err != nil {
+			return 0, err
+		}
+		switch in.Act {
+		case actCrash:
+			os.Exit(3)
+		case actSpin:
+			for spin(time.Second) >= 0 {
+			}
+		case actFail:
+			return 0, errors.New("model failure")
+		case actSleep:
+			select {
+			case <-time.After(time.Duration(in.Ms) * time.Millisecond):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		case actPut:
+			if err := child.Put(ctx, modelInput{ID: -in.ID, Act: actOK}); err != nil {
+				return 0, err
+			}
+		}
+		return in.ID, nil
+	})
 	// fanout puts n follow-ups of 0 (child.Put), and returns n.
 	child.Handle("fanout", func(ctx context.Context, n int) (int, error) {
 		for range n {

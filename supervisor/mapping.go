@@ -79,9 +79,17 @@ func (m *mapper[In, Out]) flush(sent func(*task)) {
 	}
 }
 
+// retries is how many times a call of the Map may go again when its worker dies.
+func (m *mapper[In, Out]) retries() int {
+	if m.o.retries < 0 {
+		return m.f.pool.cfg.Retries
+	}
+	return m.o.retries
+}
+
 // results gives t's Results to yield, in input order; the inputs of a chunk it has no
 // outcome for go again, one per call, through again (which must send each to settle).
-func (m *mapper[In, Out]) results(t *task, yield func(Result[Out]) bool, again func(i int, in msgpack.RawMessage)) bool {
+func (m *mapper[In, Out]) results(t *task, yield func(Result[Out]) bool, again func(i int, in msgpack.RawMessage, spent int)) bool {
 	if t.chunk == 0 {
 		if t.err == nil {
 			m.sizer.answered(1, time.Duration(t.took.Load()))
@@ -101,13 +109,19 @@ func (m *mapper[In, Out]) results(t *task, yield func(Result[Out]) bool, again f
 		switch {
 		case o != nil:
 			r = itemResult[Out](t, i, *o)
+		case e.retryable(i) && m.retries() > 0: // at-least-once: again, a retry spent
+			if inputs == nil {
+				inputs = chunkInputs(t)
+			}
+			again(t.index+i, inputs[i], 1)
+			continue
 		case err != nil:
 			r = Result[Out]{Index: t.index + i, Err: t.inputError(t, i, err)}
 		default: // it never started: it goes again, alone
 			if inputs == nil {
 				inputs = chunkInputs(t)
 			}
-			again(t.index+i, inputs[i])
+			again(t.index+i, inputs[i], 0)
 			continue
 		}
 		m.f.pool.inputEnded(t.handler, r.Err)
@@ -136,9 +150,9 @@ func (f Func[In, Out]) Map(ctx context.Context, inputs iter.Seq[In]) iter.Seq[Re
 			pending = pending[1:]
 			<-t.done
 			var singles []*task // the inputs of a chunk sent again, in order
-			ok := m.results(t, yield, func(i int, in msgpack.RawMessage) {
+			ok := m.results(t, yield, func(i int, in msgpack.RawMessage, spent int) {
 				o := m.o
-				o.index, o.again = i, true
+				o.index, o.again, o.retries = i, true, m.retries()-spent
 				singles = append(singles, f.pool.submit(ctx, f.name, in, o))
 			})
 			for _, s := range singles {
@@ -180,17 +194,17 @@ func (f Func[In, Out]) MapUnordered(ctx context.Context, inputs iter.Seq[In]) it
 		calls := 0
 		sent := func(*task) { calls++ }
 		type again struct {
-			i  int
-			in msgpack.RawMessage
+			i, spent int
+			in       msgpack.RawMessage
 		}
 		var retry []again // inputs of chunks to send again one per call, when there is room
 		next := func() bool {
 			t := <-finished
 			calls--
-			ok := m.results(t, yield, func(i int, in msgpack.RawMessage) { retry = append(retry, again{i, in}) })
+			ok := m.results(t, yield, func(i int, in msgpack.RawMessage, spent int) { retry = append(retry, again{i, spent, in}) })
 			for ok && len(retry) > 0 && calls < window {
 				o := m.o
-				o.index, o.again = retry[0].i, true
+				o.index, o.again, o.retries = retry[0].i, true, m.retries()-retry[0].spent
 				f.pool.submit(ctx, f.name, retry[0].in, o)
 				calls++
 				retry = retry[1:]

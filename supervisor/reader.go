@@ -69,6 +69,12 @@ func (w *worker) read(conn *channel.Conn) error {
 					t.queue.followUp(t, m.Payload)
 				case t.putTo != nil:
 					t.putTo(m.Payload)
+				case t.chunk > 0: // only the input that put fails; an unreadable put fails the chunk's inputs that ran
+					if k, _, err := channel.ParseChunkPut(m.Payload, t.chunk); err == nil {
+						t.badPuts = append(t.badPuts, k)
+					} else {
+						t.badPut = true
+					}
 				default:
 					t.badPut = true
 				}
@@ -113,8 +119,11 @@ func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing 
 // closing say why it was cancelled, if it was (see answered).
 func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.RawMessage, remote error) {
 	switch {
+	case t.badPut && t.chunk > 0:
+		t.record = &channel.ChunkRecord{Started: t.chunk} // its inputs ran: none goes again
+		t.fail(w, fmt.Errorf("%w: a put during chunk call %d names no input of it", ErrNotInQueue, t.id))
 	case t.badPut:
-		t.fail(w, fmt.Errorf("%w: the handler put follow-up work, but the task was submitted to the pool", ErrNotInQueue))
+		t.fail(w, errNotInQueue)
 	case t.badReport:
 		t.fail(w, ErrQueueReport)
 	case t.gather != nil && t.gather.failing() != nil:
@@ -144,6 +153,9 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 		t.fail(w, remote)
 	}
 }
+
+// errNotInQueue fails a call whose handler put a follow-up, from no queue.
+var errNotInQueue = fmt.Errorf("%w: the handler put follow-up work, but the task was submitted to the pool", ErrNotInQueue)
 
 // stray logs a message about a task the worker does not hold (a duplicate answer, a report
 // after the answer, an answer to a call it was killed for) and otherwise ignores it: failing

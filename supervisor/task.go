@@ -41,6 +41,7 @@ type task struct {
 	putBy     int                              // a follow-up: its parent item's Index + 1 (0: the caller put it)
 	pinned    bool                             // for one worker only (Broadcast): never given to another
 	badPut    bool                             // it put follow-up work but came from no queue (only its reader touches it)
+	badPuts   []int                            // likewise, a chunk's inputs that did (they fail, whatever their outcome)
 	badReport bool                             // it sent a report but came from a queue, which has no reader for them (likewise)
 	puts      int                              // follow-ups it put (likewise; QueueConfig.MaxFollowUps)
 	call      func(context.Context, any) error // a plugin call (Pool.Call), instead of a payload

@@ -31,12 +31,8 @@ func (e interruptedError) Error() string {
 // whole error (with the worker's stderr tail) is logged once.
 func taskFailure(err error) string {
 	var te *supervisor.TimeoutError
-	if errors.As(err, &te) { // not its cause: the handler's "Canceled" is how it obeyed
-		msg := fmt.Sprintf("%v (%v)", supervisor.ErrTimeout, te.Limit)
-		if te.Hard {
-			msg += ", and still running after its cancel: worker killed"
-		}
-		return msg
+	if errors.As(err, &te) { // it fails at its limit, whatever its handler did then
+		return fmt.Sprintf("%v (%v)", supervisor.ErrTimeout, te.Limit)
 	}
 	var we *supervisor.WorkerError
 	if errors.As(err, &we) {

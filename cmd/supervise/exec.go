@@ -142,6 +142,11 @@ func execJobs(ctx context.Context, pf *poolFlags, ef execFlags, args []string, s
 		return err
 	}
 	cfg.Retries = 0 // exec retries failed jobs itself, whatever failed them
+	if pf.timeout > 0 {
+		// The job's handler keeps --timeout (execjob.Job.Timeout): it kills the job, and its
+		// call fails with the output it printed. The pool's limit is only a backstop.
+		cfg.TaskTimeout = pf.timeout + pf.stopGrace + time.Second
+	}
 	r := &execRun{pf: pf, ef: ef, command: command, replace: hasReplacement(command), past: past,
 		ends: &jobEnds{log: jl, halt: halter{rule: rule}}, stderr: stderr}
 	r.view = pf.liveView(stderr, "exec", "jobs")
@@ -204,7 +209,7 @@ func (r *execRun) submit(jobs context.Context, t *execTask) {
 		t.stdout, t.stderr = &spool{}, &spool{}
 	}
 	t.f = supervisor.Bind[execjob.Job, execjob.Result](r.job.pool, "exec").Submit(jobs,
-		execjob.Job{Argv: t.argv, Stream: r.ef.ungroup, Grace: r.pf.stopGrace})
+		execjob.Job{Argv: t.argv, Stream: r.ef.ungroup, Grace: r.pf.stopGrace, Timeout: r.pf.timeout})
 	go func() {
 		defer close(t.collected)
 		for rep := range t.f.Reports(context.Background()) {

@@ -31,7 +31,7 @@ func TestExample(t *testing.T) {
 	}
 	const protocol = `hello worker \d, from plugin pid \d+
 hello worker \d, from plugin pid \d+
-stuck call: task \d+ \(greeter\) on worker \d \(pid \d+\): time limit exceeded \(500ms\), and still running after its cancel: worker killed
+stuck call: task \d+ \(greeter\) on worker \d \(pid \d+\): time limit exceeded \(500ms\)
 killed: worker \d \(task \d+ still running 200ms after its cancel\)
 restarted: worker 3 in its place
 hello the new worker, from plugin pid \d+

@@ -35,6 +35,10 @@ type Job struct {
 	Argv   []string      // the command and its arguments; Argv[0] is looked up in PATH
 	Stream bool          // report every read of the output at once
 	Grace  time.Duration // from SIGTERM to SIGKILL of the job's group when its context ends
+	// Timeout is the job's time limit (0: none): past it, the job is killed as when its
+	// context ends, and the call fails, its output so far reported. The handler keeps it, not
+	// the pool's TaskTimeout, whose call fails at the limit without waiting for that output.
+	Timeout time.Duration
 }
 
 // Output is a piece of a job's output: Stream 1 is its stdout, 2 its stderr.
@@ -62,6 +66,11 @@ func Run(ctx context.Context, job Job) (Result, error) {
 func run(ctx context.Context, job Job, report func(Output) error) (Result, error) {
 	if len(job.Argv) == 0 {
 		return Result{}, errors.New("exec: no command")
+	}
+	if job.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, job.Timeout, fmt.Errorf("time limit exceeded (%v)", job.Timeout))
+		defer cancel()
 	}
 	cmd := exec.Command(job.Argv[0], job.Argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -116,7 +125,7 @@ func run(ctx context.Context, job Job, report func(Output) error) (Result, error
 				_ = send(Output{Stream: n + 1, Data: b})
 			}
 		}
-		return Result{}, fmt.Errorf("exec: %w (the job was killed: %s)", err, cmd.ProcessState)
+		return Result{}, fmt.Errorf("exec: %w (the job was killed: %s)", context.Cause(ctx), cmd.ProcessState)
 	}
 	return res, nil
 }

@@ -41,11 +41,11 @@ type Pool struct {
 	closeOnce sync.Once
 	spawner   *spawner // stopped once wg is done: no worker can be started after
 
-	containment   containment  // the pool's cgroup, if it has one
-	metrics       *poolMetrics // Config.Metrics's; nil: none
-	tracer        trace.Tracer // Config.TracerProvider's; nil: none
-	noChunks      atomic.Bool  // a worker's hello did not say it runs chunk calls: Map sends none
-	failures      failures     // tasks failed, by kind (Stats.Failures)
+	containment containment  // the pool's cgroup, if it has one
+	metrics     *poolMetrics // Config.Metrics's; nil: none
+	tracer      trace.Tracer // Config.TracerProvider's; nil: none
+	noChunks    atomic.Bool  // a worker's hello did not say it runs chunk calls: Map sends none
+	failures    failures     // tasks failed, by kind (Stats.Failures)
 
 	clock   clock                           // realClock; a fake one in tests
 	checked func(worker int, now time.Time) // tests: told after each watchdog look

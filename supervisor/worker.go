@@ -52,8 +52,8 @@ type worker struct {
 	leafUse               cgroup.Usage // what all its cgroup held used, set by wait once reaped
 	tail                  tail
 
-	concurrency int  // calls the worker runs at once (its hello says; 1 for the Go SDK)
-	chunks      bool // it runs chunk calls, and records them in its page (its hello says)
+	concurrency int    // calls the worker runs at once (its hello says; 1 for the Go SDK)
+	chunks      bool   // it runs chunk calls, and records them in its page (its hello says)
 	page        []byte // its progress page, mapped (channel/progress.go); unmapped once it ended
 
 	cancels chan uint64   // task ids to send cancels for
@@ -237,7 +237,7 @@ func (w *worker) run() {
 		// caller asked for it, not the worker.
 		ev.Failure = reason == "" || hung
 	}
-	w.callbacks.Wait() // every watch was stopped (settled, requeued) or has run
+	w.callbacks.Wait()        // every watch was stopped (settled, requeued) or has run
 	unmapProgressPage(w.page) // the owner reads it (expireChunk, above) and is done
 	w.page = nil
 	w.p.workerExited(w)

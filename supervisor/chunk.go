@@ -235,6 +235,13 @@ func chunkInputs(t *task) []msgpack.RawMessage {
 	return items
 }
 
+// chunkEnded counts the inputs of chunk t that started, once its end e is known.
+func chunkEnded(t *task, e *chunkEnd) {
+	if t.metrics != nil && e.ran > 0 {
+		t.metrics.inputsStarted(t.handler, e.ran)
+	}
+}
+
 // inputEnded counts the outcome of an input of a chunk call, as settle counts a call's: in
 // Stats.Failures and in the metrics.
 func (p *Pool) inputEnded(handler string, err error) {

@@ -66,6 +66,7 @@ func (f Func[In, Out]) SubmitChunk(ctx context.Context, ins []In) []*Future[Out]
 // error, or a call of its own where it never started.
 func settleParts(c *task) {
 	e := endOf(c)
+	chunkEnded(c, &e)
 	if c.gather != nil {
 		c.gather.ended(c, &e)
 	}

@@ -3,11 +3,14 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/supervise-dev/supervise/supervisor"
 )
 
@@ -58,8 +61,9 @@ func TestChunksStartEachInputOnce(t *testing.T) {
 			ledger := filepath.Join(t.TempDir(), "starts")
 			// TaskTimeout is a chunk's: a margin for a loaded machine over the milliseconds a
 			// chunk takes; only the spinning input comes near it.
+			reg := prometheus.NewRegistry()
 			p, _ := startPool(t, supervisor.Config{Workers: 2, TaskTimeout: 3 * time.Second, CancelGrace: 100 * time.Millisecond,
-				Env: []string{"SUPERVISE_TEST_LEDGER=" + ledger}})
+				Env: []string{"SUPERVISE_TEST_LEDGER=" + ledger}, Metrics: reg})
 			f := supervisor.Bind[int, int](p, "startlog")
 			input := func(i int) int {
 				switch i {
@@ -122,6 +126,13 @@ func TestChunksStartEachInputOnce(t *testing.T) {
 			}
 			if twice > 0 {
 				t.Fatalf("%d inputs started more than once", twice)
+			}
+			// The metrics count real starts too (they counted a chunk's inputs as started
+			// when the chunk was sent: 50,360 against 50,263).
+			srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			defer srv.Close()
+			if got := value(t, scrape(t, srv.URL), "supervise_tasks_started_total", "handler", "startlog"); int(got) != len(starts) {
+				t.Errorf("supervise_tasks_started_total %v, want %d: the starts the handler saw", got, len(starts))
 			}
 			if len(results) != n {
 				t.Fatalf("%d results for %d inputs", len(results), n)

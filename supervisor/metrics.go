@@ -66,9 +66,12 @@ func (m *poolMetrics) submit(t *task) {
 	t.submitted = time.Now()
 }
 
-// start counts a start of t's handler at now (the caller holds its worker's mu).
+// start counts a start of t's handler at now. A chunk's inputs are counted as they turn out
+// to have started, when it ends (inputsStarted).
 func (m *poolMetrics) start(t *task, now time.Time) {
-	m.started.WithLabelValues(t.handler).Add(float64(max(1, t.chunk)))
+	if t.chunk == 0 {
+		m.started.WithLabelValues(t.handler).Inc()
+	}
 	if t.starts.Load() == 1 && !t.submitted.IsZero() {
 		m.wait.WithLabelValues(t.handler).Observe(now.Sub(t.submitted).Seconds())
 	}
@@ -93,6 +96,11 @@ func (m *poolMetrics) input(handler string, err error, kind string) {
 		return
 	}
 	m.failed.WithLabelValues(handler, kind).Inc()
+}
+
+// inputsStarted counts n inputs of a chunk of handler's that started.
+func (m *poolMetrics) inputsStarted(handler string, n int) {
+	m.started.WithLabelValues(handler).Add(float64(n))
 }
 
 // kill counts a worker killed.

@@ -493,9 +493,12 @@ func atoi(t *testing.T, s string) int {
 	return n
 }
 
-// logStart appends line to $SUPERVISE_TEST_LEDGER in one write (O_APPEND: whole lines, even
+// logStart appends line to $SUPERVISE_TEST_LEDGER (if set) in one write (O_APPEND: whole lines, even
 // from many workers at once).
 func logStart(line string) error {
+	if os.Getenv("SUPERVISE_TEST_LEDGER") == "" { // a test that keeps no ledger
+		return nil
+	}
 	f, err := os.OpenFile(os.Getenv("SUPERVISE_TEST_LEDGER"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err

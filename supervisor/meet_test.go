@@ -158,3 +158,34 @@ func TestChunksStartEachInputOnce(t *testing.T) {
 		})
 	}
 }
+
+// Inputs that crash their workers do not break the pool: a worker that said hello and died
+// under an input is not a failed start, even if it answered nothing before. Ten inputs in a
+// row each exit the fresh worker they land on, first as a chunk, then alone; with the
+// default restart policy (the pool breaks after 5 failed starts in a row) every one fails
+// with its own worker's death, and the inputs after them succeed. (Before the fix, the fifth
+// fresh worker to die broke the pool, and the rest failed with ErrPoolBroken.)
+func TestCrashingInputsDoNotBreakThePool(t *testing.T) {
+	p, _ := startPool(t, supervisor.Config{Workers: 1})
+	f := supervisor.Bind[modelInput, int](p, "model")
+	ctx := context.Background()
+	var ins []modelInput
+	for i := range 30 {
+		in := modelInput{ID: i, Act: actOK}
+		if i < 10 {
+			in.Act = actCrash
+		}
+		ins = append(ins, in)
+	}
+	for i, fut := range f.SubmitChunk(ctx, ins) {
+		v, err := fut.Get(ctx)
+		switch {
+		case i < 10:
+			if !errors.Is(err, supervisor.ErrWorkerDied) {
+				t.Errorf("crashing input %d: %v; want its worker's death", i, err)
+			}
+		case err != nil || v != i:
+			t.Errorf("input %d: %v, %v", i, v, err)
+		}
+	}
+}

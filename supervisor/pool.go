@@ -312,17 +312,16 @@ func (p *Pool) exited(w *worker, ev EventWorkerExited, replace bool) {
 	var wait time.Duration
 	var backoff *EventRestartBackoff
 	switch {
+	case ev.Failure && w.diedUnderInput && w.answeredAny.Load():
+		// A worker that had answered calls died (or was killed) while it ran an input, which
+		// is charged with it: the input is at fault, not the command, and the replacement
+		// starts without backoff.
+		wait = p.restart.wait(time.Now())
 	case ev.Failure && w.diedUnderInput:
-		// A worker that said hello died (or was killed) while it ran an input, which is
-		// charged with it: the input is at fault, not the command, which can serve. The
-		// replacement starts without backoff, and the pool does not count it towards breaking.
-		wait = p.restart.wait(time.Now())
-	case ev.Failure && ev.TasksFailed > 0 && w.answeredAny.Load():
-		// A worker that had answered calls died under one, which is charged with it: the
-		// input is at fault, not the command, and the replacement starts without backoff.
-		// (It still counts towards breaking the pool: see RestartPolicy.)
-		p.streak.Add(1)
-		wait = p.restart.wait(time.Now())
+		// A worker that said hello and died under its first input: the command can serve, so
+		// it does not count towards breaking the pool (an input that crashes every worker it
+		// lands on is not a failed start), but restarts back off if it goes on.
+		wait, backoff = p.restart.failure(time.Now())
 	case ev.Failure:
 		p.streak.Add(1)
 		wait, backoff = p.restart.failure(time.Now())

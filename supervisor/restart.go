@@ -27,7 +27,10 @@ import (
 // worker that exits at once) must not spin. When no worker is alive and the last
 // MaxStartFailures failures came in a row, with no call answered by any worker in between, the
 // pool is broken: queued and later tasks fail with an error that wraps ErrPoolBroken and the
-// last worker's error (which quotes its stderr), and an EventPoolBroken is emitted.
+// last worker's error (which quotes its stderr), and an EventPoolBroken is emitted. A worker
+// that said hello and then died while it ran an input is not such a failure: the command can
+// serve, and the input is charged with the death (it still counts towards the backoff if it
+// had answered nothing).
 //
 // The zero value means the defaults below.
 type RestartPolicy struct {
@@ -40,8 +43,9 @@ type RestartPolicy struct {
 	// BackoffJitter is the largest random extra wait, as a fraction of FailureBackoff.
 	// Default: 0.5; negative: none.
 	BackoffJitter float64
-	// MaxStartFailures is how many failures in a row, with no worker alive and no call answered
-	// in between, break the pool. Default: 5.
+	// MaxStartFailures is how many failures in a row (failed starts, and workers that died
+	// without running a call), with no worker alive and no call answered in between, break
+	// the pool. Default: 5.
 	MaxStartFailures int
 }
 

@@ -271,3 +271,70 @@ func sortedString(s string) string {
 	slices.Sort(l)
 	return strings.Join(l, "")
 }
+
+// A machine killed with SIGKILL in the middle of a run, as a user meets it: supervise serve,
+// two machines, run --connect, all separate processes. The live machine hands the dead one's
+// deliveries back within seconds, so the run ends long before the ack wait (2 minutes here).
+// Before the fix it ended at the ack wait: a machine's heartbeat listed the deliveries it
+// held up to a second earlier, which, with tasks of 50 ms, were long acked.
+func TestDeadMachineNoticedFromTheCLI(t *testing.T) {
+	worker, clean, err := proctest.Build("../../examples/conformance-worker")
+	must(t, err)
+	t.Cleanup(clean)
+	url, _ := serveForTest(t)
+	var machines []*exec.Cmd
+	for range 2 {
+		machines = append(machines, background(t, "worker of queue default", "--workers", "2", "worker", "--connect", url, "--ack-wait", "2m", "--", worker))
+	}
+	run := exec.Command(binary, "run", "--connect", url, "--ack-wait", "2m", "--call", "sleep", "--json")
+	run.Stdin = strings.NewReader(strings.Repeat("0.05\n", 400))
+	var out, errOut strings.Builder
+	run.Stdout, run.Stderr = &out, &errOut
+	must(t, run.Start())
+	awaitDelivered(t, url, 100) // both machines are busy
+	must(t, machines[0].Process.Kill())
+	machines[0].Wait()
+	killed := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- run.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || strings.Count(out.String(), "\n") != 400 {
+			t.Fatalf("run: %v, %d results; stderr %q", err, strings.Count(out.String(), "\n"), errOut.String())
+		}
+	case <-time.After(time.Minute): // half the ack wait: a margin for a loaded machine over the seconds it takes
+		run.Process.Kill()
+		<-done
+		t.Fatalf("the run did not end a minute after a machine died: its tasks waited for the ack wait")
+	}
+	t.Logf("the run ended %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	for _, m := range machines[1:] {
+		stopBackground(t, m)
+	}
+	proctest.AwaitNoProcessRuns(t, 5*time.Second, worker) // the dead machine's workers too
+}
+
+// awaitDelivered waits until queue default's consumer has delivered n tasks or more.
+func awaitDelivered(t *testing.T, url string, n uint64) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	must(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		c, err := js.Consumer(ctx, "SUPERVISE_default_TASKS", "workers")
+		if err == nil {
+			if info, err := c.Info(ctx); err == nil && info.Delivered.Consumer >= n {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the machines were not delivered %d tasks in a minute", n)
+		case <-time.After(20 * time.Millisecond): // polling the server's count: it sends no event
+		}
+	}
+}

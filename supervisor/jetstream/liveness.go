@@ -31,6 +31,12 @@ type liveness struct {
 	mu    sync.Mutex
 	held  map[string]bool // this machine's deliveries, by ack subject
 	peers map[string]*peer
+
+	// changed says a delivery was taken since the last heartbeat: the beat goes out at once,
+	// not at the next tick. With short tasks the deliveries a machine holds change within a
+	// second; a heartbeat a second old named deliveries long acked, and the ones a dead
+	// machine really held waited for AckWait.
+	changed chan struct{}
 }
 
 // peer is another machine, as its last heartbeat said.
@@ -55,7 +61,8 @@ const (
 )
 
 func newLiveness(m *machine, every time.Duration) *liveness {
-	return &liveness{m: m, id: nuid.Next(), every: every, now: time.Now, held: map[string]bool{}, peers: map[string]*peer{}}
+	return &liveness{m: m, id: nuid.Next(), every: every, now: time.Now, held: map[string]bool{}, peers: map[string]*peer{},
+		changed: make(chan struct{}, 1)}
 }
 
 func (l *liveness) lapse() time.Duration { return 3 * l.every }
@@ -98,6 +105,8 @@ func (l *liveness) start(ctx context.Context) (stop func(), err error) {
 				return
 			case <-beat.C:
 				l.publish(false)
+			case <-l.changed: // bursts of holds coalesce into one beat
+				l.publish(false)
 			case <-look.C:
 				l.reap()
 			}
@@ -106,11 +115,17 @@ func (l *liveness) start(ctx context.Context) (stop func(), err error) {
 	return func() { <-done; l.publish(true); cc.Stop() }, nil
 }
 
-// hold and release keep the list of deliveries this machine holds.
+// hold and release keep the list of deliveries this machine holds. A delivery taken is
+// announced at once (changed); one let go waits for the next beat (a NAK on a delivery acked
+// already does nothing).
 func (l *liveness) hold(reply string) {
 	l.mu.Lock()
 	l.held[reply] = true
 	l.mu.Unlock()
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
 }
 
 func (l *liveness) release(reply string) {

@@ -169,6 +169,9 @@ func (r *execRun) notify(t *execTask, finished chan<- *execTask) {
 func (r *execRun) end(ctx, jobs context.Context, t *execTask) bool {
 	<-t.collected
 	res, err := t.f.Get(context.Background())
+	if st, ok := execjob.ParseFailure(err); ok { // its status, not supervise's error: as a Result
+		res, err = st, nil
+	}
 	if err != nil && (interrupted(ctx, err) || r.ends.halted && jobs.Err() != nil && errors.Is(err, context.Canceled)) {
 		r.notDone++ // cut short: neither failed nor logged
 		r.view.hashed(1, int64(t.size))

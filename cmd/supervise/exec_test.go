@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -228,5 +229,34 @@ func TestExecRecordTooLong(t *testing.T) {
 	lw.Write([]byte("yy"))
 	if len(lw.partial) != 0 || got.Len() != maxPartial+2 {
 		t.Fatalf("a line past maxPartial: %d bytes kept, %d passed on", len(lw.partial), got.Len())
+	}
+}
+
+// A job that exits non-zero or is killed by a signal is a failure for the pool
+// too, not only for exec's exit status: its worker's figures (the report's per-worker
+// "failed", as Stats, the metrics and the web view count) say so. They counted such jobs as
+// successes.
+func TestExecFailedJobsCountAsFailures(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "report.json")
+	_, stderr, code := execCLI(t, "", "--workers", "2", "--report-json", report, "exec", "sh", "-c", `case $1 in kill) kill -9 $$ ;; *) exit $1 ;; esac`, "_", ":::", "0", "1", "2", "kill", "0", "3")
+	if code != 4 {
+		t.Fatalf("exit %d, stderr %q; want 4 failed jobs", code, stderr)
+	}
+	b, err := os.ReadFile(report)
+	must(t, err)
+	var rep struct {
+		Failed    int `json:"failed"`
+		PerWorker []struct {
+			Tasks, Failed int
+		} `json:"per_worker"`
+	}
+	must(t, json.Unmarshal(b, &rep))
+	failed, tasks := 0, 0
+	for _, w := range rep.PerWorker {
+		failed += w.Failed
+		tasks += w.Tasks
+	}
+	if rep.Failed != 4 || failed != 4 || tasks != 2 { // Tasks: answered with a result
+		t.Errorf("report: %d failed; the workers' tasks with a result %d, failed %d; want 2 and 4", rep.Failed, tasks, failed)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/supervise-dev/supervise/channel"
 	"github.com/supervise-dev/supervise/child"
 )
 
@@ -55,11 +56,55 @@ type Result struct {
 	Stderr []byte
 }
 
-// Run runs job: the handler "exec" of the supervise binary's workers. The error is for a
-// command that could not start, or a context that ended (the job was killed for it); a
-// command that ran and failed is a Result with its status.
+// Run runs job: the handler "exec" of the supervise binary's workers. A job that did not
+// succeed fails its call, so that the pool counts it as a failure (Stats.Failures, the
+// metrics, the web view), by kind: a *channel.RemoteError of type "exit" (message "exit
+// status N"), "signal" ("killed by signal N (name)") or "start" (it could not start). Its
+// output goes to the caller as reports first. ParseFailure reads the status back. A context
+// that ended (its time limit, the run's cancel) is an error of its own.
 func Run(ctx context.Context, job Job) (Result, error) {
-	return run(ctx, job, func(o Output) error { return child.Report(ctx, o) })
+	report := func(o Output) error { return child.Report(ctx, o) }
+	res, err := run(ctx, job, report)
+	if err != nil || res.Exit == 0 && res.Signal == 0 {
+		return res, err
+	}
+	for n, b := range [][]byte{res.Stdout, res.Stderr} {
+		if len(b) > 0 {
+			if err := report(Output{Stream: n + 1, Data: b}); err != nil {
+				return res, err
+			}
+		}
+	}
+	if res.Signal != 0 {
+		return Result{}, &channel.RemoteError{Type: FailSignal, Message: fmt.Sprintf("killed by signal %d (%v)", res.Signal, syscall.Signal(res.Signal))}
+	}
+	return Result{}, &channel.RemoteError{Type: FailExit, Message: fmt.Sprintf("exit status %d", res.Exit)}
+}
+
+// The error types of a job that did not succeed.
+const (
+	FailExit   = "exit"   // it exited with a status other than 0
+	FailSignal = "signal" // a signal ended it
+	FailStart  = "start"  // it could not start
+)
+
+// ParseFailure reads a failed job's status from its call's error: ok false if err is not a
+// job's exit or signal (a start failure, a time limit, a dead worker).
+func ParseFailure(err error) (res Result, ok bool) {
+	var re *channel.RemoteError
+	if !errors.As(err, &re) {
+		return res, false
+	}
+	switch re.Type {
+	case FailExit:
+		_, err := fmt.Sscanf(re.Message, "exit status %d", &res.Exit)
+		return res, err == nil
+	case FailSignal:
+		_, err := fmt.Sscanf(re.Message, "killed by signal %d", &res.Signal)
+		res.Exit = -1
+		return res, err == nil
+	}
+	return res, false
 }
 
 // run is Run with the reports going to report.
@@ -91,7 +136,7 @@ func run(ctx context.Context, job Job, report func(Output) error) (Result, error
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		return Result{}, err
+		return Result{}, &channel.RemoteError{Type: FailStart, Message: err.Error()}
 	}
 	pgid := cmd.Process.Pid
 	stop := killOnDone(ctx, pgid, job.Grace)

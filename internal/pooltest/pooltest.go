@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/supervise-dev/supervise/internal/proctest"
 	"github.com/supervise-dev/supervise/supervisor"
 )
 
@@ -58,6 +59,9 @@ func (r *Recorder) String() string {
 }
 
 func (r *Recorder) hook(e supervisor.Event) {
+	if s, ok := e.(supervisor.EventWorkerStarted); ok {
+		proctest.Track(s.Pid) // its pid may be reused before the test checks it is gone
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)

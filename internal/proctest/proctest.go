@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,6 +48,35 @@ type proc struct {
 	pid, pgrp int
 	state     string
 	comm      string
+	start     uint64 // when it started, in clock ticks since boot: with pid, it names one process
+}
+
+// tracked holds the start times of processes a test named while they were alive (Track): a
+// live process with one of their pids and another start time is not theirs (the pid was
+// reused), and neither is the group it leads.
+var tracked sync.Map // pid -> start
+
+// Track notes the start time of process pid, alive now, so that AssertGone and AwaitGone do
+// not take a later process that reuses its pid for it.
+func Track(pid int) {
+	if start, ok := startTime(pid); ok {
+		tracked.Store(pid, start)
+	}
+}
+
+func startTime(pid int) (uint64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	p, ok := parseStat(pid, b)
+	return p.start, ok
+}
+
+// reused reports whether the process p has a pid that a test tracked for another process.
+func reused(p proc) bool {
+	start, ok := tracked.Load(p.pid)
+	return ok && start.(uint64) != p.start
 }
 
 func procs() []proc {
@@ -61,17 +91,28 @@ func procs() []proc {
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the last ')'.
-		close := bytes.LastIndexByte(b, ')')
-		f := strings.Fields(string(b[close+1:]))
-		if len(f) < 3 {
-			continue
+		if p, ok := parseStat(pid, b); ok {
+			out = append(out, p)
 		}
-		pgrp, _ := strconv.Atoi(f[2])
-		comm := string(b[bytes.IndexByte(b, '(')+1 : close])
-		out = append(out, proc{pid: pid, pgrp: pgrp, state: f[0], comm: comm})
 	}
 	return out
+}
+
+// parseStat reads /proc/PID/stat: pid (comm) state ppid pgrp ... starttime (the 22nd field).
+// comm may hold spaces and parentheses, so the fields are split after the last ')'.
+func parseStat(pid int, b []byte) (proc, bool) {
+	close := bytes.LastIndexByte(b, ')')
+	open := bytes.IndexByte(b, '(')
+	if close < 0 || open < 0 || open > close {
+		return proc{}, false
+	}
+	f := strings.Fields(string(b[close+1:]))
+	if len(f) < 20 {
+		return proc{}, false
+	}
+	pgrp, _ := strconv.Atoi(f[2])
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return proc{pid: pid, pgrp: pgrp, state: f[0], comm: string(b[open+1 : close]), start: start}, true
 }
 
 // AssertGone fails unless no process with one of pids, and no process in a group led by one of
@@ -99,8 +140,14 @@ func alive(pids []int) []string {
 		}
 	}
 	live := procs()
+	newLeaders := map[int]bool{} // tracked pids reused by another process: its group is not the old one
 	for _, p := range live {
-		if p.state == "Z" {
+		if reused(p) {
+			newLeaders[p.pid] = true
+		}
+	}
+	for _, p := range live {
+		if p.state == "Z" || reused(p) || newLeaders[p.pgrp] {
 			continue
 		}
 		if slices.Contains(pids, p.pid) {

@@ -235,11 +235,27 @@ func chunkInputs(t *task) []msgpack.RawMessage {
 	return items
 }
 
-// chunkEnded counts the inputs of chunk t that started, once its end e is known.
+// chunkEnded counts the inputs of chunk t that started, once its end e is known: in the
+// metrics, and in its worker's figures (Stats: inputs, not chunk calls), before they are
+// given their outcomes.
 func chunkEnded(t *task, e *chunkEnd) {
 	if t.metrics != nil && e.ran > 0 {
 		t.metrics.inputsStarted(t.handler, e.ran)
 	}
+	w := t.answerer
+	if w == nil {
+		return
+	}
+	var done, failed int64
+	for i := range e.ran {
+		if o, _ := e.input(i); o != nil && o.Err == nil {
+			done++
+		} else {
+			failed++
+		}
+	}
+	w.tasksDone.Add(done)
+	w.tasksFailed.Add(failed)
 }
 
 // inputEnded counts the outcome of an input of a chunk call, as settle counts a call's: in

@@ -112,7 +112,7 @@ func TestChunksIsolatePoison(t *testing.T) {
 			// asks for fewer calls than inputs (TestChunkSizer checks the sizing itself).
 			calls := 0
 			for _, w := range st.Workers {
-				calls += w.Tasks
+				calls += w.Calls
 			}
 			if limit := map[bool]int{true: n / 4, false: n}[tc.chunk > 0]; calls >= limit {
 				t.Errorf("%d calls answered for %d inputs: they did not go in chunks", calls, n)

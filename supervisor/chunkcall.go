@@ -65,10 +65,13 @@ func (f Func[In, Out]) SubmitChunk(ctx context.Context, ins []In) []*Future[Out]
 // settleParts gives each input of chunk c, now settled, its fate (chunkEnd): its outcome, its
 // error, or a call of its own where it never started.
 func settleParts(c *task) {
-	e := endOf(c)
-	chunkEnded(c, &e)
+	e := c.end
+	if e == nil { // a queue's chunk that failed with one item gathered: not a chunk call
+		x := endOf(c)
+		e = &x
+	}
 	if c.gather != nil {
-		c.gather.ended(c, &e)
+		c.gather.ended(c, e)
 	}
 	took := c.took.Load() / int64(max(1, len(e.outs)))
 	for i, t := range c.parts {

@@ -97,8 +97,7 @@ func (m *mapper[In, Out]) results(t *task, yield func(Result[Out]) bool, again f
 		v, err := decode[Out](t)
 		return yield(Result[Out]{Index: t.index, Value: v, Err: err})
 	}
-	e := endOf(t)
-	chunkEnded(t, &e)
+	e := t.end
 	m.sizer.answered(len(e.outs), time.Duration(t.took.Load()))
 	if t.err == nil || e.rest == nil { // not the caller's cancel, nor the pool's end
 		m.sizer.ended(t.chunk, e.whole(t.chunk))

@@ -128,6 +128,14 @@ func TestChunksStartEachInputOnce(t *testing.T) {
 			if twice > 0 {
 				t.Fatalf("%d inputs started more than once", twice)
 			}
+			// Stats count inputs, not chunk calls (Tasks counted some 445 calls of 10,000 inputs).
+			var tasks, failed int
+			for _, w := range p.Stats().Workers {
+				tasks, failed = tasks+w.Tasks, failed+w.Failed
+			}
+			if tasks != n-2 || failed != 2 {
+				t.Errorf("Stats: %d tasks with a result, %d failed; want %d and 2", tasks, failed, n-2)
+			}
 			// The metrics count real starts too (they counted a chunk's inputs as started
 			// when the chunk was sent: 50,360 against 50,263).
 			srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

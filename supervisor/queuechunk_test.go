@@ -99,7 +99,7 @@ func TestQueueChunksIsolatePoison(t *testing.T) {
 			checkPoisonQueue(t, q, inputs)
 			calls := 0
 			for _, w := range p.Stats().Workers {
-				calls += w.Tasks
+				calls += w.Calls
 			}
 			// Chunks of 64 make some 160 calls of the 10,000 items, plus the follow-ups and the
 			// items of the two chunks that died, sent alone. The automatic size depends on how

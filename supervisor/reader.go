@@ -118,6 +118,12 @@ func (w *worker) answered(id uint64, now time.Time) (t *task, timedOut, closing 
 // settleAnswer settles t with its worker's answer: result, or the error remote. timedOut and
 // closing say why it was cancelled, if it was (see answered).
 func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.RawMessage, remote error) {
+	if t.chunk > 0 {
+		t.answerer = w // before settle, which wakes whoever reads its inputs' outcomes
+	}
+	if remote == nil {
+		w.callsDone.Add(1)
+	}
 	switch {
 	case t.badPut && t.chunk > 0:
 		t.record = &channel.ChunkRecord{Started: t.chunk} // its inputs ran: none goes again
@@ -135,10 +141,9 @@ func (w *worker) settleAnswer(t *task, timedOut, closing bool, result msgpack.Ra
 		}
 		t.record = rec
 		t.fail(w, t.gather.failing())
+	case remote == nil && t.chunk > 0: // its inputs are counted one by one (chunkEnded)
+		t.settle(result, nil)
 	case remote == nil:
-		if t.chunk > 0 {
-			t.answerer = w // before settle, which wakes whoever reads its inputs' outcomes
-		}
 		w.tasksDone.Add(1) // counted before settle wakes the caller, who may read Stats next
 		if !t.settle(result, nil) {
 			w.tasksDone.Add(-1)

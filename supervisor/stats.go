@@ -64,8 +64,9 @@ type WorkerStats struct {
 	Utilization float64
 	RSS         uint64 // resident memory of the worker and its descendants, bytes
 
-	Tasks  int           // answered with a result
-	Failed int           // failed on this slot (errors, panics, time limits, crashes)
+	Tasks  int           // answered with a result (each input of a chunk call counts)
+	Failed int           // failed on this slot (errors, panics, time limits, crashes; likewise)
+	Calls  int           // calls answered with a result: a chunk call counts once
 	CPU    time.Duration // user and system time, descendants included
 	MaxRSS uint64        // the most seen in samples, or reported by the kernel at exit
 	// MemoryPeak is, where the kernel enforces MemoryHardLimit on the workers' cgroups, the
@@ -103,10 +104,10 @@ func keepSlowest(list []TaskTiming, t TaskTiming) []TaskTiming {
 
 // slotTotals are the figures of the processes that held a slot and have exited.
 type slotTotals struct {
-	restarts, tasks, failed int
-	cpu                     time.Duration
-	maxRSS, memoryPeak      uint64
-	bytesIn, bytesOut       uint64
+	restarts, tasks, failed, calls int
+	cpu                            time.Duration
+	maxRSS, memoryPeak             uint64
+	bytesIn, bytesOut              uint64
 }
 
 // sampler takes Stats. It samples in a goroutine of its own, every Config.StatsInterval, only
@@ -277,7 +278,7 @@ func (p *Pool) sample() Stats {
 	for i, w := range live {
 		ws := &liveStats[i]
 		ws.Slot, ws.ID, ws.Pid, ws.Started, ws.Uptime = w.slot, w.id, w.pid, w.started, now.Sub(w.started)
-		ws.Tasks, ws.Failed = int(w.tasksDone.Load()), int(w.tasksFailed.Load())
+		ws.Tasks, ws.Failed, ws.Calls = int(w.tasksDone.Load()), int(w.tasksFailed.Load()), int(w.callsDone.Load())
 		ws.BytesIn, ws.BytesOut = w.link.bytes()
 		w.mu.Lock()
 		switch {
@@ -326,6 +327,7 @@ func (p *Pool) sample() Stats {
 		ws, done := &st.Workers[i], s.slots[i]
 		ws.Tasks += done.tasks
 		ws.Failed += done.failed
+		ws.Calls += done.calls
 		ws.CPU += done.cpu
 		ws.MaxRSS = max(ws.MaxRSS, done.maxRSS)
 		ws.MemoryPeak = max(ws.MemoryPeak, done.memoryPeak)
@@ -363,6 +365,7 @@ func (p *Pool) workerExited(w *worker) {
 	t := &s.slots[w.slot]
 	t.tasks += int(w.tasksDone.Load())
 	t.failed += int(w.tasksFailed.Load())
+	t.calls += int(w.callsDone.Load())
 	t.cpu += cpuTime
 	t.maxRSS = max(t.maxRSS, maxRSS)
 	t.memoryPeak = max(t.memoryPeak, w.leafUse.Peak)

@@ -54,6 +54,7 @@ type task struct {
 	record  *channel.ChunkRecord // it ended without its answer: how far its worker got (its progress page)
 	expired int                  // it reached its time limit while its input expired-1 ran (set under the worker's mu)
 	limit   time.Duration        // that limit
+	end     *chunkEnd            // set by settle: what its end means for each input
 
 	// Guarded by the holding worker's mu:
 	sentAt       time.Time // when it was last sent
@@ -80,6 +81,11 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		t.gather.seal(t) // no item joins it now; its items end below (settleParts)
 	}
 	t.result, t.err = result, err
+	if t.chunk > 0 { // what it means for each input, read once and counted before anyone is woken
+		e := endOf(t)
+		t.end = &e
+		chunkEnded(t, &e)
+	}
 	if t.chunk == 0 && t.gather == nil { // a chunk's inputs are counted one by one
 		var kind string
 		if err != nil && t.failures != nil {
@@ -135,11 +141,12 @@ func (t *task) fail(w *worker, err error) bool {
 	if w != nil {
 		te.WorkerID, te.Pid = w.id, w.pid
 	}
-	if w != nil { // counted before settle wakes the caller, who may read Stats next
+	count := w != nil && t.chunk == 0 // a chunk's inputs are counted one by one (chunkEnded)
+	if count {                        // counted before settle wakes the caller, who may read Stats next
 		w.tasksFailed.Add(1)
 	}
 	if !t.settle(nil, te) {
-		if w != nil {
+		if count {
 			w.tasksFailed.Add(-1)
 		}
 		return false

@@ -86,6 +86,7 @@ type worker struct {
 	// Figures for Stats.
 	tasksDone   atomic.Int64
 	tasksFailed atomic.Int64
+	callsDone   atomic.Int64
 	maxRSS      atomic.Uint64
 	slowest     []TaskTiming // guarded by mu: its slowest calls
 	folded      bool         // guarded by the pool's sampler.mu: its figures are in its slot's totals

@@ -58,6 +58,23 @@ func TestMain(m *testing.M) {
 			return 0, ctx.Err()
 		}
 	})
+	// model writes N to its log (the model test's ledger of starts), then acts: "fail"
+	// returns an error, "crash" exits its worker, else it sleeps Ms and answers N.
+	child.Handle("model", func(ctx context.Context, in modelInput) (int, error) {
+		appendLine(in.Log, strconv.Itoa(in.N))
+		switch in.Act {
+		case "fail":
+			return 0, fmt.Errorf("model failure %d", in.N)
+		case "crash":
+			os.Exit(3)
+		}
+		select {
+		case <-time.After(time.Duration(in.Ms) * time.Millisecond):
+			return in.N, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	})
 	// hold writes "start N PID" to its log, waits for its context to end, writes "cancelled N
 	// PID" and returns the context's error: a handler that honours a cancel.
 	child.Handle("hold", func(ctx context.Context, in napInput) (int, error) {

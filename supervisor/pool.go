@@ -222,6 +222,10 @@ type WorkerInfo struct {
 	Started  time.Time
 }
 
+// Logger is the logger the pool logs to: Config.Logger, or slog.Default(). Packages that
+// serve the pool elsewhere (supervisor/jetstream's machines) log there too by default.
+func (p *Pool) Logger() *slog.Logger { return p.log }
+
 // Workers lists the live workers.
 func (p *Pool) Workers() []WorkerInfo {
 	p.mu.Lock()

@@ -38,7 +38,7 @@ type Config struct {
 	// Zero: as many as take about 50 ms of work, by how long the machines say the last
 	// ones took, up to 256 (and 1 MiB); each alone until the first outcome says.
 	MaxBatch int
-	// Logger receives what the queue logs; nil: slog.Default().
+	// Logger receives what the queue logs; nil: slog.Default() (for Serve: the pool's logger).
 	Logger *slog.Logger
 }
 

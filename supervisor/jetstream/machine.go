@@ -57,6 +57,9 @@ type ServeConfig struct {
 // Serve returns when ctx ends, after the tasks it holds have finished or, past Drain, have
 // been handed back; it does not close pool.
 func Serve(ctx context.Context, nc *nats.Conn, pool *supervisor.Pool, cfg ServeConfig) error {
+	if cfg.Logger == nil { // where the pool logs, not slog.Default()
+		cfg.Logger = pool.Logger()
+	}
 	var err error
 	if cfg.Config, err = cfg.Config.withDefaults(); err != nil {
 		return err

@@ -3,8 +3,13 @@ package jetstream_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,4 +107,44 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A machine served without a Logger logs where its pool logs (Config.Logger), not to
+// slog.Default(): here, handing back a task whose worker died.
+func TestServeLogsThroughThePoolsLogger(t *testing.T) {
+	s := startServer(t)
+	cfg := testConfig()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	pool, err := supervisor.Start(context.Background(), supervisor.Config{Workers: 1, Command: []string{os.Args[0], "worker-of", "logger"},
+		StartTimeout: pooltest.StartTimeout, Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, &mu}, nil))})
+	must(t, err)
+	defer pool.Close()
+	serveCtx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- jetstream.Serve(serveCtx, connect(t, s), pool, jetstream.ServeConfig{Config: cfg}) }()
+	defer func() { stop(); <-served }()
+	c := newClient(t, s, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := jetstream.Submit[modelInput, int](ctx, c, "model", modelInput{N: 1, Act: "crash", Log: napLog(t)}).Get(ctx); !errors.Is(err, supervisor.ErrWorkerDied) {
+		t.Fatalf("the crashing task: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "handing back a task whose worker died") {
+		t.Errorf("the pool's log has nothing of the machine's:\n%s", logs.String())
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

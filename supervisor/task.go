@@ -96,6 +96,9 @@ func (t *task) settle(result msgpack.RawMessage, err error) bool {
 		}
 	}
 	if t.span != nil {
+		if t.end != nil && t.parts == nil { // Map's: its inputs have no task, nor span, of their own
+			inputSpans(t, t.end)
+		}
 		endSpan(t, err)
 	}
 	if stop := t.unwatch.Load(); stop != nil {

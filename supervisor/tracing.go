@@ -37,6 +37,35 @@ func (p *Pool) traceTask(t *task) {
 	t.trace = tracectx.Format(sc)
 }
 
+// inputSpans records a span for each input of Map's chunk t, now ended (e): a child of the
+// chunk call's span, from the chunk's submission to its end, whose status is the input's
+// outcome. An input that goes again alone gets its span from that call instead.
+func inputSpans(t *task, e *chunkEnd) {
+	tr := t.span.TracerProvider().Tracer(tracerName)
+	ctx := trace.ContextWithSpan(t.ctx, t.span)
+	for i := range t.chunk {
+		o, err := e.input(i)
+		if o == nil && err == nil {
+			continue
+		}
+		opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attribute.String("supervise.handler", t.handler), attribute.Int("supervise.chunk.input", i+1),
+				attribute.Int("supervise.map.index", t.index+i))}
+		if !t.submitted.IsZero() {
+			opts = append(opts, trace.WithTimestamp(t.submitted))
+		}
+		_, s := tr.Start(ctx, "supervise "+t.handler+" input", opts...)
+		if err == nil && o.Err != nil {
+			err = o.Err
+		}
+		if err != nil {
+			s.RecordError(err)
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
+}
+
 // spanSent records that t went to worker w (whose mu the caller holds).
 func spanSent(t *task, w *worker) {
 	t.span.AddEvent("sent", trace.WithAttributes(attribute.Int("supervise.worker.id", w.id), attribute.Int("supervise.worker.pid", w.pid)))

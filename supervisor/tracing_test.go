@@ -87,3 +87,31 @@ func TestTaskSpans(t *testing.T) {
 		t.Errorf("a task submitted without a span: %d spans, the last with parent %v; want a root span", len(spans), spans[len(spans)-1].Parent())
 	}
 }
+
+// A Map's chunked inputs each get a span (a child of their chunk call's), with its outcome:
+// 200 inputs in chunks of 16 gave 133 spans, a chunk's one for all its inputs.
+func TestMapInputSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	p, _ := startPool(t, supervisor.Config{Workers: 1, TracerProvider: tp})
+	ctx, _ := callerSpan(t)
+	for r := range supervisor.Bind[int, int](p, "square").WithChunk(16).Map(ctx, ints(200)) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	seen := map[int64]int{}
+	for _, s := range rec.Ended() {
+		for _, a := range s.Attributes() {
+			if a.Key == "supervise.map.index" {
+				seen[a.Value.AsInt64()]++
+			}
+		}
+	}
+	for i := range int64(200) {
+		if seen[i] != 1 {
+			t.Fatalf("input %d has %d spans, want 1 (%d inputs with a span)", i, seen[i], len(seen))
+		}
+	}
+}

@@ -48,34 +48,7 @@ const (
 )
 
 func TestModel(t *testing.T) {
-	if s := os.Getenv("SUPERVISE_MODEL_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runModel(t, seed)
-		return
-	}
-	budget := 20 * time.Second
-	if testing.Short() {
-		budget = 5 * time.Second
-	}
-	if s := os.Getenv("SUPERVISE_MODEL_TIME"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		budget = d
-	}
-	start := time.Now()
-	runs := 0
-	for seed := uint64(time.Now().UnixNano()); runs == 0 || time.Since(start) < budget; seed++ {
-		if !t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runModel(t, seed) }) {
-			t.Fatalf("seed %d failed: replay it with SUPERVISE_MODEL_SEED=%d go test -run 'TestModel$' ./supervisor", seed, seed)
-		}
-		runs++
-	}
-	t.Logf("%d runs in %v", runs, time.Since(start).Round(time.Millisecond))
+	pooltest.Seeds(t, 20*time.Second, 5*time.Second, "go test -run 'TestModel$' ./supervisor", runModel)
 }
 
 // modelRun is one run's plan and what it saw.

@@ -139,23 +139,35 @@ func TestWorkerHandsBackOnSIGTERM(t *testing.T) {
 // them (delivered, not acked).
 func awaitHeld(t *testing.T, url string, n int) {
 	t.Helper()
+	awaitConsumer(t, url, fmt.Sprintf("the machines hold %d tasks", n), func(c *jetstream.ConsumerInfo) bool { return c.NumAckPending == n })
+}
+
+// awaitDelivered waits until queue default's consumer has delivered n tasks or more.
+func awaitDelivered(t *testing.T, url string, n uint64) {
+	t.Helper()
+	awaitConsumer(t, url, fmt.Sprintf("%d tasks delivered", n), func(c *jetstream.ConsumerInfo) bool { return c.Delivered.Consumer >= n })
+}
+
+// awaitConsumer waits up to a minute until queue default's consumer is as ok says.
+func awaitConsumer(t *testing.T, url, what string, ok func(*jetstream.ConsumerInfo) bool) {
+	t.Helper()
 	nc, err := nats.Connect(url)
 	must(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	must(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
 		c, err := js.Consumer(ctx, "SUPERVISE_default_TASKS", "workers")
 		if err == nil {
-			if info, err := c.Info(ctx); err == nil && info.NumAckPending == n {
+			if info, err := c.Info(ctx); err == nil && ok(info) {
 				return
 			}
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the machines do not hold %d tasks after 10s", n)
+			t.Fatalf("not yet after a minute: %s", what)
 		case <-time.After(20 * time.Millisecond): // polling the server's count: it sends no event
 		}
 	}
@@ -312,29 +324,4 @@ func TestDeadMachineNoticedFromTheCLI(t *testing.T) {
 		stopBackground(t, m)
 	}
 	proctest.AwaitNoProcessRuns(t, 5*time.Second, worker) // the dead machine's workers too
-}
-
-// awaitDelivered waits until queue default's consumer has delivered n tasks or more.
-func awaitDelivered(t *testing.T, url string, n uint64) {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	must(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	must(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for {
-		c, err := js.Consumer(ctx, "SUPERVISE_default_TASKS", "workers")
-		if err == nil {
-			if info, err := c.Info(ctx); err == nil && info.Delivered.Consumer >= n {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the machines were not delivered %d tasks in a minute", n)
-		case <-time.After(20 * time.Millisecond): // polling the server's count: it sends no event
-		}
-	}
 }

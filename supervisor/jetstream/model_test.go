@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/supervise-dev/supervise/internal/pooltest"
 	"github.com/supervise-dev/supervise/supervisor"
 	"github.com/supervise-dev/supervise/supervisor/jetstream"
 )
@@ -32,33 +31,7 @@ type modelInput struct {
 }
 
 func TestQueueModel(t *testing.T) {
-	if s := os.Getenv("SUPERVISE_MODEL_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		queueModel(t, seed)
-		return
-	}
-	budget := 10 * time.Second
-	if testing.Short() {
-		budget = 3 * time.Second
-	}
-	if s := os.Getenv("SUPERVISE_MODEL_TIME"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		budget = d
-	}
-	start, runs := time.Now(), 0
-	for seed := uint64(time.Now().UnixNano()); runs == 0 || time.Since(start) < budget; seed++ {
-		if !t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { queueModel(t, seed) }) {
-			t.Fatalf("seed %d failed: replay it with SUPERVISE_MODEL_SEED=%d go test -run 'TestQueueModel$' ./supervisor/jetstream", seed, seed)
-		}
-		runs++
-	}
-	t.Logf("%d runs in %v", runs, time.Since(start).Round(time.Millisecond))
+	pooltest.Seeds(t, 10*time.Second, 3*time.Second, "go test -run 'TestQueueModel$' ./supervisor/jetstream", queueModel)
 }
 
 func queueModel(t *testing.T, seed uint64) {

@@ -167,8 +167,9 @@ func (f *Future[Out]) ID() uint64 { return f.t.id }
 func (f *Future[Out]) Done() <-chan struct{} { return f.t.done }
 
 // OnDone has fn called once, when the task has its outcome (at once if it has it already),
-// from the goroutine that settled it: fn must not block (a send on a channel with room will
-// do). It is how a program waiting on many futures learns which is done without a goroutine
+// from the goroutine that settled it, never under a lock of the pool's: fn may call any
+// method of the pool (Stats, Workers, Submit), but must not block (a send on a channel with
+// room will do). It is how a program waiting on many futures learns which is done without a goroutine
 // for each. Call it once per future.
 func (f *Future[Out]) OnDone(fn func()) { f.t.onDone.Set(fn) }
 

@@ -231,6 +231,7 @@ func withSignals(parent context.Context) (ctx context.Context, caught func() sys
 		}
 		select {
 		case s := <-sigs:
+			eraseView(500 * time.Millisecond) // no frozen bars left on the terminal
 			fmt.Fprintf(os.Stderr, "supervise: %v again: exiting now\n", s)
 			os.Exit(128 + int(s.(syscall.Signal)))
 		case <-done:

@@ -118,6 +118,7 @@ func newLiveView(w io.Writer, cores int, job, items string) *liveView {
 	if w == os.Stderr {
 		console.attach(v.progress)
 	}
+	shownView.Store(v)
 	v.job = v.progress.AddBar(0,
 		mpb.BarRemoveOnComplete(),
 		mpb.PrependDecorators(
@@ -186,12 +187,31 @@ func (v *liveView) coreUse(busy []float64) {
 	}
 }
 
+// shownView is the live view on the terminal, if one is: a second signal, which exits at
+// once, takes its bars off first (eraseView).
+var shownView atomic.Pointer[liveView]
+
+// eraseView stops the live view shown, if any, waiting for it at most within.
+func eraseView(within time.Duration) {
+	v := shownView.Load()
+	if v == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); v.stop() }()
+	select {
+	case <-done:
+	case <-time.After(within): // mpb does not draw: exit all the same
+	}
+}
+
 // stop removes every bar and waits until the terminal shows none.
 func (v *liveView) stop() {
 	if v == nil {
 		return
 	}
 	v.stopOnce.Do(func() {
+		shownView.CompareAndSwap(v, nil)
 		console.attach(nil)
 		v.job.Abort(true)
 		for _, b := range v.cores {

@@ -157,3 +157,30 @@ func TestLiveViewKeepsEveryLine(t *testing.T) {
 	}
 	proctest.AssertNoProcessRuns(t, binary)
 }
+
+// A second Ctrl-C exits at once, and takes the live bars off the terminal first: they were
+// left frozen there. The jobs ignore SIGTERM, so the first Ctrl-C leaves supervise stopping,
+// for --stop-grace, when the second comes.
+func TestSecondSignalLeavesNoBars(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed (.ci/run installs it)")
+	}
+	jobBar := regexp.MustCompile(`(?m)^exec +\d+/\d+\+? jobs`)
+	coreBar := regexp.MustCompile(`(?m)^cpu0 +\[`)
+	term := startTmux(t, "", 120, fmt.Sprintf(`%s -j 2 --stop-grace 30s exec -u sh -c 'echo job $$; trap "" TERM; sleep 20' _ ::: 1 2; echo EXITED $?; sleep 600`, binary))
+	s := term.screen(func(s string) bool { return jobBar.MatchString(s) && strings.Count(s, "job ") == 2 })
+	for _, m := range regexp.MustCompile(`job (\d+)`).FindAllStringSubmatch(s, -1) {
+		pid, _ := strconv.Atoi(m[1])
+		proctest.KillAtCleanup(t, pid) // the jobs outlive the hard exit by their sleep at most
+	}
+	term.run("send-keys", "-t", "s", "C-c")
+	term.screen(func(s string) bool { return strings.Contains(s, "stopping (a second signal exits at once)") })
+	term.run("send-keys", "-t", "s", "C-c")
+	s = term.screen(func(s string) bool { return strings.Contains(s, "EXITED") })
+	if jobBar.MatchString(s) || coreBar.MatchString(s) {
+		t.Errorf("bars left on the screen after the second Ctrl-C:\n%s", s)
+	}
+	if !strings.Contains(s, "EXITED 130") || !strings.Contains(s, "again: exiting now") {
+		t.Errorf("want the immediate exit, 130:\n%s", s)
+	}
+}

@@ -68,8 +68,10 @@ func (r *execRun) loop(ctx, jobs context.Context, records <-chan []record) error
 	if r.ends.halt.rule.percent > 0 { // a share of all the jobs: read them all first
 		for b := range records {
 			queued = append(queued, b...)
+			r.found(b)
 		}
 		records = nil
+		r.view.walked()
 		r.ends.halt.total = len(queued)
 	}
 	finished := make(chan *execTask, slots+hold) // never blocks: no more tasks are out
@@ -103,6 +105,18 @@ func (r *execRun) loop(ctx, jobs context.Context, records <-chan []record) error
 				break
 			}
 			queued = b
+			r.found(b)
+			select { // input that has ended (:::) says so now: the bar's total is final
+			case more, ok := <-records:
+				if !ok {
+					records = nil
+					r.view.walked()
+				} else {
+					queued = append(queued, more...)
+					r.found(more)
+				}
+			default:
+			}
 		case t := <-finished:
 			running--
 			t.finished = true
@@ -137,13 +151,26 @@ func (r *execRun) loop(ctx, jobs context.Context, records <-chan []record) error
 	return r.ends.err
 }
 
-// task makes the job of a record, or nil for one not to run (--resume, a read error).
+// found counts the records read in the live view's total, as soon as they are read: all of
+// them at once for ::: (the bar shows the total and an ETA), a batch at a time for a stream.
+func (r *execRun) found(b []record) {
+	var size int64
+	for _, rec := range b {
+		size += int64(rec.size)
+	}
+	r.view.found(len(b), size)
+}
+
+// task makes the job of a record, or nil for one not to run (--resume, a read error), which
+// counts as done in the live view at once.
 func (r *execRun) task(rec record) *execTask {
 	if rec.err != nil {
 		r.inputErr = rec.err
+		r.view.hashed(1, int64(rec.size))
 		return nil
 	}
 	if r.past.skip(rec.seq, "", false, r.ef.resumeFailed) {
+		r.view.hashed(1, int64(rec.size))
 		return nil
 	}
 	r.total++
@@ -153,9 +180,9 @@ func (r *execRun) task(rec record) *execTask {
 		if r.ends.ended(jobEntry{Seq: rec.seq, Start: time.Now(), Send: int64(rec.size), Exit: -1}) {
 			r.haltCode = -1
 		}
+		r.view.hashed(1, int64(rec.size))
 		return nil
 	}
-	r.view.found(1, int64(rec.size))
 	return &execTask{seq: rec.seq, input: rec.text, size: rec.size,
 		argv: commandFor(r.command, rec.text, rec.seq, r.ef.shell, r.replace)}
 }

@@ -184,3 +184,16 @@ func TestSecondSignalLeavesNoBars(t *testing.T) {
 		t.Errorf("want the immediate exit, 130:\n%s", s)
 	}
 }
+
+// exec's bar shows the total of jobs given after ::: (300, not the few submitted so far:
+// "110/112+ jobs"), with no "+": the total is known.
+func TestExecBarKnowsItsTotal(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed (.ci/run installs it)")
+	}
+	args := strings.TrimSpace(strings.Repeat("x ", 300))
+	term := startTmux(t, "", 120, fmt.Sprintf(`%s -j 2 exec sh -c 'sleep 0.05' _ ::: %s; echo EXITED $?; sleep 600`, binary, args))
+	term.screen(func(s string) bool { return regexp.MustCompile(`(?m)^exec +\d+/300 jobs +\[.* ETA `).MatchString(s) })
+	term.run("send-keys", "-t", "s", "C-c")
+	term.screen(func(s string) bool { return strings.Contains(s, "EXITED") })
+}

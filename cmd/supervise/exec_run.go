@@ -93,6 +93,9 @@ func (r *execRun) loop(ctx, jobs context.Context, records <-chan []record) error
 				pending = append(pending, t)
 			}
 		}
+		if records == nil && len(queued) == 0 && out == 0 {
+			break // the input ended (as read ahead) and no record left ran: nothing to wait for
+		}
 		var in <-chan []record // more records, once those read are all submitted
 		if len(queued) == 0 {
 			in = records

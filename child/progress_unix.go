@@ -21,9 +21,13 @@ func openProgress() *channel.ProgressPage {
 	}
 	syscall.CloseOnExec(fd) // the handler's own children get no share of it
 	b, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	syscall.Close(fd) // the mapping, if made, stays; the descriptor is of no more use either way
 	if err != nil {
 		return nil
 	}
-	syscall.Close(fd) // the mapping stays
-	return channel.NewProgressPage(b)
+	p := channel.NewProgressPage(b)
+	if p == nil {
+		syscall.Munmap(b)
+	}
+	return p
 }

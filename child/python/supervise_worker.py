@@ -493,11 +493,14 @@ class _Progress:
             return None
         try:
             import mmap
-            os.set_inheritable(fd, False)  # a handler's own children get no share of it
             m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            os.close(fd)  # the mapping keeps its own
         except (OSError, ValueError):
             return None
+        finally:
+            try:
+                os.close(fd)  # the mapping, if made, keeps its own; nothing else uses it
+            except OSError:
+                pass
         return cls(m)
 
     def begin(self, id):
